@@ -1,0 +1,339 @@
+/**
+ * The one configuration schema. It is fed by a JSON file (DR_CONFIG, or ./kimiclaw-dr.json when
+ * present) and environment variables, which win over the file. A bad config fails at start with
+ * every offending field named, before anything connects anywhere.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { isAbsolute, resolve } from 'node:path';
+import { z } from 'zod';
+import { DURATION_UNITS, parseDuration } from './duration';
+
+export const TIERS = ['L1', 'L2', 'L3'] as const;
+export const TierSchema = z.enum(TIERS);
+export type Tier = z.infer<typeof TierSchema>;
+
+export const DEFAULT_TASK_QUEUE = 'kimiclaw-dr';
+
+/** Names that end up in object keys, file names and workflow ids: keep them plain. */
+const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const NameSchema = z
+  .string()
+  .regex(NAME_RE, 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+
+/** A positive duration such as "90s", "24h", "30d", "7y"; parsed to milliseconds. */
+export const PositiveDurationSchema = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `"${text}" is not a duration; write a number and a unit (${DURATION_UNITS.join(', ')}), e.g. "24h"`,
+    });
+    return z.NEVER;
+  }
+  if (ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: `"${text}" must be greater than zero` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const NodeSchema = z.object({
+  id: NameSchema,
+  url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as http://127.0.0.1:7070' }),
+  /** The node's data directory on its own host; snapshots are written inside it. */
+  dataDir: z.string().min(1),
+  /** Where L1 snapshots are kept on the node's host; defaults to <dataDir>/backups. */
+  backupDir: z.string().min(1).optional(),
+  /** The task queue of the worker that runs on this node's host. */
+  taskQueue: z.string().min(1).optional(),
+});
+
+const DatabaseSchema = z.object({
+  name: NameSchema,
+  nodes: z.array(NodeSchema).min(1, 'list at least one node'),
+});
+
+const StorageSchema = z.object({
+  /** S3-compatible endpoint; omit for AWS S3. */
+  endpoint: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL' }).optional(),
+  region: z.string().min(1).default('us-east-1'),
+  bucket: z
+    .string()
+    .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'must be a valid S3 bucket name (3-63 of a-z, 0-9, ".", "-")'),
+  prefix: z
+    .string()
+    .regex(/^[a-zA-Z0-9._-]+(\/[a-zA-Z0-9._-]+)*$/, 'must be path segments of letters, digits, ".", "_", "-"')
+    .default('kimiclaw-dr'),
+  accessKeyId: z.string().min(1).optional(),
+  secretAccessKey: z.string().min(1).optional(),
+  forcePathStyle: z.boolean().default(true),
+  /** Storage class per off-site tier; some S3-compatible servers reject archive classes. */
+  storageClass: z
+    .object({
+      L2: z.string().min(1).default('STANDARD'),
+      L3: z.string().min(1).default('GLACIER'),
+    })
+    .prefault({}),
+  /** Object Lock mode used for L3 when the bucket has Object Lock enabled. */
+  objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('COMPLIANCE'),
+  partSizeMiB: z.number().int().min(5).max(5120).default(16),
+  uploadConcurrency: z.number().int().min(1).max(64).default(4),
+});
+
+const RetentionSchema = z
+  .object({
+    L1: PositiveDurationSchema.default(24 * 3_600_000),
+    L2: PositiveDurationSchema.default(30 * 86_400_000),
+    L3: PositiveDurationSchema.default(7 * 365 * 86_400_000),
+  })
+  .prefault({});
+
+const BackupSchema = z
+  .object({
+    compression: z.enum(['zstd', 'gzip']).default('zstd'),
+    /** zstd 1-19 (3 is the sweet spot measured here), gzip 1-9. */
+    level: z.number().int().min(1).max(19).optional(),
+    retention: RetentionSchema,
+    /** Artifacts without a manifest younger than this are an upload in progress, not garbage. */
+    orphanGrace: PositiveDurationSchema.default(6 * 3_600_000),
+  })
+  .prefault({})
+  .superRefine((b, ctx) => {
+    if (b.compression === 'gzip' && b.level !== undefined && b.level > 9) {
+      ctx.addIssue({ code: 'custom', path: ['level'], message: 'gzip accepts levels 1-9' });
+    }
+  });
+
+/** When a schedule fires: every N (interval) or cron lines; either may be given, not neither. */
+export const ScheduleSpecSchema = z
+  .object({
+    every: PositiveDurationSchema.optional(),
+    /** Offset of an interval, e.g. every "1d" at offset "3h" runs daily at 03:00 UTC. */
+    offset: z
+      .string()
+      .transform((text, ctx) => {
+        const ms = parseDuration(text);
+        if (ms === undefined || ms < 0) {
+          ctx.addIssue({ code: 'custom', message: `"${text}" is not a non-negative duration` });
+          return z.NEVER;
+        }
+        return ms;
+      })
+      .optional(),
+    cron: z.array(z.string().min(1)).min(1).optional(),
+    timezone: z.string().min(1).default('UTC'),
+    /** Missed runs within this window (e.g. while Temporal was down) still run once. */
+    catchupWindow: PositiveDurationSchema.optional(),
+    jitter: PositiveDurationSchema.optional(),
+    paused: z.boolean().default(false),
+  })
+  .superRefine((s, ctx) => {
+    if (!s.every && !s.cron) {
+      ctx.addIssue({ code: 'custom', message: 'give "every" (e.g. "6h") or "cron" (e.g. ["0 */6 * * *"])' });
+    }
+  });
+export type ScheduleSpecConfig = z.infer<typeof ScheduleSpecSchema>;
+
+const SchedulesSchema = z
+  .object({
+    /** Backup schedules per tier; null turns a tier's schedule off. */
+    backup: z
+      .object({
+        L1: ScheduleSpecSchema.nullable().default({ every: 3_600_000, timezone: 'UTC', paused: false }),
+        L2: ScheduleSpecSchema.nullable().default({
+          every: 86_400_000,
+          offset: 3 * 3_600_000,
+          timezone: 'UTC',
+          paused: false,
+        }),
+        L3: ScheduleSpecSchema.nullable().default({ cron: ['0 4 1 * *'], timezone: 'UTC', paused: false }),
+      })
+      .prefault({}),
+  })
+  .prefault({});
+
+const TemporalSchema = z
+  .object({
+    /** host:port of a Temporal frontend; absent means `start` runs an embedded dev server. */
+    address: z.string().min(1).optional(),
+    namespace: z.string().min(1).default('default'),
+    taskQueue: z.string().min(1).default(DEFAULT_TASK_QUEUE),
+    tls: z.boolean().default(false),
+    apiKey: z.string().min(1).optional(),
+    /** Port of the embedded dev server's Web UI. */
+    uiPort: z.number().int().min(1).max(65535).default(8233),
+  })
+  .prefault({});
+
+const MetricsSchema = z
+  .object({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.number().int().min(0).max(65535).default(9464),
+  })
+  .prefault({});
+
+export const ConfigSchema = z
+  .object({
+    temporal: TemporalSchema,
+    storage: StorageSchema,
+    databases: z.array(DatabaseSchema).min(1, 'list at least one database'),
+    backup: BackupSchema,
+    schedules: SchedulesSchema,
+    metrics: MetricsSchema,
+  })
+  .superRefine((c, ctx) => {
+    const seen = new Set<string>();
+    c.databases.forEach((db, i) => {
+      if (seen.has(db.name)) {
+        ctx.addIssue({ code: 'custom', path: ['databases', i, 'name'], message: `"${db.name}" is listed twice` });
+      }
+      seen.add(db.name);
+    });
+  });
+
+export type Config = z.infer<typeof ConfigSchema>;
+export type ConfigInput = z.input<typeof ConfigSchema>;
+export type DatabaseConfig = Config['databases'][number];
+export type NodeConfig = DatabaseConfig['nodes'][number];
+
+export class ConfigError extends Error {
+  constructor(
+    readonly problems: string[],
+    source: string,
+  ) {
+    super(`invalid configuration (${source}):\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+/** Lists every problem of a zod error as "field.path: message". */
+export function describeZodIssues(error: z.ZodError, fieldOrigin: (path: string) => string = (p) => p): string[] {
+  return error.issues.map((issue) => {
+    const path = issue.path.map(String).join('.');
+    const accepted =
+      issue.code === 'invalid_value' && 'values' in issue
+        ? ` (accepted: ${issue.values.map((v) => JSON.stringify(v)).join(', ')})`
+        : '';
+    return `${path ? fieldOrigin(path) : '(root)'}: ${issue.message}${accepted}`;
+  });
+}
+
+/** Environment variables and the config field each one sets. */
+const ENV_FIELDS: Array<{ env: string; path: string[]; kind: 'string' | 'boolean' | 'number' }> = [
+  { env: 'TEMPORAL_ADDRESS', path: ['temporal', 'address'], kind: 'string' },
+  { env: 'TEMPORAL_NAMESPACE', path: ['temporal', 'namespace'], kind: 'string' },
+  { env: 'TEMPORAL_API_KEY', path: ['temporal', 'apiKey'], kind: 'string' },
+  { env: 'TEMPORAL_TLS', path: ['temporal', 'tls'], kind: 'boolean' },
+  { env: 'DR_TASK_QUEUE', path: ['temporal', 'taskQueue'], kind: 'string' },
+  { env: 'S3_ENDPOINT', path: ['storage', 'endpoint'], kind: 'string' },
+  { env: 'S3_REGION', path: ['storage', 'region'], kind: 'string' },
+  { env: 'S3_BUCKET', path: ['storage', 'bucket'], kind: 'string' },
+  { env: 'S3_PREFIX', path: ['storage', 'prefix'], kind: 'string' },
+  { env: 'S3_FORCE_PATH_STYLE', path: ['storage', 'forcePathStyle'], kind: 'boolean' },
+  { env: 'AWS_ACCESS_KEY_ID', path: ['storage', 'accessKeyId'], kind: 'string' },
+  { env: 'AWS_SECRET_ACCESS_KEY', path: ['storage', 'secretAccessKey'], kind: 'string' },
+  { env: 'DR_METRICS_PORT', path: ['metrics', 'port'], kind: 'number' },
+];
+
+function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    if (typeof next !== 'object' || next === null) node[key] = {};
+    node = node[key] as Record<string, unknown>;
+  }
+  node[path[path.length - 1] as string] = value;
+}
+
+function envValue(raw: string, kind: 'string' | 'boolean' | 'number'): unknown {
+  if (kind === 'boolean') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  if (kind === 'number') return /^\d+$/.test(raw) ? Number(raw) : raw;
+  return raw;
+}
+
+/** Validates a config object; throws ConfigError naming every bad field. */
+export function parseConfig(input: unknown, source = 'config'): Config {
+  const result = ConfigSchema.safeParse(input);
+  if (!result.success) throw new ConfigError(describeZodIssues(result.error), source);
+  return result.data;
+}
+
+export interface LoadConfigOptions {
+  /** Path of the JSON file; defaults to DR_CONFIG, then ./kimiclaw-dr.json if it exists. */
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Values under the file and env, e.g. the embedded single-host defaults of `start`. */
+  defaults?: ConfigInput;
+}
+
+/** Reads the file and the environment and validates the result. */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  const env = options.env ?? process.env;
+  const file = options.file ?? env.DR_CONFIG ?? (existsSync('kimiclaw-dr.json') ? 'kimiclaw-dr.json' : undefined);
+  let raw: Record<string, unknown> = structuredClone((options.defaults ?? {}) as Record<string, unknown>);
+  if (file) {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError([`cannot read ${file}: ${(err as Error).message}`], file);
+    }
+    try {
+      raw = mergeDeep(raw, JSON.parse(text) as Record<string, unknown>);
+    } catch (err) {
+      throw new ConfigError([`${file} is not valid JSON: ${(err as Error).message}`], file);
+    }
+  }
+  const fromEnv = new Map<string, string>();
+  for (const { env: name, path, kind } of ENV_FIELDS) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, path, envValue(value, kind));
+    fromEnv.set(path.join('.'), name);
+  }
+  const result = ConfigSchema.safeParse(raw);
+  const source = [file, fromEnv.size ? 'environment' : undefined].filter(Boolean).join(' + ') || 'defaults';
+  if (!result.success) {
+    throw new ConfigError(
+      describeZodIssues(result.error, (p) => (fromEnv.has(p) ? `${p} (env ${fromEnv.get(p)})` : p)),
+      source,
+    );
+  }
+  return resolvePaths(result.data, file ? resolve(file, '..') : process.cwd());
+}
+
+function mergeDeep(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = { ...base };
+  for (const [key, value] of Object.entries(over)) {
+    const prev = out[key];
+    out[key] =
+      isPlainObject(prev) && isPlainObject(value)
+        ? mergeDeep(prev as Record<string, unknown>, value as Record<string, unknown>)
+        : value;
+  }
+  return out;
+}
+
+function isPlainObject(v: unknown): boolean {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function resolvePaths(config: Config, base: string): Config {
+  for (const db of config.databases) {
+    for (const node of db.nodes) {
+      if (!isAbsolute(node.dataDir)) node.dataDir = resolve(base, node.dataDir);
+      if (node.backupDir && !isAbsolute(node.backupDir)) node.backupDir = resolve(base, node.backupDir);
+    }
+  }
+  return config;
+}
+
+/** The task queue of the worker that owns a node's disk. */
+export function nodeTaskQueue(config: Config, node: NodeConfig): string {
+  return node.taskQueue ?? `${config.temporal.taskQueue}-node-${node.id}`;
+}
+
+/** Where a node's L1 snapshots are kept. */
+export function nodeBackupDir(node: NodeConfig): string {
+  return node.backupDir ?? resolve(node.dataDir, 'backups');
+}
