@@ -6,19 +6,11 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
+import { DEFAULT_TASK_QUEUE, NameSchema } from './domain';
 import { DURATION_UNITS, parseDuration } from './duration';
 
-export const TIERS = ['L1', 'L2', 'L3'] as const;
-export const TierSchema = z.enum(TIERS);
-export type Tier = z.infer<typeof TierSchema>;
-
-export const DEFAULT_TASK_QUEUE = 'kimiclaw-dr';
-
-/** Names that end up in object keys, file names and workflow ids: keep them plain. */
-const NAME_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
-export const NameSchema = z
-  .string()
-  .regex(NAME_RE, 'must be 1-63 characters of a-z, 0-9, "-" or "_", starting with a letter or digit');
+export { TIERS, TierSchema, NameSchema, DEFAULT_TASK_QUEUE } from './domain';
+export type { Tier } from './domain';
 
 /** A positive duration such as "90s", "24h", "30d", "7y"; parsed to milliseconds. */
 export const PositiveDurationSchema = z.string().transform((text, ctx) => {

@@ -1,0 +1,184 @@
+/**
+ * Activities that need no node-local disk: resolving what to back up, the catalog of manifests,
+ * retention and metrics. They run on the control task queue (L1 catalog work runs on the node's
+ * queue, since L1 lives on the node's disk).
+ */
+import { log } from '@temporalio/activity';
+import { nodeTaskQueue, type Config } from '../config';
+import type { Tier } from '../domain';
+import { InputProblem, Unavailable } from '../errors';
+import { backupIdOfKey, manifestKey } from '../backup/ids';
+import type { Manifest } from '../backup/manifest';
+import { planRetention, type KeepReason } from '../backup/retention';
+import { DEFAULT_LEVEL } from '../backup/codec';
+import type { DrMetrics } from '../metrics';
+import { NodeClient } from '../node-client';
+import { listManifests } from '../storage/store';
+import type { Stores } from '../storage/stores';
+
+export interface BackupTarget {
+  database: string;
+  tier: Tier;
+  node: { id: string; url: string; dataDir: string; taskQueue: string };
+  retentionMs: number;
+  compression: 'zstd' | 'gzip';
+  level: number;
+  storageClass?: string;
+  location: string;
+}
+
+export interface PruneResult {
+  dryRun: boolean;
+  deleted: Array<{ backupId: string; createdAt: string }>;
+  kept: Array<{ backupId: string; reason: KeepReason }>;
+  orphansDeleted: string[];
+  uploadsAborted: number;
+  problems: string[];
+}
+
+export function createCatalogActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
+  const { config, stores, metrics } = deps;
+
+  /**
+   * Checks the database (and node) exist in config and finds the node to snapshot: the named
+   * one, or the one that reports itself primary.
+   */
+  async function resolveBackupTarget(input: { database: string; tier: Tier; node?: string }): Promise<BackupTarget> {
+    const db = config.databases.find((d) => d.name === input.database);
+    if (!db) {
+      const known = config.databases.map((d) => JSON.stringify(d.name)).join(', ');
+      throw new InputProblem('database', `"${input.database}" is not a configured database; configured: ${known}`);
+    }
+    let candidates = db.nodes;
+    if (input.node !== undefined) {
+      candidates = db.nodes.filter((n) => n.id === input.node);
+      if (candidates.length === 0) {
+        const known = db.nodes.map((n) => JSON.stringify(n.id)).join(', ');
+        throw new InputProblem('node', `"${input.node}" is not a node of database "${db.name}"; its nodes: ${known}`);
+      }
+    }
+    const unreachable: string[] = [];
+    for (const node of candidates) {
+      try {
+        const health = await new NodeClient(node.id, node.url, 5_000).health();
+        if (input.node !== undefined || health.role === 'primary' || candidates.length === 1) {
+          const compression = config.backup.compression;
+          return {
+            database: db.name,
+            tier: input.tier,
+            node: { id: node.id, url: node.url, dataDir: node.dataDir, taskQueue: nodeTaskQueue(config, node) },
+            retentionMs: config.backup.retention[input.tier],
+            compression,
+            level: config.backup.level ?? DEFAULT_LEVEL[compression],
+            storageClass: input.tier === 'L1' ? undefined : config.storage.storageClass[input.tier],
+            location: input.tier === 'L1' ? stores.local(db.name, node.id).location : stores.s3().location,
+          };
+        }
+      } catch (err) {
+        unreachable.push((err as Error).message);
+      }
+    }
+    throw new Unavailable(
+      unreachable.length > 0
+        ? `no primary of database "${db.name}" answers: ${unreachable.join('; ')}`
+        : `waiting for a primary of database "${db.name}": no node reports role "primary"`,
+    );
+  }
+
+  /** Fails fast on a missing bucket or refused credentials; tells whether Object Lock is on. */
+  async function checkStorage(): Promise<{ location: string; objectLock: boolean }> {
+    const s3 = stores.s3();
+    await s3.checkBucket();
+    return { location: s3.location, objectLock: await s3.objectLockEnabled() };
+  }
+
+  /** The commit point of a backup (DESIGN rule 3): written last, same key on every retry. */
+  async function writeManifest(manifest: Manifest): Promise<{ location: string }> {
+    const store = stores.forTier(manifest.tier, manifest.database, manifest.node);
+    const key = manifestKey(manifest.database, manifest.tier, manifest.backupId);
+    const artifact = await store.statObject(manifest.artifact.key);
+    if (!artifact || artifact.bytes !== manifest.artifact.bytes) {
+      throw new Error(
+        `artifact ${store.locate(manifest.artifact.key)} is ${artifact ? `${artifact.bytes} bytes` : 'missing'}, expected ${manifest.artifact.bytes} bytes: refusing to write its manifest`,
+      );
+    }
+    await store.putJson(key, manifest);
+    return { location: store.locate(key) };
+  }
+
+  /**
+   * Applies a tier's retention (DESIGN rule 5) and sweeps garbage: folders without a manifest
+   * and unfinished uploads older than the grace period. `protect` lists backups in use.
+   */
+  async function pruneTier(input: {
+    database: string;
+    tier: Tier;
+    node?: string;
+    protect?: string[];
+    dryRun?: boolean;
+  }): Promise<PruneResult> {
+    const store = stores.forTier(input.tier, input.database, input.node);
+    const now = new Date();
+    const dryRun = input.dryRun ?? false;
+    const protect = new Set(input.protect ?? []);
+    const { manifests, problems } = await listManifests(store, input.database, input.tier);
+    const plan = planRetention(
+      manifests.map((m) => ({ ...m, retainUntil: m.artifact.retainUntil })),
+      { now, retentionMs: config.backup.retention[input.tier], inUse: protect },
+    );
+    const result: PruneResult = {
+      dryRun,
+      deleted: plan.delete.map((m) => ({ backupId: m.backupId, createdAt: m.createdAt })),
+      kept: plan.keep.map((k) => ({ backupId: k.backup.backupId, reason: k.reason })),
+      orphansDeleted: [],
+      uploadsAborted: 0,
+      problems,
+    };
+    for (const m of plan.delete) {
+      if (dryRun) continue;
+      // Manifest first: once it is gone the artifact is garbage, and a crash here leaves an
+      // orphan for the sweep below rather than a manifest pointing at nothing.
+      await store.deleteKeys([manifestKey(m.database, m.tier, m.backupId)]);
+      await store.deleteKeys([m.artifact.key]);
+      log.info('pruned backup', { backupId: m.backupId, createdAt: m.createdAt, tier: m.tier });
+    }
+
+    const graceCutoff = new Date(now.getTime() - config.backup.orphanGrace);
+    const withManifest = new Set(manifests.map((m) => m.backupId));
+    const folders = new Map<string, { keys: string[]; newest: number }>();
+    for (const object of await store.list(`${input.database}/${input.tier}/`)) {
+      const id = backupIdOfKey(object.key);
+      if (!id || withManifest.has(id) || protect.has(id)) continue;
+      const folder = folders.get(id) ?? { keys: [], newest: 0 };
+      folder.keys.push(object.key);
+      folder.newest = Math.max(folder.newest, object.lastModified.getTime());
+      folders.set(id, folder);
+    }
+    for (const [id, folder] of folders) {
+      if (folder.newest >= graceCutoff.getTime()) continue;
+      result.orphansDeleted.push(id);
+      if (!dryRun) await store.deleteKeys(folder.keys);
+    }
+    if (!dryRun) {
+      result.uploadsAborted = await store.abortIncompleteUploads(`${input.database}/${input.tier}/`, graceCutoff);
+    }
+    return result;
+  }
+
+  async function recordBackupMetrics(input: {
+    database: string;
+    tier: Tier;
+    completedAt: string;
+    durationSeconds: number;
+    storedBytes: number;
+    sourceBytes: number;
+  }): Promise<void> {
+    metrics.recordBackup({ ...input, completedAt: new Date(input.completedAt) });
+  }
+
+  async function recordBackupFailure(input: { database: string; tier: Tier; step: string }): Promise<void> {
+    metrics.backupFailures.inc({ database: input.database, tier: input.tier, step: input.step });
+  }
+
+  return { resolveBackupTarget, checkStorage, writeManifest, pruneTier, recordBackupMetrics, recordBackupFailure };
+}

@@ -1,0 +1,77 @@
+/**
+ * The schedules the system owns, derived from config: one per database and backup tier. Pure; the
+ * schedules module applies the plan to a Temporal namespace.
+ */
+import type { Config, ScheduleSpecConfig, Tier } from '../config';
+import { TIERS } from '../domain';
+import type { BackupInput } from './input';
+import { backupScheduleId } from './ids';
+
+const DEFAULT_CATCHUP_MS: Record<Tier, number> = {
+  L1: 3_600_000,
+  L2: 86_400_000,
+  L3: 7 * 86_400_000,
+};
+
+export interface PlannedSchedule {
+  scheduleId: string;
+  workflowType: 'backup';
+  /** Prefix of the ids of the workflows the schedule starts (Temporal appends the time). */
+  workflowId: string;
+  args: [BackupInput];
+  spec: {
+    intervals: Array<{ every: number; offset?: number }>;
+    cronExpressions: string[];
+    timezone: string;
+    jitter?: number;
+  };
+  catchupWindowMs: number;
+  paused: boolean;
+  database: string;
+  tier: Tier;
+  /** Stable digest of everything above: equal digests mean nothing to update. */
+  digest: string;
+}
+
+export function planSchedules(config: Config): PlannedSchedule[] {
+  const planned: PlannedSchedule[] = [];
+  for (const db of config.databases) {
+    for (const tier of TIERS) {
+      const spec = config.schedules.backup[tier];
+      if (!spec) continue;
+      planned.push(plannedBackupSchedule(db.name, tier, spec));
+    }
+  }
+  return planned;
+}
+
+function plannedBackupSchedule(database: string, tier: Tier, spec: ScheduleSpecConfig): PlannedSchedule {
+  const scheduleId = backupScheduleId(database, tier);
+  const body = {
+    scheduleId,
+    workflowType: 'backup' as const,
+    workflowId: `backup-${database}-${tier}-scheduled`,
+    args: [{ database, tier, reason: 'schedule' }] as [BackupInput],
+    spec: {
+      intervals: spec.every ? [{ every: spec.every, ...(spec.offset ? { offset: spec.offset } : {}) }] : [],
+      cronExpressions: spec.cron ?? [],
+      timezone: spec.timezone,
+      ...(spec.jitter ? { jitter: spec.jitter } : {}),
+    },
+    catchupWindowMs: spec.catchupWindow ?? DEFAULT_CATCHUP_MS[tier],
+    paused: spec.paused,
+    database,
+    tier,
+  };
+  return { ...body, digest: digest(JSON.stringify(body)) };
+}
+
+/** FNV-1a, 32 bit: enough to tell "changed" from "unchanged", and needs no crypto module. */
+export function digest(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h.toString(16).padStart(8, '0');
+}

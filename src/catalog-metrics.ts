@@ -1,0 +1,37 @@
+/**
+ * Fills the backup gauges from the catalog at worker start: the newest backup of each tier is
+ * what `backup_last_success_timestamp` must report, whichever worker wrote it.
+ */
+import type { Config } from './config';
+import { TIERS } from './domain';
+import type { DrMetrics } from './metrics';
+import { listManifests } from './storage/store';
+import type { Stores } from './storage/stores';
+
+export async function loadCatalogMetrics(
+  config: Config,
+  stores: Stores,
+  metrics: DrMetrics,
+  localNodes: string[],
+): Promise<void> {
+  for (const db of config.databases) {
+    for (const tier of TIERS) {
+      const storesOfTier =
+        tier === 'L1'
+          ? db.nodes.filter((n) => localNodes.includes(n.id)).map((n) => stores.local(db.name, n.id))
+          : [stores.s3()];
+      for (const store of storesOfTier) {
+        const newest = (await listManifests(store, db.name, tier)).manifests.find((m) => !m.bad);
+        if (!newest) continue;
+        metrics.recordBackup({
+          database: db.name,
+          tier,
+          completedAt: new Date(newest.completedAt),
+          durationSeconds: (Date.parse(newest.completedAt) - Date.parse(newest.createdAt)) / 1000,
+          storedBytes: newest.artifact.bytes,
+          sourceBytes: newest.snapshot.bytes,
+        });
+      }
+    }
+  }
+}

@@ -1,0 +1,109 @@
+/**
+ * The typed client other services use: start a backup, await its result or poll its progress.
+ *
+ *   const dr = await KimiclawDr.connect(loadConfig());
+ *   const handle = await dr.startBackup({ tier: 'L2', reason: 'before migration' });
+ *   const result = await handle.result();
+ */
+import { Client, Connection, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import type { TransferProgress } from './activities';
+import type { Config } from './config';
+import { backupWorkflowId } from './backup/ids';
+import { BackupInputSchema, parseInput, type BackupInput } from './backup/input';
+import type { BackupResult } from './workflows/backup';
+import { backupStatusQuery, type BackupStatus } from './workflows/messages';
+import { DrDatabase, DrTier } from './workflows/search-attributes';
+import type { backup } from './workflows';
+
+export type { BackupInput, BackupResult, BackupStatus, TransferProgress };
+
+export interface BackupProgress {
+  workflowId: string;
+  /** RUNNING, COMPLETED, FAILED, … */
+  state: string;
+  status?: BackupStatus;
+  /** Bytes of the current long step, from the activity's heartbeat. */
+  transfer?: TransferProgress;
+}
+
+export class InvalidInputError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid input: ${problems.join('; ')}`);
+    this.name = 'InvalidInputError';
+  }
+}
+
+export async function connectTemporal(config: Config): Promise<Client> {
+  const connection = await Connection.connect({
+    address: config.temporal.address ?? 'localhost:7233',
+    tls: config.temporal.tls || undefined,
+    apiKey: config.temporal.apiKey,
+  });
+  return new Client({ connection, namespace: config.temporal.namespace });
+}
+
+export class KimiclawDr {
+  constructor(
+    readonly client: Client,
+    readonly config: Config,
+  ) {}
+
+  static async connect(config: Config): Promise<KimiclawDr> {
+    return new KimiclawDr(await connectTemporal(config), config);
+  }
+
+  /** Starts a backup; bad input is refused here already, with the same message the workflow gives. */
+  async startBackup(input: BackupInput, options: { workflowId?: string } = {}): Promise<WorkflowHandle<typeof backup>> {
+    const parsed = parseInput(BackupInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const { database, tier } = parsed.value;
+    return this.client.workflow.start<typeof backup>('backup', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: options.workflowId ?? backupWorkflowId(database, tier, new Date()),
+      args: [input],
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: DrDatabase, value: database },
+        { key: DrTier, value: tier },
+      ]),
+    });
+  }
+
+  backupHandle(workflowId: string): WorkflowHandle<typeof backup> {
+    return this.client.workflow.getHandle<typeof backup>(workflowId);
+  }
+
+  async backupResult(workflowId: string): Promise<BackupResult> {
+    return this.backupHandle(workflowId).result();
+  }
+
+  /** Where a backup stands: its phase (query) and the bytes of its current transfer (heartbeat). */
+  async backupProgress(workflowId: string): Promise<BackupProgress> {
+    const handle = this.backupHandle(workflowId);
+    const description = await handle.describe();
+    const state = description.status.name;
+    let status: BackupStatus | undefined;
+    if (state === 'RUNNING') {
+      status = await handle.query(backupStatusQuery).catch((err: unknown) => {
+        if (err instanceof WorkflowNotFoundError) throw err;
+        return undefined;
+      });
+    }
+    const pending = description.raw.pendingActivities ?? [];
+    const converter = this.client.options.loadedDataConverter.payloadConverter;
+    let transfer: TransferProgress | undefined;
+    for (const activity of pending) {
+      const first = activity.heartbeatDetails?.payloads?.[0];
+      if (first) transfer = converter.fromPayload<TransferProgress>(first);
+    }
+    return { workflowId, state, status, transfer };
+  }
+
+  /** The reason the newest attempt of each pending activity failed: what the workflow waits for. */
+  async pendingFailures(workflowId: string): Promise<string[]> {
+    const description = await this.backupHandle(workflowId).describe();
+    return (description.raw.pendingActivities ?? [])
+      .map((a) => a.lastFailure?.message)
+      .filter((m): m is string => typeof m === 'string' && m.length > 0);
+  }
+}

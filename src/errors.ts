@@ -1,0 +1,71 @@
+/**
+ * Errors that say what kind of failure they are, so activities can tell Temporal whether a retry
+ * can help: bad input or config never gets better by retrying; an unreachable server may.
+ */
+
+/** The configuration points at something that does not exist or refuses us. Not retried. */
+export class ConfigProblem extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+    this.name = 'ConfigProblem';
+  }
+}
+
+/** A caller asked for something that is not there or not allowed. Not retried. */
+export class InputProblem extends Error {
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+    this.name = 'InputProblem';
+  }
+}
+
+/** A server we need does not answer (yet). Retried with backoff; the message says who we wait for. */
+export class Unavailable extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'Unavailable';
+  }
+}
+
+/** Data did not match what was recorded for it: a torn snapshot, a flipped byte. Not retried. */
+export class VerificationFailed extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'VerificationFailed';
+  }
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'TimeoutError',
+]);
+
+/** The network-level reason of an error (ECONNREFUSED …), looking through `cause` chains. */
+export function networkErrorCode(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code ?? (e as { name?: unknown }).name;
+    if (typeof code === 'string' && NETWORK_CODES.has(code)) return code;
+    const errors = (e as { errors?: unknown }).errors;
+    if (Array.isArray(errors) && errors.length > 0) {
+      const inner = networkErrorCode(errors[0]);
+      if (inner) return inner;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,110 @@
+/**
+ * The plan's metrics, in one prom-client registry served by the worker at /metrics. Temporal's own
+ * SDK metrics (exported by the SDK runtime on a loopback port) are appended to the same page so
+ * one scrape target carries both.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class DrMetrics {
+  readonly registry = new Registry();
+
+  readonly backupLastSuccess = new Gauge({
+    name: 'backup_last_success_timestamp',
+    help: 'Unix time (seconds) the newest verified backup of a tier completed',
+    labelNames: ['database', 'tier'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupDuration = new Gauge({
+    name: 'backup_duration_seconds',
+    help: 'Duration of the last successful backup of a tier, snapshot to manifest',
+    labelNames: ['database', 'tier'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupSize = new Gauge({
+    name: 'backup_size_bytes',
+    help: 'Stored (compressed) size of the last successful backup of a tier',
+    labelNames: ['database', 'tier'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupSourceSize = new Gauge({
+    name: 'backup_source_size_bytes',
+    help: 'Size of the database snapshot behind the last successful backup of a tier',
+    labelNames: ['database', 'tier'] as const,
+    registers: [this.registry],
+  });
+
+  readonly backupFailures = new Counter({
+    name: 'backup_failures_total',
+    help: 'Backups that failed, by the step they failed at',
+    labelNames: ['database', 'tier', 'step'] as const,
+    registers: [this.registry],
+  });
+
+  private readonly lastSuccess = new Map<string, number>();
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  recordBackup(m: {
+    database: string;
+    tier: string;
+    completedAt: Date;
+    durationSeconds: number;
+    storedBytes: number;
+    sourceBytes: number;
+  }): void {
+    const labels = { database: m.database, tier: m.tier };
+    // Never move the timestamp backwards (a late retry of an older backup, or catalog reload).
+    const key = `${m.database}/${m.tier}`;
+    const seconds = m.completedAt.getTime() / 1000;
+    if ((this.lastSuccess.get(key) ?? -1) < seconds) {
+      this.lastSuccess.set(key, seconds);
+      this.backupLastSuccess.set(labels, seconds);
+      this.backupDuration.set(labels, m.durationSeconds);
+      this.backupSize.set(labels, m.storedBytes);
+      this.backupSourceSize.set(labels, m.sourceBytes);
+    }
+  }
+}
+
+export interface MetricsServer {
+  url: string;
+  close(): Promise<void>;
+}
+
+/** Serves /metrics; `extra` returns more exposition text to append (the SDK's metrics). */
+export async function serveMetrics(
+  metrics: DrMetrics,
+  options: { host: string; port: number; extra?: () => Promise<string> },
+): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('see /metrics\n');
+      return;
+    }
+    void (async () => {
+      try {
+        const ours = await metrics.registry.metrics();
+        const extra = options.extra ? await options.extra().catch(() => '') : '';
+        res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(`${ours}\n${extra}`);
+      } catch (err) {
+        res.writeHead(500, { 'content-type': 'text/plain' }).end(String(err));
+      }
+    })();
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, resolve);
+  });
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://${options.host}:${port}/metrics`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -1,0 +1,119 @@
+/**
+ * A typed client for the kimiclaw node's HTTP API (docs/node-api.md). Errors say which node did
+ * not answer and why, and whether waiting could help.
+ */
+import { z } from 'zod';
+import { InputProblem, Unavailable, networkErrorCode } from './errors';
+
+const HealthSchema = z.object({
+  status: z.string(),
+  node: z.string(),
+  database: z.string(),
+  role: z.string(),
+  epoch: z.number(),
+  lsn: z.number(),
+  rows: z.number(),
+});
+export type NodeHealth = z.infer<typeof HealthSchema>;
+
+const FingerprintFields = {
+  rows: z.number(),
+  minId: z.number().nullable(),
+  maxId: z.number().nullable(),
+  maxLsn: z.number().nullable(),
+  checksum: z.string(),
+};
+
+const StatsSchema = z.object({
+  node: z.string(),
+  database: z.string(),
+  lsn: z.number(),
+  bytes: z.number(),
+  maxWriteStallMs: z.number().optional(),
+  ...FingerprintFields,
+});
+export type NodeStats = z.infer<typeof StatsSchema>;
+
+const SnapshotSchema = z.object({
+  path: z.string(),
+  lsn: z.number(),
+  bytes: z.number(),
+  stallMs: z.number(),
+  durationMs: z.number(),
+  ...FingerprintFields,
+});
+export type NodeSnapshot = z.infer<typeof SnapshotSchema>;
+
+const AppendSchema = z.object({ lsn: z.number(), firstId: z.number(), lastId: z.number(), count: z.number() });
+export type AppendResult = z.infer<typeof AppendSchema>;
+
+const ErrorSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
+});
+
+export class NodeClient {
+  constructor(
+    readonly nodeId: string,
+    readonly url: string,
+    private readonly timeoutMs = 10_000,
+  ) {}
+
+  health(): Promise<NodeHealth> {
+    return this.call('GET', '/health', undefined, HealthSchema);
+  }
+
+  stats(upToLsn?: number): Promise<NodeStats> {
+    return this.call('GET', upToLsn === undefined ? '/stats' : `/stats?lsn=${upToLsn}`, undefined, StatsSchema);
+  }
+
+  /** Asks the node to write a consistent copy of its live database to `path` on its own disk. */
+  snapshot(path: string, timeoutMs = 30 * 60_000): Promise<NodeSnapshot> {
+    return this.call('POST', '/snapshot', { path }, SnapshotSchema, timeoutMs);
+  }
+
+  append(events: Array<{ kind: string; payload: unknown }>): Promise<AppendResult> {
+    return this.call('POST', '/events', { events }, AppendSchema);
+  }
+
+  private async call<T>(
+    method: string,
+    path: string,
+    body: unknown,
+    schema: z.ZodType<T>,
+    timeoutMs = this.timeoutMs,
+  ): Promise<T> {
+    const what = `node ${this.nodeId} at ${this.url}`;
+    let response: Response;
+    try {
+      response = await fetch(new URL(path, this.url), {
+        method,
+        headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+    } catch (err) {
+      const code = networkErrorCode(err) ?? (err as Error).name;
+      throw new Unavailable(`waiting for ${what} to answer ${method} ${path}: ${code}`, { cause: err });
+    }
+    const text = await response.text();
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch {
+      throw new Error(`${what} answered ${method} ${path} with HTTP ${response.status} and no JSON: ${text.slice(0, 200)}`);
+    }
+    if (!response.ok) {
+      const parsed = ErrorSchema.safeParse(json);
+      const message = parsed.success ? parsed.data.error.message : text.slice(0, 300);
+      if (response.status >= 400 && response.status < 500 && parsed.success) {
+        throw new InputProblem(parsed.data.error.field ?? parsed.data.error.code, `${what} refused: ${message}`);
+      }
+      throw new Unavailable(`waiting for ${what}: ${method} ${path} answered HTTP ${response.status}: ${message}`);
+    }
+    const parsed = schema.safeParse(json);
+    if (!parsed.success) {
+      throw new Error(`${what} answered ${method} ${path} with an unexpected shape: ${parsed.error.message}`);
+    }
+    return parsed.data;
+  }
+}

@@ -1,0 +1,261 @@
+/**
+ * The off-site store (L2, L3): any S3-compatible endpoint. Uploads stream through multipart
+ * upload, so no artifact is held in memory; errors are classified so that a missing bucket or
+ * refused credentials fail at once while an unreachable endpoint is retried.
+ */
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  GetObjectLockConfigurationCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  S3ServiceException,
+  type StorageClass,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import type { Config } from '../config';
+import { ConfigProblem, Unavailable, networkErrorCode } from '../errors';
+import type { BackupStore, PutArtifactOptions, StoredObject } from './store';
+
+export type StorageConfig = Config['storage'];
+
+export function createS3Client(storage: StorageConfig): S3Client {
+  return new S3Client({
+    region: storage.region,
+    endpoint: storage.endpoint,
+    forcePathStyle: storage.forcePathStyle,
+    credentials:
+      storage.accessKeyId && storage.secretAccessKey
+        ? { accessKeyId: storage.accessKeyId, secretAccessKey: storage.secretAccessKey }
+        : undefined,
+    // S3-compatible servers differ in which flexible checksums they accept; our own SHA-256
+    // over the artifact is the integrity check that matters.
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    maxAttempts: 3,
+  });
+}
+
+export class S3Store implements BackupStore {
+  readonly location: string;
+  private readonly endpointName: string;
+
+  constructor(
+    readonly client: S3Client,
+    private readonly storage: StorageConfig,
+  ) {
+    this.location = `s3://${storage.bucket}/${storage.prefix}`;
+    this.endpointName = storage.endpoint ?? `AWS S3 (${storage.region})`;
+  }
+
+  locate(key: string): string {
+    return `s3://${this.storage.bucket}/${this.fullKey(key)}`;
+  }
+
+  private fullKey(key: string): string {
+    return `${this.storage.prefix}/${key}`;
+  }
+
+  private relativeKey(fullKey: string): string {
+    return fullKey.slice(this.storage.prefix.length + 1);
+  }
+
+  /** Turns an SDK error into one that says what is wrong and whether retrying helps. */
+  explain(err: unknown, doing: string): Error {
+    const network = networkErrorCode(err);
+    if (network) {
+      return new Unavailable(`waiting for S3 endpoint ${this.endpointName} to answer (${doing}): ${network}`, {
+        cause: err,
+      });
+    }
+    if (err instanceof S3ServiceException) {
+      const status = err.$metadata.httpStatusCode;
+      if (err.name === 'NoSuchBucket' || (status === 404 && doing.startsWith('check bucket'))) {
+        return new ConfigProblem(
+          'storage.bucket',
+          `bucket "${this.storage.bucket}" does not exist at ${this.endpointName}; create it or set storage.bucket (env S3_BUCKET) to an existing bucket`,
+        );
+      }
+      if (
+        status === 403 ||
+        ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidSecurity'].includes(err.name)
+      ) {
+        return new ConfigProblem(
+          'storage.accessKeyId',
+          `${this.endpointName} refused the credentials for bucket "${this.storage.bucket}" (${err.name}); check storage.accessKeyId and storage.secretAccessKey (env AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)`,
+        );
+      }
+      if (status !== undefined && status >= 500) {
+        return new Unavailable(
+          `waiting for S3 endpoint ${this.endpointName} (${doing}): ${err.name} (HTTP ${status})`,
+          { cause: err },
+        );
+      }
+      return new Error(`S3 ${doing} failed: ${err.name}: ${err.message}`, { cause: err });
+    }
+    return err instanceof Error ? err : new Error(String(err));
+  }
+
+  /** Fails fast and clearly when the bucket is missing or the credentials are refused. */
+  async checkBucket(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.storage.bucket }));
+    } catch (err) {
+      throw this.explain(err, `check bucket ${this.storage.bucket}`);
+    }
+  }
+
+  async objectLockEnabled(): Promise<boolean> {
+    try {
+      const out = await this.client.send(new GetObjectLockConfigurationCommand({ Bucket: this.storage.bucket }));
+      return out.ObjectLockConfiguration?.ObjectLockEnabled === 'Enabled';
+    } catch (err) {
+      const explained = this.explain(err, 'read the Object Lock configuration');
+      if (explained instanceof Unavailable) throw explained;
+      // Not configured, or not implemented by this S3-compatible server.
+      return false;
+    }
+  }
+
+  async putArtifact(key: string, body: Readable, options: PutArtifactOptions = {}): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      partSize: this.storage.partSizeMiB * 1024 * 1024,
+      queueSize: this.storage.uploadConcurrency,
+      leavePartsOnError: false,
+      params: {
+        Bucket: this.storage.bucket,
+        Key: this.fullKey(key),
+        Body: body,
+        ContentType: 'application/octet-stream',
+        StorageClass: options.storageClass as StorageClass | undefined,
+        ...(options.lock
+          ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil }
+          : {}),
+      },
+    });
+    try {
+      await upload.done();
+    } catch (err) {
+      throw this.explain(err, `upload ${this.locate(key)}`);
+    }
+  }
+
+  async openArtifact(key: string): Promise<{ stream: Readable; bytes: number }> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      return { stream: out.Body as Readable, bytes: out.ContentLength ?? 0 };
+    } catch (err) {
+      throw this.explain(err, `download ${this.locate(key)}`);
+    }
+  }
+
+  async statObject(key: string): Promise<StoredObject | undefined> {
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      return { key, bytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return undefined;
+      throw this.explain(err, `stat ${this.locate(key)}`);
+    }
+  }
+
+  async putJson(key: string, value: unknown): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({
+          Bucket: this.storage.bucket,
+          Key: this.fullKey(key),
+          Body: `${JSON.stringify(value, null, 2)}\n`,
+          ContentType: 'application/json',
+        }),
+      );
+    } catch (err) {
+      throw this.explain(err, `write ${this.locate(key)}`);
+    }
+  }
+
+  async getText(key: string): Promise<string | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      return await out.Body?.transformToString('utf8');
+    } catch (err) {
+      if (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.$metadata.httpStatusCode === 404)) {
+        return undefined;
+      }
+      throw this.explain(err, `read ${this.locate(key)}`);
+    }
+  }
+
+  async list(prefix: string): Promise<StoredObject[]> {
+    const found: StoredObject[] = [];
+    let token: string | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ListObjectsV2Command({
+            Bucket: this.storage.bucket,
+            Prefix: this.fullKey(prefix),
+            ContinuationToken: token,
+          }),
+        );
+        for (const o of out.Contents ?? []) {
+          if (!o.Key) continue;
+          found.push({ key: this.relativeKey(o.Key), bytes: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+        }
+        token = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (token);
+    } catch (err) {
+      throw this.explain(err, `list ${this.locate(prefix)}`);
+    }
+    return found;
+  }
+
+  async deleteKeys(keys: string[]): Promise<void> {
+    for (const key of keys) {
+      try {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      } catch (err) {
+        if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) continue;
+        throw this.explain(err, `delete ${this.locate(key)}`);
+      }
+    }
+  }
+
+  async abortIncompleteUploads(prefix: string, startedBefore?: Date): Promise<number> {
+    let aborted = 0;
+    try {
+      let keyMarker: string | undefined;
+      let uploadIdMarker: string | undefined;
+      do {
+        const out = await this.client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.storage.bucket,
+            Prefix: this.fullKey(prefix),
+            KeyMarker: keyMarker,
+            UploadIdMarker: uploadIdMarker,
+          }),
+        );
+        for (const u of out.Uploads ?? []) {
+          if (!u.Key || !u.UploadId) continue;
+          if (startedBefore && u.Initiated && u.Initiated >= startedBefore) continue;
+          await this.client.send(
+            new AbortMultipartUploadCommand({ Bucket: this.storage.bucket, Key: u.Key, UploadId: u.UploadId }),
+          );
+          aborted++;
+        }
+        keyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+        uploadIdMarker = out.IsTruncated ? out.NextUploadIdMarker : undefined;
+      } while (keyMarker);
+    } catch (err) {
+      throw this.explain(err, `clean up unfinished uploads under ${this.locate(prefix)}`);
+    }
+    return aborted;
+  }
+}

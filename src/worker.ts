@@ -1,0 +1,138 @@
+/**
+ * The worker: runs the workflows and control activities on the `kimiclaw-dr` queue, and the
+ * node-local activities on `kimiclaw-dr-node-<id>` for every node whose disk is on this host
+ * (DR_NODES=node1,node2; all configured nodes by default, the single-host setup). Serves /metrics.
+ *
+ *   node --import tsx src/worker.ts
+ */
+import { NativeConnection, Runtime, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { createActivities } from './activities';
+import { loadConfig, nodeTaskQueue, type Config } from './config';
+import { freePort } from './net';
+import { DrMetrics, serveMetrics, type MetricsServer } from './metrics';
+import { Stores } from './storage/stores';
+import { loadCatalogMetrics } from './catalog-metrics';
+
+export interface WorkerOptions {
+  config: Config;
+  /** Node ids whose disks are on this host; default: every configured node. */
+  localNodes?: string[];
+  /** A prebuilt workflow bundle (tests build it once); default: bundle src/workflows. */
+  workflowBundle?: WorkflowBundleOption;
+  /** Serve /metrics (default true); port 0 picks a free one. */
+  serveMetrics?: boolean;
+  /** Install the SDK runtime with Prometheus metrics (once per process; default true). */
+  sdkMetrics?: boolean;
+}
+
+export interface RunningWorker {
+  metrics: DrMetrics;
+  metricsServer?: MetricsServer;
+  taskQueues: string[];
+  /** Resolves when every worker stopped; rejects if one failed. */
+  done: Promise<void>;
+  shutdown(): Promise<void>;
+}
+
+let sdkMetricsAddress: string | undefined;
+
+/** Temporal's own SDK metrics on a loopback port; /metrics appends them. */
+async function installSdkMetrics(): Promise<string> {
+  if (!sdkMetricsAddress) {
+    sdkMetricsAddress = `127.0.0.1:${await freePort()}`;
+    Runtime.install({ telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsAddress } } } });
+  }
+  return sdkMetricsAddress;
+}
+
+export async function startWorker(options: WorkerOptions): Promise<RunningWorker> {
+  const { config } = options;
+  const sdkAddress = options.sdkMetrics === false ? undefined : await installSdkMetrics();
+  const connection = await NativeConnection.connect({
+    address: config.temporal.address ?? 'localhost:7233',
+    tls: config.temporal.tls || undefined,
+    apiKey: config.temporal.apiKey,
+  });
+  const metrics = new DrMetrics({ defaultMetrics: true });
+  const stores = new Stores(config);
+  const activities = createActivities({ config, stores, metrics });
+  const allNodes = config.databases.flatMap((db) => db.nodes);
+  const local = options.localNodes ?? allNodes.map((n) => n.id);
+  for (const id of local) {
+    if (!allNodes.some((n) => n.id === id)) {
+      throw new Error(`DR_NODES names "${id}", which is not a configured node (${allNodes.map((n) => n.id).join(', ')})`);
+    }
+  }
+
+  const workflowSource = options.workflowBundle
+    ? { workflowBundle: options.workflowBundle }
+    : { workflowsPath: require.resolve('./workflows') };
+  const workers: Worker[] = [
+    await Worker.create({
+      connection,
+      namespace: config.temporal.namespace,
+      taskQueue: config.temporal.taskQueue,
+      ...workflowSource,
+      activities,
+    }),
+  ];
+  for (const node of allNodes.filter((n) => local.includes(n.id))) {
+    workers.push(
+      await Worker.create({
+        connection,
+        namespace: config.temporal.namespace,
+        taskQueue: nodeTaskQueue(config, node),
+        activities,
+      }),
+    );
+  }
+
+  let metricsServer: MetricsServer | undefined;
+  if (options.serveMetrics !== false) {
+    metricsServer = await serveMetrics(metrics, {
+      host: config.metrics.host,
+      port: config.metrics.port,
+      extra: sdkAddress ? () => fetch(`http://${sdkAddress}/metrics`).then((r) => r.text()) : undefined,
+    });
+  }
+  // Gauges start from the catalog, so a restarted worker does not report "never backed up".
+  void loadCatalogMetrics(config, stores, metrics, local).catch((err: unknown) =>
+    console.warn(`could not load backup metrics from the catalog: ${(err as Error).message}`),
+  );
+
+  const done = Promise.all(workers.map((w) => w.run())).then(async () => {
+    await metricsServer?.close();
+    stores.destroy();
+    await connection.close();
+  });
+  return {
+    metrics,
+    metricsServer,
+    taskQueues: workers.map((w) => w.options.taskQueue),
+    done,
+    async shutdown() {
+      for (const w of workers) if (w.getState() === 'RUNNING') w.shutdown();
+      await done;
+    },
+  };
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const localNodes = process.env.DR_NODES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const worker = await startWorker({ config, localNodes });
+  console.log(
+    JSON.stringify({ event: 'worker-started', taskQueues: worker.taskQueues, metrics: worker.metricsServer?.url }),
+  );
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => void worker.shutdown());
+  }
+  await worker.done;
+}
+
+if (require.main === module) {
+  main().catch((err: unknown) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}

@@ -1,0 +1,231 @@
+/**
+ * Workflow `backup`: snapshot → verify → compress + SHA-256 → store → manifest → prune → metrics.
+ *
+ * Input (paste into the Temporal UI): { "database": "kimiclaw", "tier": "L2", "reason": "manual" }
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+  workflowInfo,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type { Activities, BackupTarget, PruneResult } from '../activities';
+import { BackupInputSchema, parseInput, type BackupInput } from '../backup/input';
+import { backupId as makeBackupId } from '../backup/ids';
+import type { Manifest } from '../backup/manifest';
+import { backupStatusQuery, type BackupStatus } from './messages';
+import { DrBackupId, DrDatabase, DrOutcome, DrTier } from './search-attributes';
+
+const retry: ActivityOptions['retry'] = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' };
+
+/** Quick calls on the control queue; an unreachable server is retried for up to 30 minutes. */
+const control = proxyActivities<Activities>({
+  startToCloseTimeout: '2m',
+  scheduleToCloseTimeout: '30m',
+  retry,
+});
+
+/** Calls that must run on the host that owns the node's disk. */
+function onNode(taskQueue: string) {
+  return {
+    quick: proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', scheduleToCloseTimeout: '30m', retry }),
+    long: proxyActivities<Activities>({
+      taskQueue,
+      startToCloseTimeout: '2h',
+      heartbeatTimeout: '20s',
+      scheduleToCloseTimeout: '6h',
+      retry,
+    }),
+  };
+}
+
+export interface BackupResult {
+  backupId: string;
+  database: string;
+  tier: string;
+  node: string;
+  location: string;
+  manifest: string;
+  bytesBefore: number;
+  bytesAfter: number;
+  compression: string;
+  rows: number;
+  lsn: number;
+  sha256: string;
+  durationSeconds: number;
+  writeStallMs: number;
+  startedAt: string;
+  completedAt: string;
+  pruned: PruneResult | { error: string };
+  reason?: string;
+}
+
+export async function backup(input: BackupInput): Promise<BackupResult> {
+  const started = new Date();
+  const parsed = parseInput(BackupInputSchema, input);
+  if (!parsed.ok) {
+    throw ApplicationFailure.create({
+      type: 'InvalidInput',
+      message: `invalid backup input: ${parsed.problems.join('; ')}`,
+      details: parsed.problems,
+      nonRetryable: true,
+    });
+  }
+  const { database, tier, reason, node: requestedNode } = parsed.value;
+  const status: BackupStatus = { database, tier, phase: 'resolve', startedAt: started.toISOString() };
+  setHandler(backupStatusQuery, () => status);
+  upsertSearchAttributes([
+    { key: DrDatabase, value: database },
+    { key: DrTier, value: tier },
+  ]);
+
+  const step = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
+    status.phase = phase;
+    try {
+      return await work();
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      status.phase = 'failed';
+      upsertSearchAttributes([{ key: DrOutcome, value: 'failed' }]);
+      await CancellationScope.nonCancellable(() =>
+        control.recordBackupFailure({ database, tier, step: phase }).catch(() => undefined),
+      );
+      throw explainFailure(err, `backup ${status.backupId ?? `of ${database} ${tier}`} failed at ${phase}`);
+    }
+  };
+
+  const target: BackupTarget = await step('resolve', () =>
+    control.resolveBackupTarget({ database, tier, node: requestedNode }),
+  );
+  const objectLock = tier === 'L1' ? false : (await step('resolve', () => control.checkStorage())).objectLock;
+
+  const id = makeBackupId(database, tier, started, workflowInfo().runId);
+  status.backupId = id;
+  status.node = target.node.id;
+  upsertSearchAttributes([{ key: DrBackupId, value: id }]);
+  const node = onNode(target.node.taskQueue);
+  const catalog = tier === 'L1' ? node.quick : control;
+
+  let snapshotPath: string | undefined;
+  try {
+    const snapshot = await step('snapshot', () =>
+      node.long.snapshotDatabase({ database, node: target.node.id, backupId: id }),
+    );
+    snapshotPath = snapshot.path;
+    const fingerprint = { rows: snapshot.rows, minId: snapshot.minId, maxId: snapshot.maxId, maxLsn: snapshot.maxLsn, checksum: snapshot.checksum };
+    await step('verify', () => node.long.verifySnapshot({ path: snapshot.path, expected: fingerprint, backupId: id }));
+    const verifiedAt = new Date().toISOString();
+
+    const retainUntil = objectLock ? new Date(started.getTime() + target.retentionMs).toISOString() : undefined;
+    const stored = await step('store', () =>
+      node.long.storeArtifact({
+        database,
+        tier,
+        node: target.node.id,
+        backupId: id,
+        snapshotPath: snapshot.path,
+        compression: target.compression,
+        level: target.level,
+        storageClass: target.storageClass,
+        lock: retainUntil ? { mode: 'COMPLIANCE', retainUntil } : undefined,
+      }),
+    );
+
+    const info = workflowInfo();
+    const manifest: Manifest = {
+      format: 1,
+      backupId: id,
+      database,
+      tier,
+      node: target.node.id,
+      createdAt: started.toISOString(),
+      completedAt: new Date().toISOString(),
+      workflowId: info.workflowId,
+      runId: info.runId,
+      snapshot: { ...fingerprint, lsn: snapshot.lsn, bytes: snapshot.bytes, stallMs: snapshot.stallMs },
+      artifact: {
+        key: stored.key,
+        compression: target.compression,
+        level: target.level,
+        bytes: stored.bytes,
+        sha256: stored.sha256,
+        ...(target.storageClass ? { storageClass: target.storageClass } : {}),
+        ...(retainUntil ? { retainUntil } : {}),
+      },
+      verifiedAt,
+    };
+    const written = await step('manifest', () => catalog.writeManifest(manifest));
+
+    // The backup is committed; a failing prune is reported, not a failed backup.
+    status.phase = 'prune';
+    const pruned: BackupResult['pruned'] = await catalog
+      .pruneTier({ database, tier, node: target.node.id, protect: [id] })
+      .catch((err: unknown) => ({ error: failureMessage(err) }));
+
+    const completed = new Date();
+    const durationSeconds = (completed.getTime() - started.getTime()) / 1000;
+    status.phase = 'metrics';
+    await control.recordBackupMetrics({
+      database,
+      tier,
+      completedAt: completed.toISOString(),
+      durationSeconds,
+      storedBytes: stored.bytes,
+      sourceBytes: stored.sourceBytes,
+    });
+    status.phase = 'done';
+    upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+    return {
+      backupId: id,
+      database,
+      tier,
+      node: target.node.id,
+      location: stored.location,
+      manifest: written.location,
+      bytesBefore: stored.sourceBytes,
+      bytesAfter: stored.bytes,
+      compression: target.compression,
+      rows: snapshot.rows,
+      lsn: snapshot.lsn,
+      sha256: stored.sha256,
+      durationSeconds,
+      writeStallMs: snapshot.stallMs,
+      startedAt: started.toISOString(),
+      completedAt: completed.toISOString(),
+      pruned,
+      ...(reason ? { reason } : {}),
+    };
+  } finally {
+    if (snapshotPath) {
+      const path = snapshotPath;
+      await CancellationScope.nonCancellable(() => node.quick.discardSnapshot({ path }).catch(() => undefined));
+    }
+  }
+}
+
+/** The innermost message of an activity failure: what actually went wrong. */
+function failureMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * Fails the workflow with the cause's type (InvalidInput, InvalidConfig, VerificationFailed …)
+ * at the top, so the UI and callers see what went wrong without unwrapping.
+ */
+function explainFailure(err: unknown, context: string): ApplicationFailure {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  const type = cause instanceof ApplicationFailure && cause.type ? cause.type : 'BackupFailed';
+  return ApplicationFailure.create({
+    type,
+    message: `${context}: ${failureMessage(err)}`,
+    nonRetryable: true,
+    cause: err instanceof Error ? err : undefined,
+    details: cause instanceof ApplicationFailure ? (cause.details ?? undefined) : undefined,
+  });
+}
