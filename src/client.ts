@@ -5,7 +5,13 @@
  *   const handle = await dr.startBackup({ tier: 'L2', reason: 'before migration' });
  *   const result = await handle.result();
  */
-import { Client, Connection, WorkflowNotFoundError, type WorkflowHandle } from '@temporalio/client';
+import {
+  Client,
+  Connection,
+  WorkflowNotFoundError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+} from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { TransferProgress } from './activities';
 import type { Config } from './config';
@@ -54,7 +60,10 @@ export class KimiclawDr {
   }
 
   /** Starts a backup; bad input is refused here already, with the same message the workflow gives. */
-  async startBackup(input: BackupInput, options: { workflowId?: string } = {}): Promise<WorkflowHandle<typeof backup>> {
+  async startBackup(
+    input: BackupInput,
+    options: { workflowId?: string } = {},
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof backup>> {
     const parsed = parseInput(BackupInputSchema, input);
     if (!parsed.ok) throw new InvalidInputError(parsed.problems);
     const { database, tier } = parsed.value;

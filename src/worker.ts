@@ -117,7 +117,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   };
 }
 
-async function main(): Promise<void> {
+/** The worker as a process: config from file and env, stops cleanly on SIGINT/SIGTERM. */
+export async function runWorkerMain(): Promise<void> {
   const config = loadConfig();
   const localNodes = process.env.DR_NODES?.split(',').map((s) => s.trim()).filter(Boolean);
   const worker = await startWorker({ config, localNodes });
@@ -131,7 +132,7 @@ async function main(): Promise<void> {
 }
 
 if (require.main === module) {
-  main().catch((err: unknown) => {
+  runWorkerMain().catch((err: unknown) => {
     console.error(err instanceof Error ? err.message : err);
     process.exit(1);
   });

@@ -1,0 +1,254 @@
+/**
+ * kimiclaw-dr <verb>: the operator's command line. Every verb has --json for machines; errors say
+ * what is wrong and what to do, and exit non-zero.
+ */
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, type Config } from '../config';
+import { TIERS, type Tier } from '../domain';
+import { InputProblem } from '../errors';
+import { InvalidInputError, KimiclawDr, connectTemporal } from '../client';
+import { findBackup, listCatalog, verifyStoredBackup, type VerifyReport } from '../catalog';
+import { applySchedules, describeSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from '../schedules';
+import { Stores } from '../storage/stores';
+import { formatBackupTable, formatBytes, printJson } from './format';
+import { waitWithProgress } from './progress';
+
+const program = new Command('kimiclaw-dr')
+  .description('Disaster recovery for the kimiclaw events service, as durable Temporal workflows')
+  .showHelpAfterError();
+
+const tierOption = () => new Option('--tier <tier>', 'backup tier').choices([...TIERS]);
+
+function config(): Config {
+  return loadConfig();
+}
+
+async function withStores<T>(fn: (config: Config, stores: Stores) => Promise<T>): Promise<T> {
+  const cfg = config();
+  const stores = new Stores(cfg);
+  try {
+    return await fn(cfg, stores);
+  } finally {
+    stores.destroy();
+  }
+}
+
+program
+  .command('start')
+  .description('run everything on this host: Temporal dev server + UI, S3 server, a kimiclaw node, the worker, schedules')
+  .option('--data-dir <dir>', 'where state is kept', '.data')
+  .action(async (opts: { dataDir: string }) => {
+    const { runStart } = await import('./start');
+    await runStart({ dataDir: opts.dataDir });
+  });
+
+program
+  .command('worker')
+  .description('run the worker (workflows, activities, /metrics); DR_NODES=node1,… names the local nodes')
+  .action(async () => {
+    await import('../worker').then((m) => m.runWorkerMain());
+  });
+
+program
+  .command('backup')
+  .description('start a backup of one tier')
+  .addOption(tierOption().makeOptionMandatory())
+  .option('--database <name>', 'database to back up (default: kimiclaw)')
+  .option('--node <id>', 'node to snapshot (default: the primary)')
+  .option('--reason <text>', 'why, recorded with the backup')
+  .option('--wait', 'wait for the result, with a progress bar')
+  .option('--json', 'print JSON')
+  .action(async (opts: { tier: Tier; database?: string; node?: string; reason?: string; wait?: boolean; json?: boolean }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.startBackup({
+      tier: opts.tier,
+      ...(opts.database ? { database: opts.database } : {}),
+      ...(opts.node ? { node: opts.node } : {}),
+      reason: opts.reason ?? 'manual (cli)',
+    });
+    if (!opts.wait) {
+      if (opts.json) printJson({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+      else console.log(`started backup workflow ${handle.workflowId}`);
+      return;
+    }
+    const result = await waitWithProgress(dr, handle.workflowId, !opts.json);
+    if (opts.json) {
+      printJson(result);
+      return;
+    }
+    console.log(
+      [
+        `backup ${result.backupId} verified and stored`,
+        `  location   ${result.location}`,
+        `  rows       ${result.rows.toLocaleString('en-US')} (LSN ${result.lsn})`,
+        `  size       ${formatBytes(result.bytesBefore)} → ${formatBytes(result.bytesAfter)} (${result.compression}, ${(result.bytesBefore / Math.max(1, result.bytesAfter)).toFixed(1)}×)`,
+        `  sha256     ${result.sha256}`,
+        `  duration   ${result.durationSeconds.toFixed(1)} s, writes stalled ${result.writeStallMs} ms`,
+        `  pruned     ${'error' in result.pruned ? `failed: ${result.pruned.error}` : result.pruned.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`,
+      ].join('\n'),
+    );
+  });
+
+const backups = program.command('backups').description('the backup catalog');
+
+backups
+  .command('list')
+  .description('list backups, newest first')
+  .addOption(tierOption())
+  .option('--database <name>', 'only this database')
+  .option('--json', 'print JSON')
+  .action(async (opts: { tier?: Tier; database?: string; json?: boolean }) => {
+    await withStores(async (cfg, stores) => {
+      const catalog = await listCatalog(cfg, stores, { tier: opts.tier, database: opts.database });
+      if (opts.json) printJson(catalog);
+      else {
+        console.log(formatBackupTable(catalog.backups));
+        for (const p of catalog.problems) console.error(`warning: ${p}`);
+      }
+    });
+  });
+
+backups
+  .command('verify [id]')
+  .description('download a backup, check its SHA-256, open it in DuckDB and compare with the manifest (default: newest of each tier)')
+  .option('--json', 'print JSON')
+  .action(async (id: string | undefined, opts: { json?: boolean }) => {
+    await withStores(async (cfg, stores) => {
+      const targets = id
+        ? [await findBackup(cfg, stores, id)]
+        : await newestOfEachTier(cfg, stores);
+      if (targets.length === 0) throw new InputProblem('id', 'the catalog is empty: there is nothing to verify');
+      const reports: VerifyReport[] = [];
+      for (const { manifest, store } of targets) {
+        const report = await verifyStoredBackup(manifest, store);
+        reports.push(report);
+        if (!opts.json) {
+          console.log(
+            report.ok
+              ? `OK     ${report.backupId}: SHA-256 matches, ${report.rows?.toLocaleString('en-US')} rows match the source fingerprint (${report.seconds.toFixed(1)} s)`
+              : `FAILED ${report.backupId} (${report.location}) failed verification:\n${report.problems.map((p) => `         - ${p}`).join('\n')}`,
+          );
+        }
+      }
+      if (opts.json) printJson(reports);
+      if (reports.some((r) => !r.ok)) process.exitCode = 1;
+    });
+  });
+
+async function newestOfEachTier(cfg: Config, stores: Stores) {
+  const catalog = await listCatalog(cfg, stores);
+  const seen = new Set<string>();
+  const newest = catalog.backups.filter((b) => {
+    const key = `${b.database}/${b.tier}`;
+    if (seen.has(key) || b.bad) return false;
+    seen.add(key);
+    return true;
+  });
+  return Promise.all(newest.map((b) => findBackup(cfg, stores, b.backupId)));
+}
+
+backups
+  .command('prune')
+  .description("apply a tier's retention now")
+  .addOption(tierOption().makeOptionMandatory())
+  .option('--database <name>', 'database', 'kimiclaw')
+  .option('--node <id>', 'for L1: the node whose backups to prune')
+  .option('--dry-run', 'show what would be deleted, delete nothing')
+  .option('--json', 'print JSON')
+  .action(async (opts: { tier: Tier; database: string; node?: string; dryRun?: boolean; json?: boolean }) => {
+    await withStores(async (cfg, stores) => {
+      const { createCatalogActivities } = await import('../activities/catalog');
+      const { DrMetrics } = await import('../metrics');
+      const db = cfg.databases.find((d) => d.name === opts.database);
+      if (!db) throw new InputProblem('--database', `"${opts.database}" is not a configured database`);
+      const node = opts.node ?? db.nodes[0]?.id;
+      const result = await createCatalogActivities({ config: cfg, stores, metrics: new DrMetrics() }).pruneTier({
+        database: opts.database,
+        tier: opts.tier,
+        node,
+        dryRun: opts.dryRun,
+      });
+      if (opts.json) printJson(result);
+      else {
+        const verb = result.dryRun ? 'would delete' : 'deleted';
+        console.log(`${verb}: ${result.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`);
+        for (const k of result.kept) console.log(`kept ${k.backupId} (${k.reason})`);
+        if (result.orphansDeleted.length) console.log(`${verb} orphans: ${result.orphansDeleted.join(', ')}`);
+      }
+    });
+  });
+
+const schedules = program.command('schedules').description('Temporal schedules of the backups');
+
+schedules
+  .command('apply')
+  .description('make the schedules match the config (create, update, delete); safe to repeat')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const cfg = config();
+    const client = await connectTemporal(cfg);
+    const result = await applySchedules(client, cfg);
+    if (opts.json) printJson(result);
+    else {
+      for (const [what, ids] of Object.entries(result)) if (ids.length) console.log(`${what}: ${ids.join(', ')}`);
+    }
+  });
+
+schedules
+  .command('list')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    const client = await connectTemporal(config());
+    const infos = await describeSchedules(client);
+    if (opts.json) printJson(infos);
+    else {
+      for (const s of infos) {
+        console.log(`${s.scheduleId}  ${s.paused ? 'PAUSED ' : 'active '} ${s.spec}  next: ${s.nextRuns[0] ?? '-'}`);
+      }
+      if (infos.length === 0) console.log('no schedules; run `kimiclaw-dr schedules apply`');
+    }
+  });
+
+for (const [verb, fn, text] of [
+  ['pause', pauseSchedule, 'pause a schedule'],
+  ['resume', resumeSchedule, 'resume a paused schedule'],
+  ['trigger', triggerSchedule, 'run a schedule now'],
+] as const) {
+  schedules
+    .command(`${verb} <scheduleId>`)
+    .description(text)
+    .action(async (id: string) => {
+      const client = await connectTemporal(config());
+      await fn(client, id);
+      console.log(`${verb === 'trigger' ? 'triggered' : `${verb}d`} ${id}`);
+    });
+}
+
+program
+  .command('setup')
+  .description('register the Dr* search attributes in the Temporal namespace (for an existing cluster)')
+  .action(async () => {
+    const cfg = config();
+    const client = await connectTemporal(cfg);
+    const { registerSearchAttributes } = await import('../search-attributes');
+    const added = await registerSearchAttributes(client.connection, cfg.temporal.namespace);
+    console.log(added.length ? `registered: ${added.join(', ')}` : 'all search attributes already registered');
+  });
+
+function explain(err: unknown): string {
+  if (err instanceof ConfigError || err instanceof InvalidInputError || err instanceof InputProblem) return err.message;
+  const e = err as { message?: string; cause?: { message?: string } };
+  const cause = e.cause?.message && e.cause.message !== e.message ? `\n  cause: ${e.cause.message}` : '';
+  return `${e.message ?? String(err)}${cause}`;
+}
+
+program
+  .parseAsync(process.argv)
+  .then(() => {
+    // Clients keep gRPC channels open; a finished command should not hang on them.
+    if (program.args[0] !== 'start' && program.args[0] !== 'worker') setImmediate(() => process.exit());
+  })
+  .catch((err: unknown) => {
+    console.error(`kimiclaw-dr: ${explain(err)}`);
+    process.exit(1);
+  });

@@ -1,0 +1,226 @@
+/**
+ * Real components for integration tests: a Temporal dev server, versitygw, kimiclaw nodes as
+ * separate processes and DuckDB files on disk, all on loopback with free ports under one temp
+ * directory, all stopped by `stop()`. Each harness has its own task queue.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Client, Connection } from '@temporalio/client';
+import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { parseConfig, type Config, type ConfigInput } from '../src/config';
+import { createBucket, startTemporalDevServer, startVersitygw, type TemporalDevServer, type Versitygw } from '../src/dev/servers';
+import { startWorker, type RunningWorker } from '../src/worker';
+
+export const REPO = resolve(__dirname, '..');
+export const BUCKET = 'kimiclaw-backups';
+const CREDS = { accessKey: 'kimiclaw-test', secretKey: 'kimiclaw-test-secret' };
+
+// Worker state changes and retried activities are expected here; keep the test output readable.
+Runtime.install({ logger: new DefaultLogger('WARN') });
+
+let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
+/** Workflows are bundled once per test process and shared by its workers. */
+export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
+  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger() });
+  return bundle;
+}
+
+function quietLogger() {
+  const noop = (): void => undefined;
+  return { trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m), log: noop };
+}
+
+/** A kimiclaw reference node running as its own process. */
+export class NodeProcess {
+  url = '';
+  private child: ChildProcess | undefined;
+  private port = 0;
+  readonly dataDir: string;
+
+  constructor(
+    readonly id: string,
+    root: string,
+    readonly database = 'kimiclaw',
+  ) {
+    this.dataDir = join(root, id);
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true });
+    const args = ['--import', 'tsx', join(REPO, 'src/node/main.ts')];
+    args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
+    args.push('--database', this.database);
+    const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const stderr: string[] = [];
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr.push(d);
+      if (stderr.length > 50) stderr.shift();
+    });
+    this.url = await new Promise<string>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node ${this.id} did not start: ${stderr.join('')}`)), 60_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`node ${this.id} exited with ${code}: ${stderr.join('')}`));
+      });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          const msg = JSON.parse(line) as { event?: string; url?: string };
+          if (msg.event === 'listening' && msg.url) {
+            clearTimeout(timer);
+            resolvePromise(msg.url);
+          }
+        } catch {
+          // not a JSON line
+        }
+      });
+    });
+    this.port = Number(new URL(this.url).port);
+  }
+
+  /** Stops the node: SIGTERM is a clean stop, SIGKILL a crash. Restart with start(). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((r) => {
+      child.once('exit', () => r());
+      child.kill(signal);
+    });
+  }
+}
+
+export interface HarnessOptions {
+  /** Extra config merged over the harness's own. */
+  config?: (base: ConfigInput) => ConfigInput;
+  /** Start an in-process worker (default true). */
+  worker?: boolean;
+  nodes?: string[];
+  objectLock?: boolean;
+}
+
+export class Harness {
+  temporal!: TemporalDevServer;
+  s3!: Versitygw;
+  nodes: NodeProcess[] = [];
+  config!: Config;
+  client!: Client;
+  worker: RunningWorker | undefined;
+  dir = '';
+  taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
+  configFile = '';
+
+  static async start(options: HarnessOptions = {}): Promise<Harness> {
+    const h = new Harness();
+    try {
+      await h.init(options);
+    } catch (err) {
+      await h.stop();
+      throw err;
+    }
+    return h;
+  }
+
+  private async init(options: HarnessOptions): Promise<void> {
+    this.dir = await mkdtemp(join(tmpdir(), 'kimiclaw-dr-test-'));
+    const [temporal, s3] = await Promise.all([
+      startTemporalDevServer({ uiPort: false }),
+      startVersitygw({
+        dir: join(this.dir, 's3'),
+        ...CREDS,
+        ...(options.objectLock ? { versioningDir: join(this.dir, 's3-versions') } : {}),
+      }),
+    ]);
+    this.temporal = temporal;
+    this.s3 = s3;
+    await createBucket(s3.endpoint, CREDS, BUCKET, { objectLock: options.objectLock });
+    for (const id of options.nodes ?? ['node1']) {
+      const node = new NodeProcess(id, join(this.dir, 'nodes'));
+      await node.start();
+      this.nodes.push(node);
+    }
+    const base: ConfigInput = {
+      temporal: { address: temporal.address, taskQueue: this.taskQueue },
+      storage: {
+        endpoint: s3.endpoint,
+        bucket: BUCKET,
+        accessKeyId: CREDS.accessKey,
+        secretAccessKey: CREDS.secretKey,
+        partSizeMiB: 5,
+      },
+      databases: [{ name: 'kimiclaw', nodes: this.nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
+      metrics: { port: 0 },
+    };
+    this.config = parseConfig(options.config ? options.config(base) : base, 'test harness');
+    this.configFile = join(this.dir, 'kimiclaw-dr.json');
+    await writeFile(this.configFile, JSON.stringify(options.config ? options.config(base) : base, null, 2));
+    const connection = await Connection.connect({ address: temporal.address });
+    this.client = new Client({ connection });
+    if (options.worker !== false) await this.startWorker();
+  }
+
+  async startWorker(): Promise<RunningWorker> {
+    this.worker = await startWorker({
+      config: this.config,
+      workflowBundle: await workflowBundle(),
+      sdkMetrics: false,
+    });
+    return this.worker;
+  }
+
+  /** Environment for child processes (CLI, worker) pointed at this harness. */
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, DR_CONFIG: this.configFile };
+  }
+
+  async stop(): Promise<void> {
+    await this.worker?.shutdown().catch(() => undefined);
+    await this.client?.connection.close().catch(() => undefined);
+    await Promise.all(this.nodes.map((n) => n.stop('SIGKILL')));
+    await Promise.all([this.temporal?.stop(), this.s3?.stop()].map((p) => p?.catch(() => undefined)));
+    if (this.dir) await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs the CLI as a user would, in its own process; resolves with its exit code and output. */
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolvePromise) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/cli/main.ts'), ...args], {
+      cwd: REPO,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    child.on('exit', (code) => resolvePromise({ code, stdout, stderr }));
+  });
+}
+
+/** Polls until `check` returns a value (not undefined) or the time is up. */
+export async function eventually<T>(
+  check: () => Promise<T | undefined>,
+  what: string,
+  timeoutMs = 60_000,
+  everyMs = 200,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const value = await check();
+      if (value !== undefined) return value;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+  throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
+}
