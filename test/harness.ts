@@ -112,6 +112,8 @@ export class Harness {
   dir = '';
   taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
   configFile = '';
+  rawConfig: ConfigInput = { storage: { bucket: BUCKET }, databases: [] };
+  private variants: RunningWorker[] = [];
 
   static async start(options: HarnessOptions = {}): Promise<Harness> {
     const h = new Harness();
@@ -154,9 +156,10 @@ export class Harness {
       databases: [{ name: 'kimiclaw', nodes: this.nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
       metrics: { port: 0 },
     };
-    this.config = parseConfig(options.config ? options.config(base) : base, 'test harness');
+    this.rawConfig = options.config ? options.config(base) : base;
+    this.config = parseConfig(this.rawConfig, 'test harness');
     this.configFile = join(this.dir, 'kimiclaw-dr.json');
-    await writeFile(this.configFile, JSON.stringify(options.config ? options.config(base) : base, null, 2));
+    await writeFile(this.configFile, JSON.stringify(this.rawConfig, null, 2));
     const connection = await Connection.connect({ address: temporal.address });
     this.client = new Client({ connection });
     if (options.worker !== false) await this.startWorker();
@@ -171,13 +174,26 @@ export class Harness {
     return this.worker;
   }
 
+  /**
+   * A second worker on its own task queue, with a changed config (a missing bucket, a dead
+   * node …), sharing this harness's servers. Stopped by stop().
+   */
+  async startVariant(mutate: (base: ConfigInput) => ConfigInput): Promise<{ config: Config; worker: RunningWorker }> {
+    const raw = JSON.parse(JSON.stringify(this.rawConfig)) as ConfigInput;
+    const taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
+    const config = parseConfig(mutate({ ...raw, temporal: { ...raw.temporal, taskQueue } }), 'test variant');
+    const worker = await startWorker({ config, workflowBundle: await workflowBundle(), sdkMetrics: false });
+    this.variants.push(worker);
+    return { config, worker };
+  }
+
   /** Environment for child processes (CLI, worker) pointed at this harness. */
   env(): NodeJS.ProcessEnv {
     return { ...process.env, DR_CONFIG: this.configFile };
   }
 
   async stop(): Promise<void> {
-    await this.worker?.shutdown().catch(() => undefined);
+    for (const w of [this.worker, ...this.variants]) await w?.shutdown().catch(() => undefined);
     await this.client?.connection.close().catch(() => undefined);
     await Promise.all(this.nodes.map((n) => n.stop('SIGKILL')));
     await Promise.all([this.temporal?.stop(), this.s3?.stop()].map((p) => p?.catch(() => undefined)));
