@@ -70,6 +70,8 @@ const StorageSchema = z.object({
   objectLockMode: z.enum(['GOVERNANCE', 'COMPLIANCE']).default('COMPLIANCE'),
   partSizeMiB: z.number().int().min(5).max(5120).default(16),
   uploadConcurrency: z.number().int().min(1).max(64).default(4),
+  /** Bandwidth limit of off-site uploads in MiB/s; absent means as fast as the link allows. */
+  uploadLimitMiBps: z.number().positive().optional(),
 });
 
 const RetentionSchema = z

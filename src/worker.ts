@@ -34,6 +34,9 @@ export interface RunningWorker {
   shutdown(): Promise<void>;
 }
 
+/** Progress (bytes done) reaches the server at most this often; progress bars read it. */
+const HEARTBEAT_THROTTLE = '1s';
+
 let sdkMetricsAddress: string | undefined;
 
 /** Temporal's own SDK metrics on a loopback port; /metrics appends them. */
@@ -74,6 +77,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       taskQueue: config.temporal.taskQueue,
       ...workflowSource,
       activities,
+      maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     }),
   ];
   for (const node of allNodes.filter((n) => local.includes(n.id))) {
@@ -83,6 +87,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         namespace: config.temporal.namespace,
         taskQueue: nodeTaskQueue(config, node),
         activities,
+        maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       }),
     );
   }

@@ -13,6 +13,7 @@ import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
 import { createBucket, startTemporalDevServer, startVersitygw, type TemporalDevServer, type Versitygw } from '../src/dev/servers';
+import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';
 
 export const REPO = resolve(__dirname, '..');
@@ -100,6 +101,8 @@ export interface HarnessOptions {
   worker?: boolean;
   nodes?: string[];
   objectLock?: boolean;
+  /** Size of a generated events database each node starts with. */
+  seedBytes?: number;
 }
 
 export class Harness {
@@ -114,6 +117,7 @@ export class Harness {
   configFile = '';
   rawConfig: ConfigInput = { storage: { bucket: BUCKET }, databases: [] };
   private variants: RunningWorker[] = [];
+  private children: ChildProcess[] = [];
 
   static async start(options: HarnessOptions = {}): Promise<Harness> {
     const h = new Harness();
@@ -141,6 +145,10 @@ export class Harness {
     await createBucket(s3.endpoint, CREDS, BUCKET, { objectLock: options.objectLock });
     for (const id of options.nodes ?? ['node1']) {
       const node = new NodeProcess(id, join(this.dir, 'nodes'));
+      if (options.seedBytes) {
+        await mkdir(node.dataDir, { recursive: true });
+        await generateDatabase(join(node.dataDir, `${node.database}.duckdb`), { targetBytes: options.seedBytes });
+      }
       await node.start();
       this.nodes.push(node);
     }
@@ -187,6 +195,17 @@ export class Harness {
     return { config, worker };
   }
 
+  /** The worker as its own process (to be killed), on this harness's task queues. */
+  spawnWorker(): ChildProcess {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/worker.ts')], {
+      cwd: REPO,
+      env: { ...this.env(), DR_METRICS_PORT: '0' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.children.push(child);
+    return child;
+  }
+
   /** Environment for child processes (CLI, worker) pointed at this harness. */
   env(): NodeJS.ProcessEnv {
     return { ...process.env, DR_CONFIG: this.configFile };
@@ -194,6 +213,7 @@ export class Harness {
 
   async stop(): Promise<void> {
     for (const w of [this.worker, ...this.variants]) await w?.shutdown().catch(() => undefined);
+    for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await this.client?.connection.close().catch(() => undefined);
     await Promise.all(this.nodes.map((n) => n.stop('SIGKILL')));
     await Promise.all([this.temporal?.stop(), this.s3?.stop()].map((p) => p?.catch(() => undefined)));

@@ -12,6 +12,7 @@ import type { Config } from '../config';
 import type { Tier } from '../domain';
 import { ConfigProblem, InputProblem, VerificationFailed } from '../errors';
 import { Meter, codecStream } from '../backup/codec';
+import { Throttle } from '../backup/throttle';
 import { artifactKey, backupFolder, snapshotRelativePath, type Compression } from '../backup/ids';
 import { fingerprintDifferences, type Fingerprint } from '../backup/manifest';
 import { fingerprintFile } from '../duckdb/verify';
@@ -143,7 +144,9 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
     const writeMeter = new Meter((n) => (progress.bytesOut = n));
     const codec = codecStream(input.compression, 'compress', input.level);
     const source = createReadStream(input.snapshotPath, { highWaterMark: 1024 * 1024 });
-    const compressed = pipeline(source, readMeter, codec.stream, writeMeter).catch((err: unknown) => {
+    const limit = input.tier === 'L1' ? undefined : deps.config.storage.uploadLimitMiBps;
+    const stages = limit ? [codec.stream, new Throttle(limit * 1024 * 1024)] : [codec.stream];
+    const compressed = pipeline([source, readMeter, ...stages, writeMeter]).catch((err: unknown) => {
       // The upload sees a broken stream; it is the codec's or the disk's error that explains it.
       writeMeter.destroy(err as Error);
       throw err;

@@ -82,22 +82,23 @@ export class S3Store implements BackupStore {
           `bucket "${this.storage.bucket}" does not exist at ${this.endpointName}; create it or set storage.bucket (env S3_BUCKET) to an existing bucket`,
         );
       }
+      const reason = ['Unknown', 'Forbidden', 'NotFound'].includes(err.name) ? `HTTP ${status}` : err.name;
       if (
         status === 403 ||
         ['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'InvalidSecurity'].includes(err.name)
       ) {
         return new ConfigProblem(
           'storage.accessKeyId',
-          `${this.endpointName} refused the credentials for bucket "${this.storage.bucket}" (${err.name}); check storage.accessKeyId and storage.secretAccessKey (env AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)`,
+          `${this.endpointName} refused the credentials for bucket "${this.storage.bucket}" (${reason}); check storage.accessKeyId and storage.secretAccessKey (env AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)`,
         );
       }
       if (status !== undefined && status >= 500) {
         return new Unavailable(
-          `waiting for S3 endpoint ${this.endpointName} (${doing}): ${err.name} (HTTP ${status})`,
+          `waiting for S3 endpoint ${this.endpointName} (${doing}): ${reason} (HTTP ${status})`,
           { cause: err },
         );
       }
-      return new Error(`S3 ${doing} failed: ${err.name}: ${err.message}`, { cause: err });
+      return new Error(`S3 ${doing} failed: ${reason}: ${err.message}`, { cause: err });
     }
     return err instanceof Error ? err : new Error(String(err));
   }

@@ -102,7 +102,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const target: BackupTarget = await step('resolve', () =>
     control.resolveBackupTarget({ database, tier, node: requestedNode }),
   );
-  const objectLock = tier === 'L1' ? false : (await step('resolve', () => control.checkStorage())).objectLock;
+  const objectLock = tier === 'L1' ? false : (await step('check storage', () => control.checkStorage())).objectLock;
 
   const id = makeBackupId(database, tier, started, workflowInfo().runId);
   status.backupId = id;
