@@ -253,17 +253,28 @@ export function parseConfig(input: unknown, source = 'config'): Config {
 }
 
 export interface LoadConfigOptions {
-  /** Path of the JSON file; defaults to DR_CONFIG, then ./kimiclaw-dr.json if it exists. */
+  /** Path of the JSON file; defaults to DR_CONFIG, then ./kimiclaw-dr.json, then .data/kimiclaw-dr.json. */
   file?: string;
   env?: NodeJS.ProcessEnv;
   /** Values under the file and env, e.g. the embedded single-host defaults of `start`. */
   defaults?: ConfigInput;
 }
 
-/** Reads the file and the environment and validates the result. */
-export function loadConfig(options: LoadConfigOptions = {}): Config {
+/** Where `start` writes the effective config, so later CLI calls on this host find it. */
+export const EMBEDDED_CONFIG_FILE = '.data/kimiclaw-dr.json';
+
+export interface RawConfig {
+  raw: Record<string, unknown>;
+  file?: string;
+  /** Config paths set from the environment, with the variable's name. */
+  fromEnv: Map<string, string>;
+}
+
+/** The file and the environment merged, not yet validated (`start` fills in what is missing). */
+export function loadRawConfig(options: LoadConfigOptions = {}): RawConfig {
   const env = options.env ?? process.env;
-  const file = options.file ?? env.DR_CONFIG ?? (existsSync('kimiclaw-dr.json') ? 'kimiclaw-dr.json' : undefined);
+  const file =
+    options.file ?? env.DR_CONFIG ?? ['kimiclaw-dr.json', EMBEDDED_CONFIG_FILE].find((f) => existsSync(f));
   let raw: Record<string, unknown> = structuredClone((options.defaults ?? {}) as Record<string, unknown>);
   if (file) {
     let text: string;
@@ -285,6 +296,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     setPath(raw, path, envValue(value, kind));
     fromEnv.set(path.join('.'), name);
   }
+  return { raw, file, fromEnv };
+}
+
+/** Validates merged config; errors name env-sourced fields with their variable. */
+export function validateConfig({ raw, file, fromEnv }: RawConfig): Config {
   const result = ConfigSchema.safeParse(raw);
   const source = [file, fromEnv.size ? 'environment' : undefined].filter(Boolean).join(' + ') || 'defaults';
   if (!result.success) {
@@ -294,6 +310,11 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     );
   }
   return resolvePaths(result.data, file ? resolve(file, '..') : process.cwd());
+}
+
+/** Reads the file and the environment and validates the result. */
+export function loadConfig(options: LoadConfigOptions = {}): Config {
+  return validateConfig(loadRawConfig(options));
 }
 
 function mergeDeep(base: Record<string, unknown>, over: Record<string, unknown>): Record<string, unknown> {

@@ -5,7 +5,7 @@
  *
  *   node --import tsx src/worker.ts
  */
-import { NativeConnection, Runtime, Worker, type WorkflowBundleOption } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkflowBundleOption } from '@temporalio/worker';
 import { createActivities } from './activities';
 import { loadConfig, nodeTaskQueue, type Config } from './config';
 import { freePort } from './net';
@@ -43,7 +43,11 @@ let sdkMetricsAddress: string | undefined;
 async function installSdkMetrics(): Promise<string> {
   if (!sdkMetricsAddress) {
     sdkMetricsAddress = `127.0.0.1:${await freePort()}`;
-    Runtime.install({ telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsAddress } } } });
+    Runtime.install({
+      // Worker state changes and bundling are INFO; DR_LOG_LEVEL=INFO shows them.
+      logger: new DefaultLogger((process.env.DR_LOG_LEVEL ?? 'WARN') as LogLevel),
+      telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsAddress } } },
+    });
   }
   return sdkMetricsAddress;
 }

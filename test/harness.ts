@@ -8,15 +8,16 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
 import { createBucket, startTemporalDevServer, startVersitygw, type TemporalDevServer, type Versitygw } from '../src/dev/servers';
+import { NodeProcess } from '../src/dev/node-process';
 import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';
 
 export const REPO = resolve(__dirname, '..');
+export { NodeProcess };
 export const BUCKET = 'kimiclaw-backups';
 const CREDS = { accessKey: 'kimiclaw-test', secretKey: 'kimiclaw-test-secret' };
 
@@ -33,65 +34,6 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 function quietLogger() {
   const noop = (): void => undefined;
   return { trace: noop, debug: noop, info: noop, warn: noop, error: (m: string) => console.error(m), log: noop };
-}
-
-/** A kimiclaw reference node running as its own process. */
-export class NodeProcess {
-  url = '';
-  private child: ChildProcess | undefined;
-  private port = 0;
-  readonly dataDir: string;
-
-  constructor(
-    readonly id: string,
-    root: string,
-    readonly database = 'kimiclaw',
-  ) {
-    this.dataDir = join(root, id);
-  }
-
-  async start(): Promise<void> {
-    await mkdir(this.dataDir, { recursive: true });
-    const args = ['--import', 'tsx', join(REPO, 'src/node/main.ts')];
-    args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
-    args.push('--database', this.database);
-    const child = spawn(process.execPath, args, { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
-    this.child = child;
-    const stderr: string[] = [];
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
-      stderr.push(d);
-      if (stderr.length > 50) stderr.shift();
-    });
-    this.url = await new Promise<string>((resolvePromise, reject) => {
-      const timer = setTimeout(() => reject(new Error(`node ${this.id} did not start: ${stderr.join('')}`)), 60_000);
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`node ${this.id} exited with ${code}: ${stderr.join('')}`));
-      });
-      createInterface({ input: child.stdout! }).on('line', (line) => {
-        try {
-          const msg = JSON.parse(line) as { event?: string; url?: string };
-          if (msg.event === 'listening' && msg.url) {
-            clearTimeout(timer);
-            resolvePromise(msg.url);
-          }
-        } catch {
-          // not a JSON line
-        }
-      });
-    });
-    this.port = Number(new URL(this.url).port);
-  }
-
-  /** Stops the node: SIGTERM is a clean stop, SIGKILL a crash. Restart with start(). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
-    const child = this.child;
-    if (!child || child.exitCode !== null || child.signalCode !== null) return;
-    await new Promise<void>((r) => {
-      child.once('exit', () => r());
-      child.kill(signal);
-    });
-  }
 }
 
 export interface HarnessOptions {

@@ -16,7 +16,8 @@ export function compactTimestamp(at: Date): string {
  * keeps two backups started in the same second apart. Example: kimiclaw-L2-20261126T030000Z-3f9a.
  */
 export function backupId(database: string, tier: Tier, at: Date, runId: string): string {
-  const suffix = runId.replace(/[^a-f0-9]/gi, '').slice(0, 4).toLowerCase() || '0000';
+  // Run ids may be time-ordered UUIDs (v7) whose leading digits barely change: take the end.
+  const suffix = runId.replace(/[^a-f0-9]/gi, '').slice(-4).toLowerCase().padStart(4, '0');
   return `${database}-${tier}-${compactTimestamp(at)}-${suffix}`;
 }
 

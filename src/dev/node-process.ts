@@ -1,0 +1,70 @@
+/**
+ * A kimiclaw reference node as its own process, the way it runs in production: `npm start`
+ * runs one for the demo, the tests run several and kill them.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+
+/** A kimiclaw reference node running as its own process. */
+export class NodeProcess {
+  url = '';
+  private child: ChildProcess | undefined;
+  private port = 0;
+  readonly dataDir: string;
+
+  constructor(
+    readonly id: string,
+    root: string,
+    readonly database = 'kimiclaw',
+    port = 0,
+  ) {
+    this.dataDir = join(root, id);
+    this.port = port;
+  }
+
+  async start(): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true });
+    const args = ['--import', 'tsx', join(__dirname, '..', 'node', 'main.ts')];
+    args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
+    args.push('--database', this.database);
+    // tsx is resolved from the repository root, whatever the caller's working directory.
+    const child = spawn(process.execPath, args, { cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = child;
+    const stderr: string[] = [];
+    child.stderr?.setEncoding('utf8').on('data', (d: string) => {
+      stderr.push(d);
+      if (stderr.length > 50) stderr.shift();
+    });
+    this.url = await new Promise<string>((resolvePromise, reject) => {
+      const timer = setTimeout(() => reject(new Error(`node ${this.id} did not start: ${stderr.join('')}`)), 60_000);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`node ${this.id} exited with ${code}: ${stderr.join('')}`));
+      });
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        try {
+          const msg = JSON.parse(line) as { event?: string; url?: string };
+          if (msg.event === 'listening' && msg.url) {
+            clearTimeout(timer);
+            resolvePromise(msg.url);
+          }
+        } catch {
+          // not a JSON line
+        }
+      });
+    });
+    this.port = Number(new URL(this.url).port);
+  }
+
+  /** Stops the node: SIGTERM is a clean stop, SIGKILL a crash. Restart with start(). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((r) => {
+      child.once('exit', () => r());
+      child.kill(signal);
+    });
+  }
+}
