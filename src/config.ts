@@ -175,15 +175,22 @@ export const ConfigSchema = z
     schedules: SchedulesSchema,
     metrics: MetricsSchema,
   })
-  .superRefine((c, ctx) => {
-    const seen = new Set<string>();
-    c.databases.forEach((db, i) => {
-      if (seen.has(db.name)) {
-        ctx.addIssue({ code: 'custom', path: ['databases', i, 'name'], message: `"${db.name}" is listed twice` });
-      }
-      seen.add(db.name);
-    });
-  });
+  .superRefine(
+    (c, ctx) => {
+      const seen = new Set<string>();
+      // With `when`, this also runs on input that failed elsewhere: entries may be anything.
+      (c.databases as unknown[]).forEach((db, i) => {
+        const name = (db as { name?: unknown } | null)?.name;
+        if (typeof name !== 'string') return;
+        if (seen.has(name)) {
+          ctx.addIssue({ code: 'custom', path: ['databases', i, 'name'], message: `"${name}" is listed twice` });
+        }
+        seen.add(name);
+      });
+    },
+    // Report duplicates even when other fields are bad too: every problem in one message.
+    { when: (payload) => Array.isArray((payload.value as { databases?: unknown } | undefined)?.databases) },
+  );
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

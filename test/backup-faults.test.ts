@@ -47,7 +47,7 @@ async function uploadUnderway(workflowId: string, bytes: number): Promise<Transf
   return eventually(
     async () => {
       const p = await dr.backupProgress(workflowId);
-      if (p.status?.phase !== 'store' || (p.transfer?.bytesOut ?? 0) < bytes) return undefined;
+      if (p.transfer?.phase !== 'upload' || (p.transfer.bytesOut ?? 0) < bytes) return undefined;
       return (await unfinishedUploads()) >= 1 ? p.transfer : undefined;
     },
     'the upload to be under way',

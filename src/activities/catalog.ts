@@ -7,7 +7,7 @@ import { log } from '@temporalio/activity';
 import { nodeTaskQueue, type Config } from '../config';
 import type { Tier } from '../domain';
 import { InputProblem, Unavailable } from '../errors';
-import { backupIdOfKey, manifestKey } from '../backup/ids';
+import { backupFolder, backupIdOfKey, manifestKey } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { planRetention, type KeepReason } from '../backup/retention';
 import { DEFAULT_LEVEL } from '../backup/codec';
@@ -165,6 +165,20 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
     return result;
   }
 
+  /**
+   * Removes what a backup stored before it failed, unless it was committed (has a manifest):
+   * a committed backup is only ever removed by retention.
+   */
+  async function discardUncommitted(input: { database: string; tier: Tier; node?: string; backupId: string }): Promise<number> {
+    const store = stores.forTier(input.tier, input.database, input.node);
+    const folder = `${backupFolder(input.database, input.tier, input.backupId)}/`;
+    const objects = await store.list(folder);
+    if (objects.some((o) => o.key.endsWith('/manifest.json'))) return 0;
+    await store.deleteKeys(objects.map((o) => o.key));
+    await store.abortIncompleteUploads(folder);
+    return objects.length;
+  }
+
   async function recordBackupMetrics(input: {
     database: string;
     tier: Tier;
@@ -180,5 +194,13 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
     metrics.backupFailures.inc({ database: input.database, tier: input.tier, step: input.step });
   }
 
-  return { resolveBackupTarget, checkStorage, writeManifest, pruneTier, recordBackupMetrics, recordBackupFailure };
+  return {
+    resolveBackupTarget,
+    checkStorage,
+    writeManifest,
+    pruneTier,
+    discardUncommitted,
+    recordBackupMetrics,
+    recordBackupFailure,
+  };
 }

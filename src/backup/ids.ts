@@ -36,7 +36,8 @@ export function parseBackupId(id: string): ParsedBackupId | undefined {
   const [, database, tier, ts] = m as unknown as [string, string, Tier, string];
   const iso = `${ts.slice(0, 4)}-${ts.slice(4, 6)}-${ts.slice(6, 8)}T${ts.slice(9, 11)}:${ts.slice(11, 13)}:${ts.slice(13, 15)}Z`;
   const createdAt = new Date(iso);
-  if (Number.isNaN(createdAt.getTime())) return undefined;
+  // Date rolls impossible dates over (Feb 31 → Mar 3); only a round trip proves the date real.
+  if (Number.isNaN(createdAt.getTime()) || compactTimestamp(createdAt) !== ts) return undefined;
   return { database, tier, createdAt };
 }
 

@@ -24,6 +24,10 @@ export function describeInputIssues(error: z.ZodError, input: unknown): string[]
   return error.issues.map((issue) => {
     const path = issue.path.map(String).join('.') || '(input)';
     const received = valueAt(input, issue.path);
+    if (received === undefined && (issue.code === 'invalid_value' || issue.code === 'invalid_type')) {
+      const accepted = issue.code === 'invalid_value' ? `; accepted values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : '';
+      return `${path}: is required${accepted}`;
+    }
     if (issue.code === 'invalid_value') {
       const accepted = issue.values.map((v) => JSON.stringify(v)).join(', ');
       return `${path}: ${JSON.stringify(received)} is not accepted; accepted values: ${accepted}`;
@@ -31,7 +35,6 @@ export function describeInputIssues(error: z.ZodError, input: unknown): string[]
     if (issue.code === 'unrecognized_keys') {
       return `${path}: unknown field(s) ${issue.keys.map((k) => JSON.stringify(k)).join(', ')}`;
     }
-    if (issue.code === 'invalid_type' && received === undefined) return `${path}: is required (${issue.expected})`;
     return `${path}: ${issue.message}${received === undefined ? '' : ` (got ${JSON.stringify(received)})`}`;
   });
 }

@@ -32,7 +32,7 @@ export async function waitWithProgress(dr: KimiclawDr, workflowId: string, show:
       lastPhase = phase;
     }
     const transfer = progress?.transfer;
-    if (tty && transfer && transfer.bytesTotal > 0 && phase === 'store') {
+    if (tty && transfer?.phase === 'upload' && transfer.bytesTotal > 0) {
       const now = Date.now();
       if (lastSample && now > lastSample.at) {
         rate = `${formatBytes(((transfer.bytesDone - lastSample.bytes) * 1000) / (now - lastSample.at))}/s`;

@@ -102,7 +102,7 @@ export class LocalStore implements BackupStore {
     for (const entry of entries) {
       const path = join(base, entry);
       const info = await stat(path).catch(() => undefined);
-      if (!info?.isFile() || path.includes('.tmp-')) continue;
+      if (!info?.isFile() || entry.includes('.tmp-')) continue;
       found.push({ key: relative(this.location, path).split(sep).join('/'), bytes: info.size, lastModified: info.mtime });
     }
     return found;

@@ -117,12 +117,20 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       node.long.snapshotDatabase({ database, node: target.node.id, backupId: id }),
     );
     snapshotPath = snapshot.path;
-    const fingerprint = { rows: snapshot.rows, minId: snapshot.minId, maxId: snapshot.maxId, maxLsn: snapshot.maxLsn, checksum: snapshot.checksum };
-    await step('verify', () => node.long.verifySnapshot({ path: snapshot.path, expected: fingerprint, backupId: id }));
-    const verifiedAt = new Date().toISOString();
+    const fingerprint = {
+      rows: snapshot.rows,
+      minId: snapshot.minId,
+      maxId: snapshot.maxId,
+      maxLsn: snapshot.maxLsn,
+      checksum: snapshot.checksum,
+    };
 
+    // Verification and upload read the same snapshot file side by side; the manifest, the
+    // commit point, is written only when both succeeded. A failed verification cancels the
+    // upload and removes whatever it stored.
     const retainUntil = objectLock ? new Date(started.getTime() + target.retentionMs).toISOString() : undefined;
-    const stored = await step('store', () =>
+    const uploadScope = new CancellationScope();
+    const uploading = uploadScope.run(() =>
       node.long.storeArtifact({
         database,
         tier,
@@ -135,6 +143,19 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
         lock: retainUntil ? { mode: 'COMPLIANCE', retainUntil } : undefined,
       }),
     );
+    uploading.catch(() => undefined);
+    try {
+      await step('verify', () => node.long.verifySnapshot({ path: snapshot.path, expected: fingerprint, backupId: id }));
+    } catch (err) {
+      uploadScope.cancel();
+      await CancellationScope.nonCancellable(async () => {
+        await uploading.catch(() => undefined);
+        await catalog.discardUncommitted({ database, tier, node: target.node.id, backupId: id }).catch(() => undefined);
+      });
+      throw err;
+    }
+    const verifiedAt = new Date().toISOString();
+    const stored = await step('store', () => uploading);
 
     const info = workflowInfo();
     const manifest: Manifest = {
