@@ -1,0 +1,76 @@
+/**
+ * The content fingerprint of the events table: what a backup is verified against (DESIGN rule 2).
+ *
+ * `sum(hash(e))` hashes the whole row (the table alias stands for a struct of every column, so a
+ * column added later is covered too) and sums rather than xors, so two identical rows do not
+ * cancel out and the result does not depend on scan order. Page checksums only catch a block that
+ * is damaged in place; a valid block in the wrong place, or a torn copy, only shows up as a
+ * different fingerprint.
+ *
+ * The table is append-only and rows are immutable, so "the source as of LSN n" can be computed
+ * later on the live database with `WHERE lsn <= n`, while writes continue.
+ */
+import type { DuckDBConnection } from '@duckdb/node-api';
+
+export interface Fingerprint {
+  rows: number;
+  minId: number | null;
+  maxId: number | null;
+  maxLsn: number | null;
+  /** sum(hash(row)) as a decimal string (a HUGEINT: too wide for a JS number). */
+  checksum: string;
+}
+
+/** The fingerprint as one query; upToLsn limits it to rows of batches up to that LSN. */
+export function fingerprintQuery(upToLsn?: number): string {
+  if (upToLsn !== undefined && (!Number.isSafeInteger(upToLsn) || upToLsn < 0)) {
+    throw new RangeError(`upToLsn must be a non-negative integer, got ${upToLsn}`);
+  }
+  const where = upToLsn === undefined ? '' : ` WHERE e.lsn <= ${upToLsn}`;
+  // Everything is read as VARCHAR: BIGINT and HUGEINT would otherwise arrive as bigint, and the
+  // child process that verifies files passes the row through JSON.
+  return (
+    'SELECT count(*)::VARCHAR AS "rows", min(e.id)::VARCHAR AS min_id, max(e.id)::VARCHAR AS max_id, ' +
+    'max(e.lsn)::VARCHAR AS max_lsn, coalesce(sum(hash(e)), 0)::VARCHAR AS checksum ' +
+    `FROM events AS e${where}`
+  );
+}
+
+/** The row fingerprintQuery returns, as plain strings (or null on an empty table). */
+export type FingerprintRow = Record<'rows' | 'min_id' | 'max_id' | 'max_lsn' | 'checksum', string | null>;
+
+function toNumber(value: string | null, column: string): number | null {
+  if (value === null) return null;
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new Error(`fingerprint column ${column} is not a safe integer: ${value}`);
+  return n;
+}
+
+/** Turns the query's row into a Fingerprint, refusing anything that does not look like one. */
+export function parseFingerprintRow(row: Partial<Record<string, unknown>>): Fingerprint {
+  const text = (column: string): string | null => {
+    const value = row[column];
+    if (value === null || value === undefined) return null;
+    if (typeof value !== 'string') throw new Error(`fingerprint column ${column} is not text: ${String(value)}`);
+    return value;
+  };
+  const checksum = text('checksum');
+  if (checksum === null || !/^-?\d+$/.test(checksum)) {
+    throw new Error(`fingerprint checksum is not a decimal number: ${String(checksum)}`);
+  }
+  return {
+    rows: toNumber(text('rows'), 'rows') ?? 0,
+    minId: toNumber(text('min_id'), 'min_id'),
+    maxId: toNumber(text('max_id'), 'max_id'),
+    maxLsn: toNumber(text('max_lsn'), 'max_lsn'),
+    checksum,
+  };
+}
+
+/** Computes the fingerprint on an open connection, in the query's own consistent snapshot. */
+export async function fingerprint(connection: DuckDBConnection, upToLsn?: number): Promise<Fingerprint> {
+  const reader = await connection.runAndReadAll(fingerprintQuery(upToLsn));
+  const row = reader.getRowObjectsJS()[0];
+  if (!row) throw new Error('fingerprint query returned no row');
+  return parseFingerprintRow(row);
+}

@@ -1,0 +1,95 @@
+/**
+ * The kimiclaw schema. `events` is append-only and is its own log: every row carries the LSN of
+ * the batch that wrote it, so "everything after LSN n" and "the table as of LSN n" are queries.
+ *
+ * No PRIMARY KEY on events.id: ids are assigned by the one writer (monotonic by construction), and
+ * an ART index would slow every bulk insert and grow the file for a uniqueness check that can
+ * never fire. `node_state` is tiny and keyed, and is updated in the same transaction as each
+ * batch, so the recorded LSN can never disagree with the rows.
+ */
+import type { DuckDBConnection } from '@duckdb/node-api';
+
+export const EVENT_COLUMNS = [
+  { name: 'id', type: 'BIGINT' },
+  { name: 'lsn', type: 'BIGINT' },
+  { name: 'ts', type: 'TIMESTAMP' },
+  { name: 'kind', type: 'VARCHAR' },
+  { name: 'payload', type: 'VARCHAR' },
+] as const;
+
+export const CREATE_EVENTS_SQL = `CREATE TABLE IF NOT EXISTS events (
+  id BIGINT NOT NULL,
+  lsn BIGINT NOT NULL,
+  ts TIMESTAMP NOT NULL,
+  kind VARCHAR NOT NULL,
+  payload VARCHAR NOT NULL
+)`;
+
+export const CREATE_NODE_STATE_SQL = `CREATE TABLE IF NOT EXISTS node_state (
+  key VARCHAR PRIMARY KEY,
+  value VARCHAR NOT NULL
+)`;
+
+/** Keys of node_state. */
+export const STATE_LSN = 'lsn';
+export const STATE_EPOCH = 'epoch';
+
+/** Upserts one node_state key. */
+export const SET_STATE_SQL = 'INSERT OR REPLACE INTO node_state (key, value) VALUES ($1, $2)';
+
+/**
+ * Records the batch LSN inside the batch's transaction. A prepared UPDATE of the existing row
+ * costs ~0.6 ms; the upsert above ~3.7 ms, which was a third of the per-batch cost.
+ */
+export const UPDATE_LSN_SQL = `UPDATE node_state SET value = $1 WHERE key = '${STATE_LSN}'`;
+
+/** Creates the tables if missing and refuses a file whose events table has another shape. */
+export async function ensureSchema(connection: DuckDBConnection): Promise<void> {
+  await connection.run(CREATE_EVENTS_SQL);
+  await connection.run(CREATE_NODE_STATE_SQL);
+  const reader = await connection.runAndReadAll(
+    `SELECT column_name, data_type FROM information_schema.columns
+     WHERE table_schema = 'main' AND table_name = 'events' ORDER BY ordinal_position`,
+  );
+  const actual = reader.getRows().map(([name, type]) => `${String(name)} ${String(type)}`);
+  const expected = EVENT_COLUMNS.map((c) => `${c.name} ${c.type}`);
+  if (actual.join(', ') !== expected.join(', ')) {
+    throw new Error(`the events table has columns (${actual.join(', ')}); expected (${expected.join(', ')})`);
+  }
+}
+
+export interface StoredPosition {
+  /** Highest id in events, 0 when empty. */
+  lastId: number;
+  /** Highest LSN recorded, 0 when nothing was written. */
+  lsn: number;
+  rows: number;
+  /** Fencing epoch, 1 for a database that never saw a failover. */
+  epoch: number;
+}
+
+/**
+ * Where the writer resumes. Both the rows and node_state are consulted: a database built by bulk
+ * SQL (the generator, a restore from elsewhere) may lack node_state, and node_state alone would
+ * not reveal ids.
+ */
+export async function readPosition(connection: DuckDBConnection): Promise<StoredPosition> {
+  const reader = await connection.runAndReadAll(
+    `SELECT
+       coalesce(max(id), 0)::VARCHAR,
+       coalesce(max(lsn), 0)::VARCHAR,
+       count(*)::VARCHAR,
+       (SELECT value FROM node_state WHERE key = '${STATE_LSN}'),
+       (SELECT value FROM node_state WHERE key = '${STATE_EPOCH}')
+     FROM events`,
+  );
+  const [lastId, maxLsn, rows, stateLsn, stateEpoch] = (reader.getRows()[0] ?? []).map((v) =>
+    v === null || v === undefined ? undefined : Number(v),
+  );
+  return {
+    lastId: lastId ?? 0,
+    lsn: Math.max(maxLsn ?? 0, stateLsn ?? 0),
+    rows: rows ?? 0,
+    epoch: stateEpoch ?? 1,
+  };
+}

@@ -1,0 +1,71 @@
+/**
+ * Runs one kimiclaw node as a process:
+ *   npx tsx src/node/main.ts --id node1 --data-dir DIR [--port 0] [--host 127.0.0.1] [--database kimiclaw]
+ * Prints exactly one line to stdout once listening, {"event":"listening","url":...,"id":...}, so a
+ * parent can read the URL; everything else is JSON lines on stderr. SIGTERM/SIGINT stop it
+ * cleanly (in-flight writes finish, checkpoint, exit 0).
+ */
+import { parseArgs } from 'node:util';
+import { errorMessage, jsonLogger } from './log';
+import { startNode } from './server';
+
+const USAGE =
+  'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      id: { type: 'string' },
+      'data-dir': { type: 'string' },
+      port: { type: 'string', default: '0' },
+      host: { type: 'string', default: '127.0.0.1' },
+      database: { type: 'string', default: 'kimiclaw' },
+      'drain-timeout-ms': { type: 'string', default: '30000' },
+      help: { type: 'boolean', default: false },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  if (!values.id || !values['data-dir']) throw new Error(`--id and --data-dir are required\n${USAGE}`);
+  const port = Number(values.port);
+  const drainTimeoutMs = Number(values['drain-timeout-ms']);
+  const log = jsonLogger({ node: values.id });
+  const node = await startNode({
+    id: values.id,
+    dataDir: values['data-dir'],
+    database: values.database,
+    port,
+    host: values.host,
+    drainTimeoutMs,
+    log,
+  });
+  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);
+
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (++signals > 1) {
+      log('forced_exit', { signal });
+      process.exit(1);
+    }
+    log('stopping', { signal });
+    node.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log('stop_failed', { error: errorMessage(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(
+    `${JSON.stringify({ time: new Date().toISOString(), event: 'start_failed', error: errorMessage(err) })}\n`,
+  );
+  process.exit(1);
+});

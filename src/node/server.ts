@@ -1,0 +1,133 @@
+/**
+ * The reference kimiclaw node: an HTTP service that owns one DuckDB file,
+ * <dataDir>/<database>.duckdb. Runs in-process (startNode) or as its own process (main.ts).
+ */
+import { type IncomingMessage, type ServerResponse, createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join, resolve } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { z } from 'zod';
+import { NameSchema, describeZodIssues } from '../config';
+import { HttpError, sendJson } from './http';
+import { type Logger, errorMessage, jsonLogger } from './log';
+import { ROUTES, type RouteContext, routeList } from './routes';
+import { EventStore, StoreClosedError } from './store';
+
+const NodeOptionsSchema = z.object({
+  id: NameSchema,
+  dataDir: z.string().min(1, 'must be a directory path'),
+  database: NameSchema.default('kimiclaw'),
+  /** 0 picks a free port. */
+  port: z.number().int().min(0).max(65535).default(0),
+  host: z.string().min(1).default('127.0.0.1'),
+  /** How long stop() lets in-flight requests finish before closing connections. */
+  drainTimeoutMs: z.number().int().min(0).default(30_000),
+});
+
+export type NodeOptions = z.input<typeof NodeOptionsSchema> & { log?: Logger };
+
+export interface RunningNode {
+  id: string;
+  url: string;
+  databasePath: string;
+  /** Stops accepting, lets in-flight requests finish, checkpoints and closes the file. */
+  stop(): Promise<void>;
+}
+
+export async function startNode(options: NodeOptions): Promise<RunningNode> {
+  const parsed = NodeOptionsSchema.safeParse(options);
+  if (!parsed.success) throw new Error(`invalid node options: ${describeZodIssues(parsed.error).join('; ')}`);
+  const opts = parsed.data;
+  const dataDir = resolve(opts.dataDir);
+  const databasePath = join(dataDir, `${opts.database}.duckdb`);
+  const log = options.log ?? jsonLogger({ node: opts.id });
+
+  const store = await EventStore.open(databasePath, log);
+  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, log };
+  let stopping = false;
+  let inFlight = 0;
+
+  const server = createServer((req, res) => {
+    inFlight++;
+    res.on('close', () => inFlight--);
+    if (stopping) {
+      res.setHeader('connection', 'close');
+      sendJson(res, 503, new HttpError(503, 'NodeStopping', `node ${opts.id} is stopping`).toBody());
+      return;
+    }
+    void handle(req, res, ctx);
+  });
+  // Keep-alive sockets would otherwise hold stop() open until their idle timeout.
+  server.keepAliveTimeout = 5_000;
+
+  try {
+    await new Promise<void>((resolveListen, reject) => {
+      server.once('error', reject);
+      server.listen(opts.port, opts.host, () => {
+        server.off('error', reject);
+        resolveListen();
+      });
+    });
+  } catch (err) {
+    await store.close();
+    throw err;
+  }
+  const address = server.address() as AddressInfo;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  const url = `http://${host}:${address.port}`;
+  log('started', { url, database: opts.database, path: databasePath, lsn: store.lsn, rows: store.rows });
+
+  let stopped: Promise<void> | undefined;
+  const stop = async (): Promise<void> => {
+    stopping = true;
+    const closed = new Promise<void>((r) => server.close(() => r()));
+    server.closeIdleConnections();
+    const deadline = Date.now() + opts.drainTimeoutMs;
+    while (inFlight > 0 && Date.now() < deadline) await sleep(20);
+    if (inFlight > 0) log('drain_timeout', { inFlight });
+    server.closeAllConnections();
+    await closed;
+    await store.close();
+    log('stopped', { lsn: store.lsn, rows: store.rows });
+  };
+  return {
+    id: opts.id,
+    url,
+    databasePath,
+    stop: () => (stopped ??= stop()),
+  };
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
+  const url = new URL(req.url ?? '/', 'http://node.invalid');
+  try {
+    const candidates = ROUTES.filter((r) => r.path === url.pathname);
+    const route = candidates.find((r) => r.method === req.method);
+    if (!route && candidates.length > 0) {
+      const allowed = candidates.map((r) => r.method).join(', ');
+      res.setHeader('allow', allowed);
+      throw new HttpError(405, 'MethodNotAllowed', `${url.pathname} accepts ${allowed}, not ${req.method}`);
+    }
+    if (!route) {
+      const names = ROUTES.map((r) => `${r.method} ${r.path}`).join(', ');
+      const message = `no route ${req.method} ${url.pathname}; the routes are ${names}`;
+      throw new HttpError(404, 'NotFound', message, undefined, { routes: routeList() });
+    }
+    const { status, body } = await route.handle(req, url, ctx);
+    sendJson(res, status, body);
+  } catch (err) {
+    const httpError =
+      err instanceof HttpError
+        ? err
+        : err instanceof StoreClosedError
+          ? new HttpError(503, 'NodeStopping', err.message)
+          : new HttpError(500, 'Internal', errorMessage(err));
+    if (httpError.status >= 500) {
+      ctx.log('request_failed', { method: req.method, path: url.pathname, error: httpError.message });
+    }
+    // The body may not have been read (e.g. 404 on a POST); closing avoids reusing a dirty socket.
+    if (!req.complete) res.setHeader('connection', 'close');
+    if (!res.headersSent) sendJson(res, httpError.status, httpError.toBody());
+    else res.destroy();
+  }
+}
