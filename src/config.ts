@@ -85,7 +85,7 @@ const RetentionSchema = z
 const BackupSchema = z
   .object({
     compression: z.enum(['zstd', 'gzip']).default('zstd'),
-    /** zstd 1-19 (3 is the sweet spot measured here), gzip 1-9. */
+    /** zstd 1-19 (default 1, see DEFAULT_LEVEL), gzip 1-9 (default 6). */
     level: z.number().int().min(1).max(19).optional(),
     retention: RetentionSchema,
     /** Artifacts without a manifest younger than this are an upload in progress, not garbage. */

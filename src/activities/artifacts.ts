@@ -28,7 +28,6 @@ export interface StoreArtifactInput {
   compression: Compression;
   level: number;
   storageClass?: string;
-  lock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: string };
 }
 
 export interface StoredArtifact {
@@ -154,10 +153,7 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
     ctx.cancellationSignal.addEventListener('abort', () => source.destroy(new Error('activity cancelled')));
 
     await Promise.all([
-      store.putArtifact(key, writeMeter, {
-        storageClass: input.storageClass,
-        lock: input.lock ? { mode: input.lock.mode, retainUntil: new Date(input.lock.retainUntil) } : undefined,
-      }),
+      store.putArtifact(key, writeMeter, { storageClass: input.storageClass }),
       compressed,
       codec.done,
     ]);

@@ -24,6 +24,7 @@ export interface BackupTarget {
   compression: 'zstd' | 'gzip';
   level: number;
   storageClass?: string;
+  objectLockMode: 'GOVERNANCE' | 'COMPLIANCE';
   location: string;
 }
 
@@ -71,6 +72,7 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
             compression,
             level: config.backup.level ?? DEFAULT_LEVEL[compression],
             storageClass: input.tier === 'L1' ? undefined : config.storage.storageClass[input.tier],
+            objectLockMode: config.storage.objectLockMode,
             location: input.tier === 'L1' ? stores.local(db.name, node.id).location : stores.s3().location,
           };
         }
@@ -90,6 +92,14 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
     const s3 = stores.s3();
     await s3.checkBucket();
     return { location: s3.location, objectLock: await s3.objectLockEnabled() };
+  }
+
+  /**
+   * Object Lock retention for a verified L3 artifact, applied before its manifest: a backup
+   * that failed verification is never locked, so it can still be removed.
+   */
+  async function lockArtifact(input: { key: string; mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: string }): Promise<void> {
+    await stores.s3().lockObject(input.key, input.mode, new Date(input.retainUntil));
   }
 
   /** The commit point of a backup (DESIGN rule 3): written last, same key on every retry. */
@@ -197,6 +207,7 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
   return {
     resolveBackupTarget,
     checkStorage,
+    lockArtifact,
     writeManifest,
     pruneTier,
     discardUncommitted,

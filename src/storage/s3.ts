@@ -12,8 +12,10 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
+  PutObjectRetentionCommand,
   S3Client,
   S3ServiceException,
   type StorageClass,
@@ -136,15 +138,27 @@ export class S3Store implements BackupStore {
         Body: body,
         ContentType: 'application/octet-stream',
         StorageClass: options.storageClass as StorageClass | undefined,
-        ...(options.lock
-          ? { ObjectLockMode: options.lock.mode, ObjectLockRetainUntilDate: options.lock.retainUntil }
-          : {}),
       },
     });
     try {
       await upload.done();
     } catch (err) {
       throw this.explain(err, `upload ${this.locate(key)}`);
+    }
+  }
+
+  /** Puts Object Lock retention on a stored object: nobody can delete it before `retainUntil`. */
+  async lockObject(key: string, mode: 'GOVERNANCE' | 'COMPLIANCE', retainUntil: Date): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectRetentionCommand({
+          Bucket: this.storage.bucket,
+          Key: this.fullKey(key),
+          Retention: { Mode: mode, RetainUntilDate: retainUntil },
+        }),
+      );
+    } catch (err) {
+      throw this.explain(err, `lock ${this.locate(key)} until ${retainUntil.toISOString()}`);
     }
   }
 
@@ -218,15 +232,54 @@ export class S3Store implements BackupStore {
     return found;
   }
 
+  /**
+   * Deletes keys for good: in a versioned bucket (Object Lock needs one) a plain delete only
+   * hides the object behind a delete marker, so every version of the key is removed.
+   */
   async deleteKeys(keys: string[]): Promise<void> {
     for (const key of keys) {
+      const fullKey = this.fullKey(key);
       try {
-        await this.client.send(new DeleteObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+        const versions = await this.versionsOf(fullKey);
+        for (const versionId of versions.length > 0 ? versions : [undefined]) {
+          await this.client.send(
+            new DeleteObjectCommand({ Bucket: this.storage.bucket, Key: fullKey, VersionId: versionId }),
+          );
+        }
       } catch (err) {
         if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) continue;
         throw this.explain(err, `delete ${this.locate(key)}`);
       }
     }
+  }
+
+  /** Version ids of exactly this key (objects and delete markers); [] when unversioned. */
+  private async versionsOf(fullKey: string): Promise<string[]> {
+    const ids: string[] = [];
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    try {
+      do {
+        const out = await this.client.send(
+          new ListObjectVersionsCommand({
+            Bucket: this.storage.bucket,
+            Prefix: fullKey,
+            KeyMarker: keyMarker,
+            VersionIdMarker: versionMarker,
+          }),
+        );
+        for (const v of [...(out.Versions ?? []), ...(out.DeleteMarkers ?? [])]) {
+          if (v.Key === fullKey && v.VersionId && v.VersionId !== 'null') ids.push(v.VersionId);
+        }
+        keyMarker = out.IsTruncated ? out.NextKeyMarker : undefined;
+        versionMarker = out.IsTruncated ? out.NextVersionIdMarker : undefined;
+      } while (keyMarker);
+    } catch (err) {
+      // A server without versioning support has nothing but the plain object to delete.
+      if (err instanceof S3ServiceException && [501, 405].includes(err.$metadata.httpStatusCode ?? 0)) return [];
+      throw err;
+    }
+    return ids;
   }
 
   async abortIncompleteUploads(prefix: string, startedBefore?: Date): Promise<number> {

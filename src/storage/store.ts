@@ -17,8 +17,6 @@ export interface StoredObject {
 
 export interface PutArtifactOptions {
   storageClass?: string;
-  /** Object Lock retention (S3 only, when the bucket has Object Lock enabled). */
-  lock?: { mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: Date };
 }
 
 export interface BackupStore {

@@ -102,7 +102,9 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
   const target: BackupTarget = await step('resolve', () =>
     control.resolveBackupTarget({ database, tier, node: requestedNode }),
   );
-  const objectLock = tier === 'L1' ? false : (await step('check storage', () => control.checkStorage())).objectLock;
+  // L3 is the archive tier: it gets Object Lock retention when the bucket enforces it.
+  const storage = tier === 'L1' ? undefined : await step('check storage', () => control.checkStorage());
+  const objectLock = tier === 'L3' && (storage?.objectLock ?? false);
 
   const id = makeBackupId(database, tier, started, workflowInfo().runId);
   status.backupId = id;
@@ -140,7 +142,6 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
         compression: target.compression,
         level: target.level,
         storageClass: target.storageClass,
-        lock: retainUntil ? { mode: 'COMPLIANCE', retainUntil } : undefined,
       }),
     );
     uploading.catch(() => undefined);
@@ -156,6 +157,9 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     }
     const verifiedAt = new Date().toISOString();
     const stored = await step('store', () => uploading);
+    if (retainUntil) {
+      await step('lock', () => control.lockArtifact({ key: stored.key, mode: target.objectLockMode, retainUntil }));
+    }
 
     const info = workflowInfo();
     const manifest: Manifest = {

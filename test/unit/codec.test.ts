@@ -62,8 +62,8 @@ void describe('codecStream', () => {
     });
   }
 
-  void test('default levels: zstd 3, gzip 6', () => {
-    assert.deepEqual(DEFAULT_LEVEL, { zstd: 3, gzip: 6 });
+  void test('default levels: zstd 1, gzip 6', () => {
+    assert.deepEqual(DEFAULT_LEVEL, { zstd: 1, gzip: 6 });
   });
 
   void test('corrupt zstd input makes done reject with a message naming zstd', async () => {

@@ -1,0 +1,143 @@
+/**
+ * Retention and Object Lock against a real S3-compatible server with an Object Lock bucket:
+ * expired backups are pruned, the newest verified one never is, orphans are swept after their
+ * grace period, the dry run deletes nothing, and L3 artifacts cannot be deleted while locked.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  DeleteObjectCommand,
+  GetObjectRetentionCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { KimiclawDr } from '../src/client';
+import { listCatalog } from '../src/catalog';
+import { Stores } from '../src/storage/stores';
+import { BUCKET, Harness, runCli } from './harness';
+
+let h: Harness;
+let dr: KimiclawDr;
+let s3: S3Client;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+before(async () => {
+  h = await Harness.start({
+    objectLock: true,
+    config: (base) => ({
+      ...base,
+      backup: { retention: { L1: '1h', L2: '3s', L3: '4s' }, orphanGrace: '1s' },
+    }),
+  });
+  dr = new KimiclawDr(h.client, h.config);
+  s3 = new S3Client({
+    endpoint: h.s3.endpoint,
+    region: 'us-east-1',
+    forcePathStyle: true,
+    credentials: { accessKeyId: h.s3.accessKey, secretAccessKey: h.s3.secretKey },
+  });
+});
+
+after(async () => {
+  s3?.destroy();
+  await h?.stop();
+});
+
+async function catalogIds(tier: 'L2' | 'L3'): Promise<string[]> {
+  const stores = new Stores(h.config);
+  try {
+    return (await listCatalog(h.config, stores, { tier })).backups.map((b) => b.backupId);
+  } finally {
+    stores.destroy();
+  }
+}
+
+describe('retention', () => {
+  test('an expired backup is pruned by the next backup; the newest is kept', async () => {
+    const first = await (await dr.startBackup({ tier: 'L2' })).result();
+    await sleep(3_500);
+    const second = await (await dr.startBackup({ tier: 'L2' })).result();
+    assert.ok(!('error' in second.pruned), JSON.stringify(second.pruned));
+    assert.deepEqual(
+      second.pruned.deleted.map((d) => d.backupId),
+      [first.backupId],
+    );
+    assert.deepEqual(await catalogIds('L2'), [second.backupId]);
+    // Gone for good: no version or delete marker of the pruned backup is left in the bucket.
+    const left = await s3.send(
+      new ListObjectVersionsCommand({ Bucket: BUCKET, Prefix: `kimiclaw-dr/kimiclaw/L2/${first.backupId}/` }),
+    );
+    assert.deepEqual([...(left.Versions ?? []), ...(left.DeleteMarkers ?? [])], []);
+  });
+
+  test('the newest verified backup survives even when expired; the dry run deletes nothing', async () => {
+    await sleep(3_500);
+    const [newest] = await catalogIds('L2');
+    // An orphan: artifact bytes without a manifest (an upload that never committed).
+    const orphanKey = 'kimiclaw-dr/kimiclaw/L2/kimiclaw-L2-20200101T000000Z-dead/kimiclaw.duckdb.zst';
+    await s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: orphanKey, Body: 'partial' }));
+    await sleep(1_500);
+
+    const dry = await runCli(['backups', 'prune', '--tier', 'L2', '--dry-run', '--json'], h.env());
+    assert.equal(dry.code, 0, dry.stderr);
+    const planned = JSON.parse(dry.stdout) as {
+      dryRun: boolean;
+      deleted: unknown[];
+      kept: Array<{ backupId: string; reason: string }>;
+      orphansDeleted: string[];
+    };
+    assert.equal(planned.dryRun, true);
+    assert.deepEqual(planned.deleted, []);
+    assert.deepEqual(planned.kept, [{ backupId: newest, reason: 'newest-verified' }]);
+    assert.deepEqual(planned.orphansDeleted, ['kimiclaw-L2-20200101T000000Z-dead']);
+    await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: orphanKey })); // still there after the dry run
+
+    const real = await runCli(['backups', 'prune', '--tier', 'L2', '--json'], h.env());
+    assert.equal(real.code, 0, real.stderr);
+    assert.deepEqual((JSON.parse(real.stdout) as { orphansDeleted: string[] }).orphansDeleted, [
+      'kimiclaw-L2-20200101T000000Z-dead',
+    ]);
+    assert.deepEqual(await catalogIds('L2'), [newest]);
+    const stores = new Stores(h.config);
+    try {
+      assert.equal(await stores.s3().statObject(orphanKey.replace('kimiclaw-dr/', '')), undefined);
+    } finally {
+      stores.destroy();
+    }
+  });
+
+  test('L3 artifacts carry Object Lock retention and cannot be deleted while locked', async () => {
+    const result = await (await dr.startBackup({ tier: 'L3' })).result();
+    const key = result.location.replace(`s3://${BUCKET}/`, '');
+    const retention = await s3.send(new GetObjectRetentionCommand({ Bucket: BUCKET, Key: key }));
+    assert.equal(retention.Retention?.Mode, 'COMPLIANCE');
+    const until = retention.Retention?.RetainUntilDate?.getTime() ?? 0;
+    assert.ok(until > Date.now(), 'locked into the future');
+    const manifestText = await runCli(['backups', 'list', '--tier', 'L3', '--json'], h.env());
+    const entry = (JSON.parse(manifestText.stdout) as { backups: Array<{ backupId: string; retainUntil?: string }> })
+      .backups[0];
+    assert.equal(entry?.backupId, result.backupId);
+    assert.equal(Date.parse(entry.retainUntil ?? ''), until);
+    // The bucket is versioned (Object Lock needs it): a plain delete only adds a delete marker;
+    // deleting the locked version itself is what the lock refuses.
+    const { VersionId } = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: key }));
+    assert.ok(VersionId, 'the locked object has a version id');
+    await assert.rejects(
+      s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: key, VersionId })),
+      /AccessDenied|locked|retention/i,
+    );
+  });
+
+  test('L2 artifacts are not locked (only the archive tier is)', async () => {
+    const result = await (await dr.startBackup({ tier: 'L2' })).result();
+    const key = result.location.replace(`s3://${BUCKET}/`, '');
+    const retention = await s3
+      .send(new GetObjectRetentionCommand({ Bucket: BUCKET, Key: key }))
+      .then((r) => r.Retention?.RetainUntilDate)
+      .catch(() => undefined);
+    assert.equal(retention, undefined);
+  });
+});
