@@ -3,14 +3,14 @@
  * and the operations the HTTP API exposes. Writes go through one connection under the lock;
  * reads each take a fresh connection so a long fingerprint never delays a write.
  */
-import { mkdir, stat } from 'node:fs/promises';
+import { mkdir, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { DuckDBTimestampValue, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
 import { type Fingerprint, fingerprint } from '../duckdb/fingerprint';
 import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
 import { SET_STATE_SQL, STATE_EPOCH, STATE_LSN, UPDATE_LSN_SQL, ensureSchema, readPosition } from '../duckdb/schema';
-import { commitTempFile, copyFast, removeQuietly, tempPathFor } from './files';
+import { copyFast, removeQuietly, tempPathFor } from './files';
 import { type Logger, errorMessage, silentLogger } from './log';
 import { Gate, Mutex, type Release } from './mutex';
 
@@ -75,6 +75,9 @@ export class LsnAheadError extends Error {
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 
+/** The checksum of one batch, inside its own transaction (same expression as fingerprintQuery). */
+const BATCH_CHECKSUM_SQL = 'SELECT coalesce(sum(hash(e)), 0)::VARCHAR FROM events AS e WHERE e.lsn = $1';
+
 export class EventStore {
   readonly state: ReplicationState;
   private readonly lock = new Mutex();
@@ -84,6 +87,12 @@ export class EventStore {
   private lastId: number;
   private currentLsn: number;
   private rowCount: number;
+  /**
+   * The fingerprint of everything committed, kept up to date by every append from the batch's
+   * own rows (sum(hash(row)) adds up batch by batch). A snapshot reads it under the write lock
+   * for free instead of scanning the table (~1.2 s/GiB); /stats still scans, so it audits this.
+   */
+  private running: { rows: number; minId: number | null; maxId: number | null; maxLsn: number | null; checksum: bigint };
   private longestWriteWaitMs = 0;
   private closing: Promise<void> | undefined;
   /** Set once close() holds the lock: writes queued before close() still commit. */
@@ -93,12 +102,15 @@ export class EventStore {
     private readonly db: OpenDatabase,
     private readonly writer: DuckDBConnection,
     private readonly updateLsn: DuckDBPreparedStatement,
+    private readonly batchChecksum: DuckDBPreparedStatement,
     position: { lastId: number; lsn: number; rows: number; epoch: number },
+    initial: Fingerprint,
     private readonly log: Logger,
   ) {
     this.lastId = position.lastId;
     this.currentLsn = position.lsn;
     this.rowCount = position.rows;
+    this.running = { ...initial, checksum: BigInt(initial.checksum) };
     this.state = { role: 'primary', epoch: position.epoch };
   }
 
@@ -114,7 +126,9 @@ export class EventStore {
       await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
       await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
       const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
-      return new EventStore(db, writer, updateLsn, position, log);
+      const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
+      const initial = await fingerprint(writer);
+      return new EventStore(db, writer, updateLsn, batchChecksum, position, initial, log);
     } catch (err) {
       db.close();
       throw err;
@@ -165,7 +179,17 @@ export class EventStore {
         appender.closeSync();
         this.updateLsn.bindVarchar(1, String(lsn));
         await this.updateLsn.run();
+        // Only the batch's own rows: zone maps on lsn skip everything older.
+        this.batchChecksum.bindBigInt(1, lsnValue);
+        const [batchSum] = (await this.batchChecksum.runAndReadAll()).getRows()[0] ?? [];
         await this.writer.run('COMMIT');
+        this.running = {
+          rows: this.running.rows + rows.length,
+          minId: this.running.minId ?? firstId,
+          maxId: firstId + rows.length - 1,
+          maxLsn: lsn,
+          checksum: this.running.checksum + BigInt(String(batchSum ?? '0')),
+        };
       } catch (err) {
         await this.writer
           .run('ROLLBACK')
@@ -215,15 +239,17 @@ export class EventStore {
     const started = performance.now();
     await mkdir(dirname(target), { recursive: true });
     const tmp = tempPathFor(target);
-    let copy: { lsn: number; stallMs: number; checkpointMs: number };
+    let copy: Awaited<ReturnType<EventStore['copyWithWritesPaused']>>;
     try {
       copy = await this.copyWithWritesPaused(tmp);
-      await commitTempFile(tmp, target);
+      // No fsync: a snapshot is a transient file that is verified and stored elsewhere, and
+      // taken again if the host crashes. The rename keeps a retried snapshot atomic.
+      await rename(tmp, target);
     } catch (err) {
       await removeQuietly(tmp);
       throw err;
     }
-    const fp = await this.fingerprint(copy.lsn);
+    const fp = copy.fingerprint;
     const bytes = (await stat(target)).size;
     const durationMs = round(performance.now() - started);
     const result = { path: target, lsn: copy.lsn, bytes, stallMs: round(copy.stallMs), durationMs, ...fp };
@@ -236,7 +262,9 @@ export class EventStore {
   }
 
   /** Checkpoints and copies the main file to tmp while holding the write lock. */
-  private async copyWithWritesPaused(tmp: string): Promise<{ lsn: number; stallMs: number; checkpointMs: number }> {
+  private async copyWithWritesPaused(
+    tmp: string,
+  ): Promise<{ lsn: number; stallMs: number; checkpointMs: number; fingerprint: Fingerprint }> {
     const release = await this.pauseWrites();
     const locked = performance.now();
     try {
@@ -245,8 +273,9 @@ export class EventStore {
       const checkpointMs = performance.now() - locked;
       if (checkpoint.attempts > 1) this.log('checkpoint_retried', { ...checkpoint });
       const lsn = this.currentLsn;
+      const fingerprint = { ...this.running, checksum: this.running.checksum.toString() };
       await copyFast(this.path, tmp);
-      return { lsn, stallMs: performance.now() - locked, checkpointMs };
+      return { lsn, stallMs: performance.now() - locked, checkpointMs, fingerprint };
     } finally {
       release();
     }
