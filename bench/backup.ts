@@ -34,6 +34,8 @@ const { values: args } = parseArgs({
     size: { type: 'string', default: '1GiB' },
     rounds: { type: 'string', default: '3' },
     dir: { type: 'string' },
+    /** Skip (a), to look at (b) alone while tuning. */
+    'no-baseline': { type: 'boolean', default: false },
   },
 });
 const CREDS = { accessKey: 'bench', secretKey: 'bench-secret-key' };
@@ -111,7 +113,12 @@ async function main(): Promise<void> {
   const config = parseConfig(
     {
       temporal: { address: temporal.address, taskQueue: 'kimiclaw-dr-bench' },
-      storage: { endpoint: s3.endpoint, bucket: BUCKET, accessKeyId: CREDS.accessKey, secretAccessKey: CREDS.secretKey },
+      storage: {
+        endpoint: s3.endpoint,
+        bucket: BUCKET,
+        accessKeyId: CREDS.accessKey,
+        secretAccessKey: CREDS.secretKey,
+      },
       databases: [{ name: 'kimiclaw', nodes: [{ id: node.id, url: node.url, dataDir: node.dataDir }] }],
       metrics: { port: 0 },
     },
@@ -124,7 +131,7 @@ async function main(): Promise<void> {
   try {
     // (a) The plan's pipeline: cp, gzip (default level 6), upload.
     const plan: number[] = [];
-    for (let round = 1; round <= rounds; round++) {
+    for (let round = 1; round <= (args['no-baseline'] ? 0 : rounds); round++) {
       const copy = join(root, `plan-${round}.db`);
       const started = performance.now();
       await copyFile(dbPath, copy);
@@ -165,17 +172,27 @@ async function main(): Promise<void> {
     }
     const written = await writer.stop();
     const steps = [...new Set(stepTimes.flatMap((t) => Object.keys(t)))];
-    log(`  (b) median per step: ${steps.map((s) => `${s} ${median(stepTimes.map((t) => t[s] ?? 0)).toFixed(1)} s`).join(', ')}`);
+    log(
+      `  (b) median per step: ${steps.map((s) => `${s} ${median(stepTimes.map((t) => t[s] ?? 0)).toFixed(1)} s`).join(', ')}`,
+    );
     const nodeStats = await nodeClient.stats();
 
-    const planMedian = median(plan);
+    const planMedian = plan.length ? median(plan) : NaN;
     const oursMedian = median(ours);
     log('');
-    log(`source database              ${(bytesBefore / MB).toFixed(0)} MB, ${written.events.toLocaleString('en-US')} events written during (b), ${written.errors} write errors`);
-    log(`(a) plan: cp + gzip + upload  median ${planMedian.toFixed(1)} s  ${(bytesBefore / MB / planMedian).toFixed(0)} MB/s`);
-    log(`(b) backup workflow (L2)      median ${oursMedian.toFixed(1)} s  ${(bytesBefore / MB / oursMedian).toFixed(0)} MB/s  (stored ${(bytesAfter / MB).toFixed(0)} MB, ${(bytesBefore / bytesAfter).toFixed(1)}×)`);
+    log(
+      `source database              ${(bytesBefore / MB).toFixed(0)} MB, ${written.events.toLocaleString('en-US')} events written during (b), ${written.errors} write errors`,
+    );
+    log(
+      `(a) plan: cp + gzip + upload  median ${planMedian.toFixed(1)} s  ${(bytesBefore / MB / planMedian).toFixed(0)} MB/s`,
+    );
+    log(
+      `(b) backup workflow (L2)      median ${oursMedian.toFixed(1)} s  ${(bytesBefore / MB / oursMedian).toFixed(0)} MB/s  (stored ${(bytesAfter / MB).toFixed(0)} MB, ${(bytesBefore / bytesAfter).toFixed(1)}×)`,
+    );
     log(`speed-up (a)/(b)             ${(planMedian / oursMedian).toFixed(1)}×  (target ≥ 5×)`);
-    log(`longest write stall          snapshot lock ${Math.max(...stalls).toFixed(0)} ms, node-observed ${nodeStats.maxWriteStallMs?.toFixed(0) ?? '?'} ms, writer max latency ${written.maxLatencyMs.toFixed(0)} ms  (target ≤ 2000 ms)`);
+    log(
+      `longest write stall          snapshot lock ${Math.max(...stalls).toFixed(0)} ms, node-observed ${nodeStats.maxWriteStallMs?.toFixed(0) ?? '?'} ms, writer max latency ${written.maxLatencyMs.toFixed(0)} ms  (target ≤ 2000 ms)`,
+    );
   } finally {
     await worker.shutdown();
     await connection.close();

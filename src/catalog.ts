@@ -100,7 +100,10 @@ export async function findBackup(
     throw new InputProblem('backupId', `"${backupId}" is not a backup id (like kimiclaw-L2-20261126T030000Z-3f9a)`);
   }
   if (!config.databases.some((d) => d.name === parsed.database)) {
-    throw new InputProblem('backupId', `backup ${backupId} belongs to database "${parsed.database}", which is not configured`);
+    throw new InputProblem(
+      'backupId',
+      `backup ${backupId} belongs to database "${parsed.database}", which is not configured`,
+    );
   }
   for (const store of storesOf(config, stores, parsed.database, parsed.tier)) {
     const manifest = await readManifest(store, parsed.database, parsed.tier, backupId);

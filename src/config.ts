@@ -280,8 +280,7 @@ export interface RawConfig {
 /** The file and the environment merged, not yet validated (`start` fills in what is missing). */
 export function loadRawConfig(options: LoadConfigOptions = {}): RawConfig {
   const env = options.env ?? process.env;
-  const file =
-    options.file ?? env.DR_CONFIG ?? ['kimiclaw-dr.json', EMBEDDED_CONFIG_FILE].find((f) => existsSync(f));
+  const file = options.file ?? env.DR_CONFIG ?? ['kimiclaw-dr.json', EMBEDDED_CONFIG_FILE].find((f) => existsSync(f));
   let raw: Record<string, unknown> = structuredClone((options.defaults ?? {}) as Record<string, unknown>);
   if (file) {
     let text: string;

@@ -100,7 +100,9 @@ export class NodeClient {
     try {
       json = JSON.parse(text);
     } catch {
-      throw new Error(`${what} answered ${method} ${path} with HTTP ${response.status} and no JSON: ${text.slice(0, 200)}`);
+      throw new Error(
+        `${what} answered ${method} ${path} with HTTP ${response.status} and no JSON: ${text.slice(0, 200)}`,
+      );
     }
     if (!response.ok) {
       const parsed = ErrorSchema.safeParse(json);

@@ -120,7 +120,9 @@ export async function describeSchedules(client: Client): Promise<ScheduleInfo[]>
   const infos: ScheduleInfo[] = [];
   for (const id of await ownedScheduleIds(client)) {
     const d = await client.schedule.getHandle(id).describe();
-    const intervals = (d.spec.intervals ?? []).map((i) => `every ${String(i.every)}${i.offset ? ` +${String(i.offset)}` : ''}`);
+    const intervals = (d.spec.intervals ?? []).map(
+      (i) => `every ${String(i.every)}${i.offset ? ` +${String(i.offset)}` : ''}`,
+    );
     const crons = (d.spec.calendars ?? []).length > 0 ? [`${d.spec.calendars?.length} calendar rule(s)`] : [];
     infos.push({
       scheduleId: id,

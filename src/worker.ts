@@ -5,7 +5,14 @@
  *
  *   node --import tsx src/worker.ts
  */
-import { DefaultLogger, NativeConnection, Runtime, Worker, type LogLevel, type WorkflowBundleOption } from '@temporalio/worker';
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  Worker,
+  type LogLevel,
+  type WorkflowBundleOption,
+} from '@temporalio/worker';
 import { createActivities } from './activities';
 import { loadConfig, nodeTaskQueue, type Config } from './config';
 import { freePort } from './net';
@@ -67,7 +74,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const local = options.localNodes ?? allNodes.map((n) => n.id);
   for (const id of local) {
     if (!allNodes.some((n) => n.id === id)) {
-      throw new Error(`DR_NODES names "${id}", which is not a configured node (${allNodes.map((n) => n.id).join(', ')})`);
+      throw new Error(
+        `DR_NODES names "${id}", which is not a configured node (${allNodes.map((n) => n.id).join(', ')})`,
+      );
     }
   }
 
@@ -129,7 +138,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 /** The worker as a process: config from file and env, stops cleanly on SIGINT/SIGTERM. */
 export async function runWorkerMain(): Promise<void> {
   const config = loadConfig();
-  const localNodes = process.env.DR_NODES?.split(',').map((s) => s.trim()).filter(Boolean);
+  const localNodes = process.env.DR_NODES?.split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   const worker = await startWorker({ config, localNodes });
   console.log(
     JSON.stringify({ event: 'worker-started', taskQueues: worker.taskQueues, metrics: worker.metricsServer?.url }),

@@ -82,7 +82,10 @@ describe('configuration that points at the wrong thing', () => {
     const { config } = await h.startVariant((base) => ({
       ...base,
       databases: [
-        { name: 'kimiclaw', nodes: [{ id: 'node1', url: `http://127.0.0.1:${deadPort}`, dataDir: h.nodes[0]!.dataDir }] },
+        {
+          name: 'kimiclaw',
+          nodes: [{ id: 'node1', url: `http://127.0.0.1:${deadPort}`, dataDir: h.nodes[0]!.dataDir }],
+        },
       ],
     }));
     const dr = new KimiclawDr(h.client, config);
@@ -92,7 +95,10 @@ describe('configuration that points at the wrong thing', () => {
       const pending = d.raw.pendingActivities?.[0];
       return pending && (pending.attempt ?? 0) >= 2 ? pending : undefined;
     }, 'a retried activity');
-    assert.match(waiting.lastFailure?.message ?? '', new RegExp(`waiting for node node1 at http://127.0.0.1:${deadPort}.*ECONNREFUSED`));
+    assert.match(
+      waiting.lastFailure?.message ?? '',
+      new RegExp(`waiting for node node1 at http://127.0.0.1:${deadPort}.*ECONNREFUSED`),
+    );
     assert.equal((await handle.describe()).status.name, 'RUNNING', 'an unreachable node is not a final failure');
     await handle.terminate('test done');
   });

@@ -74,12 +74,18 @@ describe('backup workflow', () => {
     assert.equal(l2.location, `s3://${BUCKET}/kimiclaw-dr/kimiclaw/L2/${l2.backupId}/kimiclaw.duckdb.zst`);
 
     const key = `kimiclaw-dr/${manifestKey('kimiclaw', 'L2', l2.backupId)}`;
-    const manifestText = await (await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))).Body!.transformToString();
+    const manifestText = await (
+      await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: key }))
+    ).Body!.transformToString();
     const manifest = parseManifest(manifestText, key);
     assert.equal(manifest.snapshot.rows, l2.rows);
     assert.equal(manifest.snapshot.lsn, l2.lsn);
     assert.equal(manifest.artifact.sha256, l2.sha256);
-    assert.equal(await sha256Of(`kimiclaw-dr/${manifest.artifact.key}`), l2.sha256, 'stored bytes hash to the manifest');
+    assert.equal(
+      await sha256Of(`kimiclaw-dr/${manifest.artifact.key}`),
+      l2.sha256,
+      'stored bytes hash to the manifest',
+    );
     const head = await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `kimiclaw-dr/${manifest.artifact.key}` }));
     assert.equal(head.ContentLength, l2.bytesAfter);
     // Manifest last: it is never older than its artifact.
@@ -124,14 +130,19 @@ describe('backup workflow', () => {
     assert.equal(report.ok, true);
     assert.equal(report.rows, l2.rows);
     // And independently: the live node's fingerprint up to that LSN equals the backup's.
-    const stats = (await (await fetch(`${h.nodes[0]!.url}/stats?lsn=${l2.lsn}`)).json()) as { rows: number; checksum: string };
+    const stats = (await (await fetch(`${h.nodes[0]!.url}/stats?lsn=${l2.lsn}`)).json()) as {
+      rows: number;
+      checksum: string;
+    };
     assert.equal(stats.rows, l2.rows);
   });
 
   test('backups list shows every tier, newest first, as a table and as JSON', async () => {
     const json = await runCli(['backups', 'list', '--json'], h.env());
     assert.equal(json.code, 0, json.stderr);
-    const catalog = JSON.parse(json.stdout) as { backups: Array<{ backupId: string; tier: string; createdAt: string }> };
+    const catalog = JSON.parse(json.stdout) as {
+      backups: Array<{ backupId: string; tier: string; createdAt: string }>;
+    };
     assert.deepEqual(new Set(catalog.backups.map((b) => b.tier)), new Set(['L1', 'L2', 'L3']));
     const times = catalog.backups.map((b) => b.createdAt);
     assert.deepEqual(times, [...times].sort().reverse());
@@ -144,7 +155,10 @@ describe('backup workflow', () => {
   test('/metrics reports the plan metrics by database and tier', async () => {
     const text = await (await fetch(h.worker!.metricsServer!.url)).text();
     for (const tier of ['L1', 'L2', 'L3']) {
-      const ts = new RegExp(`^backup_last_success_timestamp\\{database="kimiclaw",tier="${tier}"\\} (\\d+(\\.\\d+)?)$`, 'm').exec(text);
+      const ts = new RegExp(
+        `^backup_last_success_timestamp\\{database="kimiclaw",tier="${tier}"\\} (\\d+(\\.\\d+)?)$`,
+        'm',
+      ).exec(text);
       assert.ok(ts, `backup_last_success_timestamp for ${tier} missing:\n${text.slice(0, 2000)}`);
       assert.ok(Math.abs(Number(ts[1]) - Date.now() / 1000) < 600);
       assert.match(text, new RegExp(`^backup_duration_seconds\\{database="kimiclaw",tier="${tier}"\\} \\d`, 'm'));
@@ -202,7 +216,10 @@ describe('bad input fails at once with the field named, and writes nothing', () 
   });
 
   test('zero or negative retention is refused at start, naming the field', async () => {
-    const cli = await runCli(['backups', 'list'], { ...h.env(), DR_CONFIG: await writeConfig({ backup: { retention: { L2: '0d', L1: '-1h' } } }) });
+    const cli = await runCli(['backups', 'list'], {
+      ...h.env(),
+      DR_CONFIG: await writeConfig({ backup: { retention: { L2: '0d', L1: '-1h' } } }),
+    });
     assert.equal(cli.code, 1);
     assert.match(cli.stderr, /backup\.retention\.L1: "-1h" must be greater than zero/);
     assert.match(cli.stderr, /backup\.retention\.L2: "0d" must be greater than zero/);

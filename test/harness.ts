@@ -11,7 +11,13 @@ import { join, resolve } from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
-import { createBucket, startTemporalDevServer, startVersitygw, type TemporalDevServer, type Versitygw } from '../src/dev/servers';
+import {
+  createBucket,
+  startTemporalDevServer,
+  startVersitygw,
+  type TemporalDevServer,
+  type Versitygw,
+} from '../src/dev/servers';
 import { NodeProcess } from '../src/dev/node-process';
 import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';

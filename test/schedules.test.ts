@@ -50,7 +50,10 @@ describe('schedules apply', () => {
     const l3 = await h.client.schedule.getHandle(ids.L3).describe();
     assert.equal(l3.spec.calendars?.length, 1, 'L3 runs on a monthly calendar (cron)');
     const l1 = await h.client.schedule.getHandle(ids.L1).describe();
-    assert.deepEqual(l1.spec.intervals?.map((i) => i.every), [3_600_000]);
+    assert.deepEqual(
+      l1.spec.intervals?.map((i) => i.every),
+      [3_600_000],
+    );
     assert.equal(l1.policies.catchupWindow, 3_600_000);
   });
 

@@ -4,14 +4,13 @@
  * pass paths, keys and checksums, never file bytes.
  */
 import { Context, log } from '@temporalio/activity';
-import { createReadStream } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config';
 import type { Tier } from '../domain';
 import { ConfigProblem, InputProblem, VerificationFailed } from '../errors';
-import { Meter, codecStream } from '../backup/codec';
+import { Meter, compressFile } from '../backup/codec';
 import { Throttle } from '../backup/throttle';
 import { artifactKey, backupFolder, snapshotRelativePath, type Compression } from '../backup/ids';
 import { fingerprintDifferences, type Fingerprint } from '../backup/manifest';
@@ -96,7 +95,11 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
    * Opens the snapshot with DuckDB in a child process and compares its fingerprint with the one
    * the node recorded at snapshot time (DESIGN rule 2): a torn copy cannot pass.
    */
-  async function verifySnapshot(input: { path: string; expected: Fingerprint; backupId: string }): Promise<Fingerprint> {
+  async function verifySnapshot(input: {
+    path: string;
+    expected: Fingerprint;
+    backupId: string;
+  }): Promise<Fingerprint> {
     const actual = await withHeartbeat(fingerprintFile(input.path), () => ({
       phase: 'verify',
       bytesDone: 0,
@@ -119,7 +122,10 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
     const node = stores.node(input.database, input.node);
     const rel = relative(node.dataDir, input.snapshotPath);
     if (rel.startsWith('..') || isAbsolute(rel)) {
-      throw new InputProblem('snapshotPath', `${input.snapshotPath} is outside node ${node.id}'s data directory ${node.dataDir}`);
+      throw new InputProblem(
+        'snapshotPath',
+        `${input.snapshotPath} is outside node ${node.id}'s data directory ${node.dataDir}`,
+      );
     }
     const store = stores.forTier(input.tier, input.database, input.node);
     const key = artifactKey(input.database, input.tier, input.backupId, input.compression);
@@ -136,26 +142,25 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
       lastBeat = now;
       ctx.heartbeat(progress);
     };
-    const readMeter = new Meter((n) => {
-      progress.bytesDone = n;
+    const writeMeter = new Meter((n) => {
+      progress.bytesOut = n;
+      progress.bytesDone = compression.bytesRead();
       beat();
     });
-    const writeMeter = new Meter((n) => (progress.bytesOut = n));
-    const codec = codecStream(input.compression, 'compress', input.level);
-    const source = createReadStream(input.snapshotPath, { highWaterMark: 1024 * 1024 });
+    const compression = compressFile(input.snapshotPath, input.compression, input.level);
     const limit = input.tier === 'L1' ? undefined : deps.config.storage.uploadLimitMiBps;
-    const stages = limit ? [codec.stream, new Throttle(limit * 1024 * 1024)] : [codec.stream];
-    const compressed = pipeline([source, readMeter, ...stages, writeMeter]).catch((err: unknown) => {
+    const stages = limit ? [new Throttle(limit * 1024 * 1024)] : [];
+    const compressed = pipeline([compression.stream, ...stages, writeMeter]).catch((err: unknown) => {
       // The upload sees a broken stream; it is the codec's or the disk's error that explains it.
       writeMeter.destroy(err as Error);
       throw err;
     });
-    ctx.cancellationSignal.addEventListener('abort', () => source.destroy(new Error('activity cancelled')));
+    ctx.cancellationSignal.addEventListener('abort', () => compression.stream.destroy(new Error('activity cancelled')));
 
     await Promise.all([
       store.putArtifact(key, writeMeter, { storageClass: input.storageClass }),
       compressed,
-      codec.done,
+      compression.done,
     ]);
     const sha256 = writeMeter.digest();
     const stored = await store.statObject(key);
@@ -163,9 +168,6 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
       throw new Error(
         `stored artifact ${store.locate(key)} is ${stored ? `${stored.bytes} bytes` : 'missing'} after upload, expected ${writeMeter.bytes} bytes`,
       );
-    }
-    if (readMeter.bytes !== sourceBytes) {
-      throw new Error(`read ${readMeter.bytes} bytes of ${input.snapshotPath}, expected ${sourceBytes}`);
     }
     return { key, location: store.locate(key), bytes: writeMeter.bytes, sourceBytes, sha256 };
   }

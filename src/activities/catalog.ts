@@ -98,7 +98,11 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
    * Object Lock retention for a verified L3 artifact, applied before its manifest: a backup
    * that failed verification is never locked, so it can still be removed.
    */
-  async function lockArtifact(input: { key: string; mode: 'GOVERNANCE' | 'COMPLIANCE'; retainUntil: string }): Promise<void> {
+  async function lockArtifact(input: {
+    key: string;
+    mode: 'GOVERNANCE' | 'COMPLIANCE';
+    retainUntil: string;
+  }): Promise<void> {
     await stores.s3().lockObject(input.key, input.mode, new Date(input.retainUntil));
   }
 
@@ -179,7 +183,12 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
    * Removes what a backup stored before it failed, unless it was committed (has a manifest):
    * a committed backup is only ever removed by retention.
    */
-  async function discardUncommitted(input: { database: string; tier: Tier; node?: string; backupId: string }): Promise<number> {
+  async function discardUncommitted(input: {
+    database: string;
+    tier: Tier;
+    node?: string;
+    backupId: string;
+  }): Promise<number> {
     const store = stores.forTier(input.tier, input.database, input.node);
     const folder = `${backupFolder(input.database, input.tier, input.backupId)}/`;
     const objects = await store.list(folder);

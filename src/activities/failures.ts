@@ -32,7 +32,11 @@ export function toApplicationFailure(err: unknown): unknown {
     });
   }
   if (err instanceof VerificationFailed) {
-    return ApplicationFailure.create({ type: FAILURE_TYPES.verificationFailed, message: err.message, nonRetryable: true });
+    return ApplicationFailure.create({
+      type: FAILURE_TYPES.verificationFailed,
+      message: err.message,
+      nonRetryable: true,
+    });
   }
   if (err instanceof Unavailable) {
     return ApplicationFailure.create({ type: FAILURE_TYPES.unavailable, message: err.message });

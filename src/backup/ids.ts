@@ -8,7 +8,10 @@ import type { Tier } from '../domain';
 
 /** 2026-11-26T03:00:00.000Z → 20261126T030000Z: sorts chronologically and is safe in keys. */
 export function compactTimestamp(at: Date): string {
-  return at.toISOString().replace(/[-:]/g, '').replace(/\.\d{3}Z$/, 'Z');
+  return at
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d{3}Z$/, 'Z');
 }
 
 /**
@@ -17,7 +20,11 @@ export function compactTimestamp(at: Date): string {
  */
 export function backupId(database: string, tier: Tier, at: Date, runId: string): string {
   // Run ids may be time-ordered UUIDs (v7) whose leading digits barely change: take the end.
-  const suffix = runId.replace(/[^a-f0-9]/gi, '').slice(-4).toLowerCase().padStart(4, '0');
+  const suffix = runId
+    .replace(/[^a-f0-9]/gi, '')
+    .slice(-4)
+    .toLowerCase()
+    .padStart(4, '0');
   return `${database}-${tier}-${compactTimestamp(at)}-${suffix}`;
 }
 

@@ -25,7 +25,10 @@ export function describeInputIssues(error: z.ZodError, input: unknown): string[]
     const path = issue.path.map(String).join('.') || '(input)';
     const received = valueAt(input, issue.path);
     if (received === undefined && (issue.code === 'invalid_value' || issue.code === 'invalid_type')) {
-      const accepted = issue.code === 'invalid_value' ? `; accepted values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}` : '';
+      const accepted =
+        issue.code === 'invalid_value'
+          ? `; accepted values: ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`
+          : '';
       return `${path}: is required${accepted}`;
     }
     if (issue.code === 'invalid_value') {
@@ -54,5 +57,7 @@ export function parseInput<S extends z.ZodType>(
   input: unknown,
 ): { ok: true; value: z.output<S> } | { ok: false; problems: string[] } {
   const result = schema.safeParse(input ?? {});
-  return result.success ? { ok: true, value: result.data } : { ok: false, problems: describeInputIssues(result.error, input) };
+  return result.success
+    ? { ok: true, value: result.data }
+    : { ok: false, problems: describeInputIssues(result.error, input) };
 }

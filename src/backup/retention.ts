@@ -25,13 +25,20 @@ export interface RetentionPolicy {
   inUse?: ReadonlySet<string>;
 }
 
-export function planRetention<T extends RetentionCandidate>(backups: readonly T[], policy: RetentionPolicy): RetentionPlan<T> {
-  if (!(policy.retentionMs > 0)) throw new RangeError(`retention must be greater than zero, got ${policy.retentionMs} ms`);
+export function planRetention<T extends RetentionCandidate>(
+  backups: readonly T[],
+  policy: RetentionPolicy,
+): RetentionPlan<T> {
+  if (!(policy.retentionMs > 0))
+    throw new RangeError(`retention must be greater than zero, got ${policy.retentionMs} ms`);
   const cutoff = policy.now.getTime() - policy.retentionMs;
   // A backup whose date cannot be read is kept (below) but never counts as the newest.
   const newestVerified = backups
     .filter((b) => !b.bad && !Number.isNaN(Date.parse(b.createdAt)))
-    .reduce<T | undefined>((newest, b) => (!newest || Date.parse(b.createdAt) > Date.parse(newest.createdAt) ? b : newest), undefined);
+    .reduce<T | undefined>(
+      (newest, b) => (!newest || Date.parse(b.createdAt) > Date.parse(newest.createdAt) ? b : newest),
+      undefined,
+    );
 
   const plan: RetentionPlan<T> = { delete: [], keep: [] };
   for (const backup of backups) {

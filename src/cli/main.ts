@@ -35,7 +35,9 @@ async function withStores<T>(fn: (config: Config, stores: Stores) => Promise<T>)
 
 program
   .command('start')
-  .description('run everything on this host: Temporal dev server + UI, S3 server, a kimiclaw node, the worker, schedules')
+  .description(
+    'run everything on this host: Temporal dev server + UI, S3 server, a kimiclaw node, the worker, schedules',
+  )
   .option('--data-dir <dir>', 'where state is kept', '.data')
   .action(async (opts: { dataDir: string }) => {
     const { runStart } = await import('./start');
@@ -58,36 +60,38 @@ program
   .option('--reason <text>', 'why, recorded with the backup')
   .option('--wait', 'wait for the result, with a progress bar')
   .option('--json', 'print JSON')
-  .action(async (opts: { tier: Tier; database?: string; node?: string; reason?: string; wait?: boolean; json?: boolean }) => {
-    const dr = await KimiclawDr.connect(config());
-    const handle = await dr.startBackup({
-      tier: opts.tier,
-      ...(opts.database ? { database: opts.database } : {}),
-      ...(opts.node ? { node: opts.node } : {}),
-      reason: opts.reason ?? 'manual (cli)',
-    });
-    if (!opts.wait) {
-      if (opts.json) printJson({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
-      else console.log(`started backup workflow ${handle.workflowId}`);
-      return;
-    }
-    const result = await waitWithProgress(dr, handle.workflowId, !opts.json);
-    if (opts.json) {
-      printJson(result);
-      return;
-    }
-    console.log(
-      [
-        `backup ${result.backupId} verified and stored`,
-        `  location   ${result.location}`,
-        `  rows       ${result.rows.toLocaleString('en-US')} (LSN ${result.lsn})`,
-        `  size       ${formatBytes(result.bytesBefore)} → ${formatBytes(result.bytesAfter)} (${result.compression}, ${(result.bytesBefore / Math.max(1, result.bytesAfter)).toFixed(1)}×)`,
-        `  sha256     ${result.sha256}`,
-        `  duration   ${result.durationSeconds.toFixed(1)} s, writes stalled ${result.writeStallMs} ms`,
-        `  pruned     ${'error' in result.pruned ? `failed: ${result.pruned.error}` : result.pruned.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`,
-      ].join('\n'),
-    );
-  });
+  .action(
+    async (opts: { tier: Tier; database?: string; node?: string; reason?: string; wait?: boolean; json?: boolean }) => {
+      const dr = await KimiclawDr.connect(config());
+      const handle = await dr.startBackup({
+        tier: opts.tier,
+        ...(opts.database ? { database: opts.database } : {}),
+        ...(opts.node ? { node: opts.node } : {}),
+        reason: opts.reason ?? 'manual (cli)',
+      });
+      if (!opts.wait) {
+        if (opts.json) printJson({ workflowId: handle.workflowId, runId: handle.firstExecutionRunId });
+        else console.log(`started backup workflow ${handle.workflowId}`);
+        return;
+      }
+      const result = await waitWithProgress(dr, handle.workflowId, !opts.json);
+      if (opts.json) {
+        printJson(result);
+        return;
+      }
+      console.log(
+        [
+          `backup ${result.backupId} verified and stored`,
+          `  location   ${result.location}`,
+          `  rows       ${result.rows.toLocaleString('en-US')} (LSN ${result.lsn})`,
+          `  size       ${formatBytes(result.bytesBefore)} → ${formatBytes(result.bytesAfter)} (${result.compression}, ${(result.bytesBefore / Math.max(1, result.bytesAfter)).toFixed(1)}×)`,
+          `  sha256     ${result.sha256}`,
+          `  duration   ${result.durationSeconds.toFixed(1)} s, writes stalled ${result.writeStallMs} ms`,
+          `  pruned     ${'error' in result.pruned ? `failed: ${result.pruned.error}` : result.pruned.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`,
+        ].join('\n'),
+      );
+    },
+  );
 
 const backups = program.command('backups').description('the backup catalog');
 
@@ -110,13 +114,13 @@ backups
 
 backups
   .command('verify [id]')
-  .description('download a backup, check its SHA-256, open it in DuckDB and compare with the manifest (default: newest of each tier)')
+  .description(
+    'download a backup, check its SHA-256, open it in DuckDB and compare with the manifest (default: newest of each tier)',
+  )
   .option('--json', 'print JSON')
   .action(async (id: string | undefined, opts: { json?: boolean }) => {
     await withStores(async (cfg, stores) => {
-      const targets = id
-        ? [await findBackup(cfg, stores, id)]
-        : await newestOfEachTier(cfg, stores);
+      const targets = id ? [await findBackup(cfg, stores, id)] : await newestOfEachTier(cfg, stores);
       if (targets.length === 0) throw new InputProblem('id', 'the catalog is empty: there is nothing to verify');
       const reports: VerifyReport[] = [];
       for (const { manifest, store } of targets) {

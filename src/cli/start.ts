@@ -144,12 +144,18 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     say(`  Temporal UI   ${ui}`);
     say(`  metrics       ${worker.metricsServer?.url ?? '(off)'}`);
     say(`  S3 store      ${config.storage.endpoint ?? 'AWS S3'}  bucket ${config.storage.bucket}`);
-    say(`  node          ${config.databases.map((d) => d.nodes.map((n) => `${d.name}/${n.id} ${n.url}`).join(', ')).join('; ')}`);
+    say(
+      `  node          ${config.databases.map((d) => d.nodes.map((n) => `${d.name}/${n.id} ${n.url}`).join(', ')).join('; ')}`,
+    );
     say(`  schedules     ${schedules.join(', ')}`);
     say('');
     say('What to click:');
-    say(`  • ${uiUrl ? `${uiUrl}/namespaces/${config.temporal.namespace}/schedules` : 'Schedules'}: the L1/L2/L3 backup schedules; open one and "Trigger" to back up now.`);
-    say(`  • Workflows → "Start Workflow": type "backup", task queue "${config.temporal.taskQueue}", input {"tier": "L2"}.`);
+    say(
+      `  • ${uiUrl ? `${uiUrl}/namespaces/${config.temporal.namespace}/schedules` : 'Schedules'}: the L1/L2/L3 backup schedules; open one and "Trigger" to back up now.`,
+    );
+    say(
+      `  • Workflows → "Start Workflow": type "backup", task queue "${config.temporal.taskQueue}", input {"tier": "L2"}.`,
+    );
     say('  • Open a backup workflow: its result lists rows, LSN, SHA-256, sizes and what was pruned.');
     say('');
     say('Or from another terminal:');

@@ -30,7 +30,10 @@ export class NodeProcess {
     args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
     args.push('--database', this.database);
     // tsx is resolved from the repository root, whatever the caller's working directory.
-    const child = spawn(process.execPath, args, { cwd: join(__dirname, '..', '..'), stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, args, {
+      cwd: join(__dirname, '..', '..'),
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     this.child = child;
     const stderr: string[] = [];
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {

@@ -92,7 +92,13 @@ export class EventStore {
    * own rows (sum(hash(row)) adds up batch by batch). A snapshot reads it under the write lock
    * for free instead of scanning the table (~1.2 s/GiB); /stats still scans, so it audits this.
    */
-  private running: { rows: number; minId: number | null; maxId: number | null; maxLsn: number | null; checksum: bigint };
+  private running: {
+    rows: number;
+    minId: number | null;
+    maxId: number | null;
+    maxLsn: number | null;
+    checksum: bigint;
+  };
   private longestWriteWaitMs = 0;
   private closing: Promise<void> | undefined;
   /** Set once close() holds the lock: writes queued before close() still commit. */

@@ -103,7 +103,11 @@ export class LocalStore implements BackupStore {
       const path = join(base, entry);
       const info = await stat(path).catch(() => undefined);
       if (!info?.isFile() || entry.includes('.tmp-')) continue;
-      found.push({ key: relative(this.location, path).split(sep).join('/'), bytes: info.size, lastModified: info.mtime });
+      found.push({
+        key: relative(this.location, path).split(sep).join('/'),
+        bytes: info.size,
+        lastModified: info.mtime,
+      });
     }
     return found;
   }

@@ -28,7 +28,7 @@ import type { BackupStore, PutArtifactOptions, StoredObject } from './store';
 export type StorageConfig = Config['storage'];
 
 export function createS3Client(storage: StorageConfig): S3Client {
-  return new S3Client({
+  const client = new S3Client({
     region: storage.region,
     endpoint: storage.endpoint,
     forcePathStyle: storage.forcePathStyle,
@@ -42,6 +42,27 @@ export function createS3Client(storage: StorageConfig): S3Client {
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
   });
+  if (payloadNeedsNoSignature(storage.endpoint)) {
+    // SigV4 otherwise hashes every uploaded part (~1 s of CPU per GiB). Over TLS, or on
+    // loopback, the transport already protects the bytes; the artifact's own SHA-256 in the
+    // manifest is checked on every download.
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const request = args.request as { headers?: Record<string, string> };
+        if (request.headers) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+      },
+      { step: 'build', name: 'kimiclawUnsignedPayload' },
+    );
+  }
+  return client;
+}
+
+/** True for AWS (HTTPS), any https endpoint, and loopback; false for plain HTTP over a network. */
+export function payloadNeedsNoSignature(endpoint: string | undefined): boolean {
+  if (!endpoint) return true;
+  const url = new URL(endpoint);
+  return url.protocol === 'https:' || ['127.0.0.1', 'localhost', '[::1]'].includes(url.hostname);
 }
 
 export class S3Store implements BackupStore {
@@ -95,10 +116,9 @@ export class S3Store implements BackupStore {
         );
       }
       if (status !== undefined && status >= 500) {
-        return new Unavailable(
-          `waiting for S3 endpoint ${this.endpointName} (${doing}): ${reason} (HTTP ${status})`,
-          { cause: err },
-        );
+        return new Unavailable(`waiting for S3 endpoint ${this.endpointName} (${doing}): ${reason} (HTTP ${status})`, {
+          cause: err,
+        });
       }
       return new Error(`S3 ${doing} failed: ${reason}: ${err.message}`, { cause: err });
     }
@@ -173,7 +193,9 @@ export class S3Store implements BackupStore {
 
   async statObject(key: string): Promise<StoredObject | undefined> {
     try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      const out = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }),
+      );
       return { key, bytes: out.ContentLength ?? 0, lastModified: out.LastModified ?? new Date(0) };
     } catch (err) {
       if (err instanceof S3ServiceException && err.$metadata.httpStatusCode === 404) return undefined;

@@ -146,7 +146,9 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     );
     uploading.catch(() => undefined);
     try {
-      await step('verify', () => node.long.verifySnapshot({ path: snapshot.path, expected: fingerprint, backupId: id }));
+      await step('verify', () =>
+        node.long.verifySnapshot({ path: snapshot.path, expected: fingerprint, backupId: id }),
+      );
     } catch (err) {
       uploadScope.cancel();
       await CancellationScope.nonCancellable(async () => {

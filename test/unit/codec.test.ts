@@ -3,7 +3,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
-import { DEFAULT_LEVEL, Meter, codecStream, zstdCommand } from '../../src/backup/codec';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { DEFAULT_LEVEL, Meter, codecStream, compressFile, zstdCommand } from '../../src/backup/codec';
 import type { Compression } from '../../src/backup/ids';
 
 /** Feeds `input` in chunks through the streams and returns everything that comes out. */
@@ -134,5 +137,35 @@ void describe('Meter', () => {
     assert.equal(stored.bytes, compressed.length);
     assert.equal(source.digest(), sha256(REPETITIVE));
     assert.equal(stored.digest(), sha256(compressed));
+  });
+});
+
+void describe('compressFile', () => {
+  for (const codec of ['zstd', 'gzip'] as const) {
+    void test(`${codec}: a file compresses to what decompresses back, and all of it was read`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'compress-file-'));
+      try {
+        const path = join(dir, 'source.bin');
+        const data = Buffer.concat([RANDOM, REPETITIVE]);
+        await writeFile(path, data);
+        const compression = compressFile(path, codec);
+        const chunks: Buffer[] = [];
+        compression.stream.on('data', (c: Buffer) => chunks.push(c));
+        await Promise.all([new Promise((r) => compression.stream.on('end', r)), compression.done]);
+        const decompress = codecStream(codec, 'decompress');
+        const restored = await run(Buffer.concat(chunks), decompress.stream);
+        await decompress.done;
+        assert.ok(restored.equals(data));
+        assert.ok(compression.bytesRead() >= data.length, `read ${compression.bytesRead()} of ${data.length}`);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
+
+  void test('a missing file fails with the codec named', async () => {
+    const compression = compressFile('/nonexistent/file.duckdb', 'zstd');
+    compression.stream.resume();
+    await assert.rejects(compression.done, /zstd compress failed/);
   });
 });
