@@ -80,7 +80,10 @@ function ensureTools() {
 /** Runs a child with the terminal, passes on termination signals, and resolves with its exit. */
 function runChild(command, args, cwd = process.cwd()) {
   return new Promise((resolveExit) => {
-    const child = spawn(command, args, { stdio: 'inherit', cwd });
+    // The pinned AWS SDK supports Node 20; its notice concerns releases we do not install, and
+    // printed on every CLI call it would bury the output operators read.
+    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
+    const child = spawn(command, args, { stdio: 'inherit', cwd, env });
     const forward = (signal) => {
       // Ctrl-C in a terminal already reached the child (same process group); sending it again
       // would look like a second Ctrl-C, which programs treat as "force quit".

@@ -12,15 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import { promisify } from 'node:util';
 import { DeleteObjectCommand, GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { Client, Connection } from '@temporalio/client';
-import {
-  SEARCH_ATTRIBUTES,
-  StartError,
-  createBucket,
-  registerSearchAttributes,
-  s3ClientFor,
-  startTemporalDevServer,
-  startVersitygw,
-} from '../src/dev/servers';
+import { StartError, createBucket, s3ClientFor, startTemporalDevServer, startVersitygw } from '../src/dev/servers';
+import { SEARCH_ATTRIBUTES, registerSearchAttributes } from '../src/search-attributes';
 import { TEMPORAL_CLI_VERSION, VERSITYGW_VERSION, cachedToolPath, ensureTools, type ToolPaths } from '../src/dev/tools';
 
 const run = promisify(execFile);

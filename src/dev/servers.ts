@@ -9,22 +9,13 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { createServer, type Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { dirname } from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Connection } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes';
+import { freePort } from '../net';
+import { SEARCH_ATTRIBUTES } from '../search-attributes';
 import { ensureTemporal, ensureVersitygw } from './tools';
-
-/** Custom search attributes the DR workflows set; all Keyword so they can be filtered on exactly. */
-export const SEARCH_ATTRIBUTES = {
-  DrDatabase: 'Keyword',
-  DrTier: 'Keyword',
-  DrBackupId: 'Keyword',
-  DrScenario: 'Keyword',
-  DrOutcome: 'Keyword',
-} as const satisfies Record<string, 'Keyword'>;
-export type DrSearchAttribute = keyof typeof SEARCH_ATTRIBUTES;
 
 const LOOPBACK = '127.0.0.1';
 const STOP_GRACE_MS = 5_000;
@@ -33,20 +24,9 @@ const TEMPORAL_START_TIMEOUT_MS = 90_000;
 const VERSITYGW_START_TIMEOUT_MS = 30_000;
 const LOG_TAIL_LINES = 40;
 
-/** A TCP port that was free a moment ago. Another process can still take it before we bind,
- *  which is why the starters below retry on "address already in use". */
-export function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer();
-    server.unref();
-    server.on('error', reject);
-    server.listen(0, LOOPBACK, () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => (port ? resolvePort(port) : reject(new Error('could not pick a free port'))));
-    });
-  });
-}
+// A port that was free a moment ago can still be taken before we bind: the starters below
+// retry on "address already in use".
+export { freePort };
 
 // ---------------------------------------------------------------------------------------------
 // Child processes
@@ -297,43 +277,6 @@ async function probeNamespace(address: string, namespace: string): Promise<void>
   } finally {
     await connection.close();
   }
-}
-
-/**
- * Adds whichever of SEARCH_ATTRIBUTES the namespace lacks (for a Temporal cluster we did not
- * start). Safe to call on every start: existing ones are left alone. Returns the names added.
- * Temporal Cloud refuses this call; there the attributes are added in the Cloud console or tcld.
- */
-export async function registerSearchAttributes(connection: Connection, namespace: string): Promise<string[]> {
-  const keyword = encodeSearchAttributeIndexedValueType('KEYWORD');
-  if (keyword === undefined) throw new Error('the Temporal SDK does not know the Keyword search attribute type');
-  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-  const existing = customAttributes ?? {};
-  const clash = Object.keys(SEARCH_ATTRIBUTES).filter((n) => n in existing && existing[n] !== keyword);
-  if (clash.length) {
-    throw new Error(
-      `search attributes ${clash.join(', ')} exist in namespace ${namespace} with a type other than Keyword`,
-    );
-  }
-  const missing = Object.keys(SEARCH_ATTRIBUTES).filter((n) => !(n in existing));
-  if (!missing.length) return [];
-  try {
-    await connection.operatorService.addSearchAttributes({
-      namespace,
-      searchAttributes: Object.fromEntries(missing.map((n) => [n, keyword])),
-    });
-  } catch (err) {
-    // Another process registered them between our list and add.
-    if (grpcCode(err) !== GRPC_ALREADY_EXISTS) throw err;
-  }
-  return missing;
-}
-
-const GRPC_ALREADY_EXISTS = 6;
-
-function grpcCode(err: unknown): number | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'number' ? code : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------
