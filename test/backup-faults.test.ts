@@ -7,9 +7,10 @@ import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
-import { ListMultipartUploadsCommand, S3Client } from '@aws-sdk/client-s3';
+import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TransferProgress } from '../src/activities';
 import { KimiclawDr } from '../src/client';
+import { s3ClientFor } from '../src/dev/servers';
 import { BUCKET, Harness, eventually, runCli } from './harness';
 
 let h: Harness;
@@ -24,12 +25,7 @@ before(async () => {
     config: (base) => ({ ...base, storage: { ...base.storage, uploadLimitMiBps: 4 } }),
   });
   dr = new KimiclawDr(h.client, h.config);
-  s3 = new S3Client({
-    endpoint: h.s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: h.s3.accessKey, secretAccessKey: h.s3.secretKey },
-  });
+  s3 = s3ClientFor(h.s3.endpoint, h.s3);
 });
 
 after(async () => {

@@ -6,11 +6,12 @@ import assert from 'node:assert/strict';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
 import { createHash } from 'node:crypto';
 import { KimiclawDr } from '../src/client';
+import { s3ClientFor } from '../src/dev/servers';
 import { manifestKey } from '../src/backup/ids';
 import { parseManifest } from '../src/backup/manifest';
 import { fingerprintFile } from '../src/duckdb/verify';
@@ -26,12 +27,7 @@ let s3: S3Client;
 before(async () => {
   h = await Harness.start();
   dr = new KimiclawDr(h.client, h.config);
-  s3 = new S3Client({
-    endpoint: h.s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: h.s3.accessKey, secretAccessKey: h.s3.secretKey },
-  });
+  s3 = s3ClientFor(h.s3.endpoint, h.s3);
 });
 
 after(async () => {

@@ -11,9 +11,10 @@ import {
   HeadObjectCommand,
   ListObjectVersionsCommand,
   PutObjectCommand,
-  S3Client,
+  type S3Client,
 } from '@aws-sdk/client-s3';
 import { KimiclawDr } from '../src/client';
+import { s3ClientFor } from '../src/dev/servers';
 import { listCatalog } from '../src/catalog';
 import { Stores } from '../src/storage/stores';
 import { BUCKET, Harness, runCli } from './harness';
@@ -33,12 +34,7 @@ before(async () => {
     }),
   });
   dr = new KimiclawDr(h.client, h.config);
-  s3 = new S3Client({
-    endpoint: h.s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: h.s3.accessKey, secretAccessKey: h.s3.secretKey },
-  });
+  s3 = s3ClientFor(h.s3.endpoint, h.s3);
 });
 
 after(async () => {
