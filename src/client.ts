@@ -15,12 +15,13 @@ import {
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { TransferProgress } from './activities';
 import type { Config } from './config';
-import { backupWorkflowId } from './backup/ids';
+import { archiveWorkflowId, backupWorkflowId } from './backup/ids';
+import { DEFAULT_DATABASE } from './domain';
 import { BackupInputSchema, parseInput, type BackupInput } from './backup/input';
 import type { BackupResult } from './workflows/backup';
 import { backupStatusQuery, type BackupStatus } from './workflows/messages';
 import { DrDatabase, DrTier } from './workflows/search-attributes';
-import type { backup } from './workflows';
+import type { archiveLog, backup } from './workflows';
 
 export type { BackupInput, BackupResult, BackupStatus, TransferProgress };
 
@@ -75,6 +76,17 @@ export class KimiclawDr {
         { key: DrDatabase, value: database },
         { key: DrTier, value: tier },
       ]),
+    });
+  }
+
+  /** Starts the database's log archiver unless it already runs (one per database). */
+  async ensureLogArchive(database = DEFAULT_DATABASE): Promise<WorkflowHandle<typeof archiveLog>> {
+    return this.client.workflow.start<typeof archiveLog>('archiveLog', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: archiveWorkflowId(database),
+      args: [{ database }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: new TypedSearchAttributes([{ key: DrDatabase, value: database }]),
     });
   }
 

@@ -159,6 +159,15 @@ const TemporalSchema = z
   })
   .prefault({});
 
+const ArchiveSchema = z
+  .object({
+    /** New events are sealed into a segment at least this often while a node is primary. */
+    interval: PositiveDurationSchema.default(10_000),
+    /** Largest segment, in events; a backlog is archived as several segments. */
+    segmentMaxEvents: z.number().int().min(1).max(1_000_000).default(100_000),
+  })
+  .prefault({});
+
 const MetricsSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -173,6 +182,7 @@ export const ConfigSchema = z
     databases: z.array(DatabaseSchema).min(1, 'list at least one database'),
     backup: BackupSchema,
     schedules: SchedulesSchema,
+    archive: ArchiveSchema,
     metrics: MetricsSchema,
   })
   .superRefine(

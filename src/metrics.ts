@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export class DrMetrics {
   readonly registry = new Registry();
@@ -42,6 +42,35 @@ export class DrMetrics {
     name: 'backup_failures_total',
     help: 'Backups that failed, by the step they failed at',
     labelNames: ['database', 'tier', 'step'] as const,
+    registers: [this.registry],
+  });
+
+  readonly rpoSeconds = new Gauge({
+    name: 'rpo_seconds',
+    help: 'Age of the oldest acknowledged event not yet in the off-site log archive, at the last archive pass',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly archiveLag = new Histogram({
+    name: 'archive_lag_seconds',
+    help: 'Age of the oldest unarchived event when each archive pass started',
+    labelNames: ['database'] as const,
+    buckets: [0.5, 1, 2, 5, 10, 15, 20, 30, 60, 120, 300],
+    registers: [this.registry],
+  });
+
+  readonly archivedLsn = new Gauge({
+    name: 'archive_last_lsn',
+    help: 'Highest LSN sealed in the off-site log archive',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly archiveFailures = new Counter({
+    name: 'archive_failures_total',
+    help: 'Archive passes that failed (node or object store unreachable …)',
+    labelNames: ['database'] as const,
     registers: [this.registry],
   });
 

@@ -47,6 +47,15 @@ export type NodeSnapshot = z.infer<typeof SnapshotSchema>;
 const AppendSchema = z.object({ lsn: z.number(), firstId: z.number(), lastId: z.number(), count: z.number() });
 export type AppendResult = z.infer<typeof AppendSchema>;
 
+const EventsPageSchema = z.object({
+  events: z.array(z.object({ id: z.number(), lsn: z.number(), ts: z.string(), kind: z.string(), payload: z.string() })),
+  fromLsn: z.number(),
+  lastLsn: z.number(),
+  headLsn: z.number(),
+  more: z.boolean(),
+});
+export type EventsPage = z.infer<typeof EventsPageSchema>;
+
 const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
 });
@@ -69,6 +78,12 @@ export class NodeClient {
   /** Asks the node to write a consistent copy of its live database to `path` on its own disk. */
   snapshot(path: string, timeoutMs = 30 * 60_000): Promise<NodeSnapshot> {
     return this.call('POST', '/snapshot', { path }, SnapshotSchema, timeoutMs);
+  }
+
+  /** Committed events after an LSN, whole batches only (the table is its own log). */
+  events(afterLsn: number, limit: number, toLsn?: number): Promise<EventsPage> {
+    const query = `/events?afterLsn=${afterLsn}&limit=${limit}${toLsn === undefined ? '' : `&toLsn=${toLsn}`}`;
+    return this.call('GET', query, undefined, EventsPageSchema, 60_000);
   }
 
   append(events: Array<{ kind: string; payload: unknown }>): Promise<AppendResult> {

@@ -6,7 +6,8 @@
 import { log } from '@temporalio/activity';
 import { nodeTaskQueue, type Config } from '../config';
 import type { Tier } from '../domain';
-import { InputProblem, Unavailable } from '../errors';
+import { findPrimary } from '../cluster';
+import { InputProblem } from '../errors';
 import { backupFolder, backupIdOfKey, manifestKey } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { planRetention, type KeepReason } from '../backup/retention';
@@ -50,41 +51,30 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
       const known = config.databases.map((d) => JSON.stringify(d.name)).join(', ');
       throw new InputProblem('database', `"${input.database}" is not a configured database; configured: ${known}`);
     }
-    let candidates = db.nodes;
+    let node = db.nodes[0]!;
     if (input.node !== undefined) {
-      candidates = db.nodes.filter((n) => n.id === input.node);
-      if (candidates.length === 0) {
+      const named = db.nodes.find((n) => n.id === input.node);
+      if (!named) {
         const known = db.nodes.map((n) => JSON.stringify(n.id)).join(', ');
         throw new InputProblem('node', `"${input.node}" is not a node of database "${db.name}"; its nodes: ${known}`);
       }
+      await new NodeClient(named.id, named.url, 5_000).health();
+      node = named;
+    } else {
+      node = (await findPrimary(db)).node;
     }
-    const unreachable: string[] = [];
-    for (const node of candidates) {
-      try {
-        const health = await new NodeClient(node.id, node.url, 5_000).health();
-        if (input.node !== undefined || health.role === 'primary' || candidates.length === 1) {
-          const compression = config.backup.compression;
-          return {
-            database: db.name,
-            tier: input.tier,
-            node: { id: node.id, url: node.url, dataDir: node.dataDir, taskQueue: nodeTaskQueue(config, node) },
-            retentionMs: config.backup.retention[input.tier],
-            compression,
-            level: config.backup.level ?? DEFAULT_LEVEL[compression],
-            storageClass: input.tier === 'L1' ? undefined : config.storage.storageClass[input.tier],
-            objectLockMode: config.storage.objectLockMode,
-            location: input.tier === 'L1' ? stores.local(db.name, node.id).location : stores.s3().location,
-          };
-        }
-      } catch (err) {
-        unreachable.push((err as Error).message);
-      }
-    }
-    throw new Unavailable(
-      unreachable.length > 0
-        ? `no primary of database "${db.name}" answers: ${unreachable.join('; ')}`
-        : `waiting for a primary of database "${db.name}": no node reports role "primary"`,
-    );
+    const compression = config.backup.compression;
+    return {
+      database: db.name,
+      tier: input.tier,
+      node: { id: node.id, url: node.url, dataDir: node.dataDir, taskQueue: nodeTaskQueue(config, node) },
+      retentionMs: config.backup.retention[input.tier],
+      compression,
+      level: config.backup.level ?? DEFAULT_LEVEL[compression],
+      storageClass: input.tier === 'L1' ? undefined : config.storage.storageClass[input.tier],
+      objectLockMode: config.storage.objectLockMode,
+      location: input.tier === 'L1' ? stores.local(db.name, node.id).location : stores.s3().location,
+    };
   }
 
   /** Fails fast on a missing bucket or refused credentials; tells whether Object Lock is on. */

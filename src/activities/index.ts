@@ -6,6 +6,7 @@
 import type { Config } from '../config';
 import type { DrMetrics } from '../metrics';
 import type { Stores } from '../storage/stores';
+import { createArchiveActivities } from './archive';
 import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities } from './catalog';
 import { classifyFailures } from './failures';
@@ -20,9 +21,11 @@ export function createActivities(deps: ActivityDeps) {
   return classifyFailures({
     ...createCatalogActivities(deps),
     ...createArtifactActivities(deps),
+    ...createArchiveActivities(deps),
   });
 }
 
 export type Activities = ReturnType<typeof createActivities>;
 export type { BackupTarget, PruneResult } from './catalog';
 export type { StoredArtifact, TransferProgress } from './artifacts';
+export type { ArchivePosition } from './archive';

@@ -75,6 +75,11 @@ export function backupWorkflowId(database: string, tier: Tier, at: Date): string
   return `backup-${database}-${tier}-${compactTimestamp(at)}`;
 }
 
+/** One log archiver per database: the id makes a second one impossible. */
+export function archiveWorkflowId(database: string): string {
+  return `archive-log-${database}`;
+}
+
 export function backupScheduleId(database: string, tier: Tier): string {
   return `${SCHEDULE_ID_PREFIX}backup-${database}-${tier}`;
 }

@@ -228,6 +228,40 @@ for (const [verb, fn, text] of [
     });
 }
 
+const archive = program.command('archive').description('the continuous log archive');
+
+archive
+  .command('start')
+  .description("start a database's log archiver (one per database; a running one is left alone)")
+  .option('--database <name>', 'database', 'kimiclaw')
+  .action(async (opts: { database: string }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.ensureLogArchive(opts.database);
+    console.log(`log archiver ${handle.workflowId} is running`);
+  });
+
+archive
+  .command('status')
+  .description('how far each database is archived, and how far behind the primary')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    await withStores(async (cfg, stores) => {
+      const { archiveStatus } = await import('../archive/status');
+      const status = await archiveStatus(cfg, stores);
+      if (opts.json) printJson(status);
+      else {
+        for (const s of status) {
+          console.log(
+            `${s.database}: ${s.segments} segments, archived through LSN ${s.archivedThrough}` +
+              (s.headLsn === undefined
+                ? ' (primary unreachable)'
+                : `, primary at LSN ${s.headLsn} (${s.headLsn - s.archivedThrough} behind)`),
+          );
+        }
+      }
+    });
+  });
+
 program
   .command('setup')
   .description('register the Dr* search attributes in the Temporal namespace (for an existing cluster)')

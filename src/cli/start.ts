@@ -9,7 +9,7 @@ import { join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { DEFAULT_DATABASE } from '../domain';
 import { EMBEDDED_CONFIG_FILE, loadRawConfig, validateConfig, type Config } from '../config';
-import { connectTemporal } from '../client';
+import { KimiclawDr, connectTemporal } from '../client';
 import { NodeProcess } from '../dev/node-process';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../dev/servers';
 import { isPortFree } from '../net';
@@ -134,6 +134,8 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
 
     const client = await connectTemporal(config);
     const applied = await applySchedules(client, config);
+    const dr = new KimiclawDr(client, config);
+    for (const db of config.databases) await dr.ensureLogArchive(db.name);
     await client.connection.close();
     const schedules = [...applied.created, ...applied.updated, ...applied.unchanged];
 
@@ -148,6 +150,9 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       `  node          ${config.databases.map((d) => d.nodes.map((n) => `${d.name}/${n.id} ${n.url}`).join(', ')).join('; ')}`,
     );
     say(`  schedules     ${schedules.join(', ')}`);
+    say(
+      `  log archive   ${config.databases.map((d) => `archive-log-${d.name}`).join(', ')} (every ${config.archive.interval / 1000} s)`,
+    );
     say('');
     say('What to click:');
     say(

@@ -218,6 +218,30 @@ export class S3Store implements BackupStore {
     }
   }
 
+  /** A small object written in one PUT (atomic: it exists whole or not at all). */
+  async putBytes(key: string, body: Buffer, metadata: Record<string, string> = {}): Promise<void> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key), Body: body, Metadata: metadata }),
+      );
+    } catch (err) {
+      throw this.explain(err, `write ${this.locate(key)}`);
+    }
+  }
+
+  async getBytes(key: string): Promise<{ body: Buffer; metadata: Record<string, string> } | undefined> {
+    try {
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));
+      const bytes = await out.Body?.transformToByteArray();
+      return { body: Buffer.from(bytes ?? []), metadata: out.Metadata ?? {} };
+    } catch (err) {
+      if (err instanceof S3ServiceException && (err.name === 'NoSuchKey' || err.$metadata.httpStatusCode === 404)) {
+        return undefined;
+      }
+      throw this.explain(err, `read ${this.locate(key)}`);
+    }
+  }
+
   async getText(key: string): Promise<string | undefined> {
     try {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }));

@@ -1,0 +1,40 @@
+/**
+ * Workflow `archiveLog`: keeps a database's continuous log archive running, one per database
+ * (id archive-log-<database>). It runs the archiver activity for an hour at a time and continues
+ * as new, so its history stays small however long it runs.
+ *
+ * Input (paste into the Temporal UI): { "database": "kimiclaw" }
+ */
+import { ApplicationFailure, continueAsNew, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { Activities } from '../activities';
+import { parseInput } from '../backup/input';
+import { DEFAULT_DATABASE, NameSchema } from '../domain';
+import { DrDatabase } from './search-attributes';
+
+export const ArchiveLogInputSchema = z.object({ database: NameSchema.default(DEFAULT_DATABASE) }).strict();
+export type ArchiveLogInput = z.input<typeof ArchiveLogInputSchema>;
+
+const RUN_FOR_MS = 3_600_000;
+
+const archiver = proxyActivities<Activities>({
+  startToCloseTimeout: RUN_FOR_MS + 10 * 60_000,
+  heartbeatTimeout: '30s',
+  // A daemon: an archiver that dies (worker killed) is started again, forever, with backoff.
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+});
+
+export async function archiveLog(input: ArchiveLogInput = {}): Promise<never> {
+  const parsed = parseInput(ArchiveLogInputSchema, input);
+  if (!parsed.ok) {
+    throw ApplicationFailure.create({
+      type: 'InvalidInput',
+      message: `invalid archiveLog input: ${parsed.problems.join('; ')}`,
+      nonRetryable: true,
+    });
+  }
+  const { database } = parsed.value;
+  upsertSearchAttributes([{ key: DrDatabase, value: database }]);
+  await archiver.runLogArchiver({ database, runForMs: RUN_FOR_MS });
+  return continueAsNew<typeof archiveLog>({ database });
+}
