@@ -80,7 +80,9 @@ export class KimiclawDr {
   }
 
   /** Starts the database's log archiver unless it already runs (one per database). */
-  async ensureLogArchive(database = DEFAULT_DATABASE): Promise<WorkflowHandle<typeof archiveLog>> {
+  async ensureLogArchive(
+    database = DEFAULT_DATABASE,
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof archiveLog>> {
     return this.client.workflow.start<typeof archiveLog>('archiveLog', {
       taskQueue: this.config.temporal.taskQueue,
       workflowId: archiveWorkflowId(database),

@@ -143,6 +143,13 @@ const SchedulesSchema = z
         L3: ScheduleSpecSchema.nullable().default({ cron: ['0 4 1 * *'], timezone: 'UTC', paused: false }),
       })
       .prefault({}),
+    /** Restore tests: the newest L2 weekly, the newest L3 monthly, into a scratch location. */
+    restoreTest: z
+      .object({
+        L2: ScheduleSpecSchema.nullable().default({ cron: ['0 5 * * 0'], timezone: 'UTC', paused: false }),
+        L3: ScheduleSpecSchema.nullable().default({ cron: ['0 6 2 * *'], timezone: 'UTC', paused: false }),
+      })
+      .prefault({}),
   })
   .prefault({});
 

@@ -74,6 +74,27 @@ export class DrMetrics {
     registers: [this.registry],
   });
 
+  readonly rtoSeconds = new Gauge({
+    name: 'rto_seconds',
+    help: 'Measured recovery time of the last restore: start to the node answering with the restored data',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly restoreTestLastRun = new Gauge({
+    name: 'restore_test_last_run',
+    help: 'Unix time (seconds) of the last successful restore test',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly restoreTestPassed = new Gauge({
+    name: 'restore_test_passed',
+    help: 'Outcome of the last restore test of a tier: 1 passed, 0 failed',
+    labelNames: ['database', 'tier'] as const,
+    registers: [this.registry],
+  });
+
   private readonly lastSuccess = new Map<string, number>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

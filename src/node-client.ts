@@ -56,6 +56,8 @@ const EventsPageSchema = z.object({
 });
 export type EventsPage = z.infer<typeof EventsPageSchema>;
 
+const MaintenanceSchema = z.object({ status: z.string() }).loose();
+
 const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
 });
@@ -84,6 +86,11 @@ export class NodeClient {
   events(afterLsn: number, limit: number, toLsn?: number): Promise<EventsPage> {
     const query = `/events?afterLsn=${afterLsn}&limit=${limit}${toLsn === undefined ? '' : `&toLsn=${toLsn}`}`;
     return this.call('GET', query, undefined, EventsPageSchema, 60_000);
+  }
+
+  /** Maintenance closes the node's database file (restore swaps it) and refuses writes. */
+  maintenance(enabled: boolean, reason?: string): Promise<{ status: string }> {
+    return this.call('POST', '/maintenance', { enabled, ...(reason ? { reason } : {}) }, MaintenanceSchema, 120_000);
   }
 
   append(events: Array<{ kind: string; payload: unknown }>): Promise<AppendResult> {

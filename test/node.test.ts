@@ -8,11 +8,13 @@ import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import {
   copyFile,
+  mkdir,
   mkdtemp,
   open,
   readFile,
   readdir,
   realpath,
+  rename,
   rm,
   stat,
   symlink,
@@ -26,11 +28,14 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { DuckDBInstance } from '@duckdb/node-api';
 import type { Fingerprint } from '../src/duckdb/fingerprint';
+import { DatabaseStillOpenError, isOpenInProcess, openDatabase } from '../src/duckdb/open';
+import { type LogEvent, applyEvents, formatIsoMicros, parseIsoMicros } from '../src/duckdb/replay';
+import { ensureSchema } from '../src/duckdb/schema';
 import { fingerprintFile } from '../src/duckdb/verify';
 import { generateDatabase } from '../src/node/generate';
 import { Gate, Mutex } from '../src/node/mutex';
 import { startWriter } from '../src/node/writer';
-import type { AppendResult } from '../src/node/store';
+import { type AppendResult, EventStore, MaintenanceError } from '../src/node/store';
 
 const REPO = resolve(__dirname, '..');
 const MAIN = join(REPO, 'src/node/main.ts');
@@ -256,8 +261,13 @@ void describe('node API', () => {
         'POST /snapshot: write a consistent copy of the database to { path } inside the data directory',
       ),
     );
-    const wrongMethod = await call<ErrorReply>(`${node.url}/events`, 'GET');
-    assert.equal(wrongMethod.status, 405);
+    for (const path of ['/snapshot', '/maintenance']) {
+      const wrongMethod = await call<ErrorReply>(`${node.url}${path}`, 'GET');
+      assert.equal(wrongMethod.status, 405, path);
+      assert.equal(wrongMethod.body.error.code, 'MethodNotAllowed', path);
+    }
+    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('GET /events: ')));
+    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('POST /maintenance: ')));
   });
 
   void test('a snapshot taken while a writer posts batches is consistent with what was acknowledged', async () => {
@@ -639,5 +649,617 @@ void describe('write lock and read gate', () => {
     second();
     await passing;
     assert.equal(passed, true);
+  });
+});
+
+interface Page {
+  events: LogEvent[];
+  fromLsn: number;
+  lastLsn: number;
+  headLsn: number;
+  more: boolean;
+}
+
+async function page(url: string, query: string): Promise<Page> {
+  const reply = await call<Page>(`${url}/events?${query}`, 'GET');
+  assert.equal(reply.status, 200, JSON.stringify(reply.body));
+  return reply.body;
+}
+
+/** Every page from afterLsn until `more` is false. */
+async function allPages(url: string, afterLsn: number, limit: number, toLsn?: number): Promise<Page[]> {
+  const pages: Page[] = [];
+  let after = afterLsn;
+  for (;;) {
+    const p = await page(url, `afterLsn=${after}&limit=${limit}${toLsn === undefined ? '' : `&toLsn=${toLsn}`}`);
+    pages.push(p);
+    if (!p.more) return pages;
+    assert.ok(p.lastLsn > after, `a page with more=true advances (${after} -> ${p.lastLsn})`);
+    after = p.lastLsn;
+  }
+}
+
+/** Rows per LSN. */
+function batchSizes(list: LogEvent[]): Map<number, number> {
+  const sizes = new Map<number, number>();
+  for (const e of list) sizes.set(e.lsn, (sizes.get(e.lsn) ?? 0) + 1);
+  return sizes;
+}
+
+/**
+ * Appends rows a node never writes itself (microsecond and pre-1970 timestamps, control
+ * characters, quotes, non-BMP text, a payload that is not even JSON) as one batch at the next LSN,
+ * the way a bulk import would, and records the LSN in node_state.
+ */
+async function addAwkwardBatch(path: string): Promise<{ lsn: number; rows: number }> {
+  const db = await openDatabase(path);
+  try {
+    const c = await db.connect();
+    const [maxId, maxLsn] = ((await c.runAndReadAll('SELECT max(id), max(lsn) FROM events')).getRows()[0] ?? []).map(
+      Number,
+    );
+    const id = (maxId ?? 0) + 1;
+    const lsn = (maxLsn ?? 0) + 1;
+    await c.run('BEGIN TRANSACTION');
+    await c.run(
+      `INSERT INTO events VALUES
+        (${id}, ${lsn}, TIMESTAMP '2026-11-26 03:00:00.123456', 'click', '{"s":"quote \\" backslash \\\\ end"}'),
+        (${id + 1}, ${lsn}, TIMESTAMP '1969-12-31 23:59:59.999999', 'tab' || chr(9) || 'kind', 'raw' || chr(10) || chr(1) || ' not json'),
+        (${id + 2}, ${lsn}, TIMESTAMP '2000-02-29 12:34:56.000001', 'zażółć 🎉', '{"u":"zażółć 🎉 ' || chr(8232) || '"}'),
+        (${id + 3}, ${lsn}, TIMESTAMP '2026-11-26 03:00:00', 'x', 'null')`,
+    );
+    await c.run(`UPDATE node_state SET value = '${lsn}' WHERE key = 'lsn'`);
+    await c.run('COMMIT');
+    await c.run('CHECKPOINT');
+    c.closeSync();
+    return { lsn, rows: 4 };
+  } finally {
+    db.close();
+  }
+}
+
+void describe('log paging (GET /events)', () => {
+  let dir: string;
+  let node: NodeProcess;
+  /** Batch sizes as written: 4 awkward rows at `awkwardLsn`, then batches through the API. */
+  let awkwardLsn: number;
+  const apiBatches = [1, 5, 120, 3, 60, 1, 1, 45, 9, 30];
+
+  before(async () => {
+    dir = await tempDir('log');
+    const path = join(dir, 'kimiclaw.duckdb');
+    // Irregular batches from the generator: 37 rows per LSN.
+    await generateDatabase(path, { targetBytes: 1024 * 1024, rowsPerLsn: 37 });
+    awkwardLsn = (await addAwkwardBatch(path)).lsn;
+    node = await spawnNode(dir, 'log1');
+    for (const n of apiBatches) {
+      const reply = await call<AppendResult>(`${node.url}/events`, 'POST', { events: events(n, `k${n}`) });
+      assert.equal(reply.status, 200);
+    }
+  });
+  after(async () => {
+    await node?.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void test('pages never split an LSN and cover every event exactly once, in (lsn, id) order', async () => {
+    const stats = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    const whole = await page(node.url, 'afterLsn=0&limit=100000');
+    assert.equal(whole.more, false);
+    assert.equal(whole.events.length, stats.rows);
+    assert.equal(whole.headLsn, stats.lsn);
+    assert.equal(whole.lastLsn, stats.lsn);
+    const sizes = batchSizes(whole.events);
+    const largest = Math.max(...sizes.values());
+    assert.equal(largest, 120);
+
+    for (const limit of [1, 10, 37, 50, 119, 1000]) {
+      const pages = await allPages(node.url, 0, limit);
+      const seen = pages.flatMap((p) => p.events);
+      assert.deepEqual(seen, whole.events, `limit ${limit}: the pages together are the whole log`);
+      let previousLast = 0;
+      for (const p of pages) {
+        assert.equal(p.fromLsn, previousLast);
+        const first = p.events[0];
+        if (!first) {
+          assert.equal(p.more, false);
+          continue;
+        }
+        const last = p.events[p.events.length - 1]!;
+        assert.equal(p.lastLsn, last.lsn);
+        // Whole batches only: each LSN of the page has all its rows here.
+        for (const [lsn, n] of batchSizes(p.events)) assert.equal(n, sizes.get(lsn), `limit ${limit}, lsn ${lsn}`);
+        // Never more than needed: without its last batch the page would be short of limit...
+        assert.ok(p.events.filter((e) => e.lsn < last.lsn).length < limit, `limit ${limit}: page not minimal`);
+        // ...and it is short of limit only at the end of the log.
+        if (p.more) assert.ok(p.events.length >= limit, `limit ${limit}: short page with more=true`);
+        previousLast = p.lastLsn;
+      }
+      assert.equal(pages[pages.length - 1]!.more, false);
+    }
+
+    // A batch larger than limit comes whole, alone.
+    const big = [...sizes].find(([, n]) => n === 120)![0];
+    const alone = await page(node.url, `afterLsn=${big - 1}&limit=10`);
+    assert.equal(alone.events.length, 120);
+    assert.ok(alone.events.every((e) => e.lsn === big));
+    assert.equal(alone.more, true);
+
+    // Ids are 1..rows, each once.
+    assert.deepEqual(
+      whole.events.map((e) => e.id),
+      Array.from({ length: stats.rows }, (_, i) => i + 1),
+    );
+  });
+
+  void test('timestamps carry microseconds and strings come back exactly as stored', async () => {
+    const p = await page(node.url, `afterLsn=${awkwardLsn - 1}&toLsn=${awkwardLsn}`);
+    assert.deepEqual(
+      p.events.map((e) => [e.ts, e.kind, e.payload]),
+      [
+        ['2026-11-26T03:00:00.123456Z', 'click', '{"s":"quote \\" backslash \\\\ end"}'],
+        ['1969-12-31T23:59:59.999999Z', 'tab\tkind', 'raw\n\u0001 not json'],
+        ['2000-02-29T12:34:56.000001Z', 'zażółć 🎉', '{"u":"zażółć 🎉 \u2028"}'],
+        ['2026-11-26T03:00:00.000000Z', 'x', 'null'],
+      ],
+    );
+    for (const e of p.events) assert.equal(formatIsoMicros(parseIsoMicros(e.ts)), e.ts);
+    const fromApi = (await page(node.url, `afterLsn=${awkwardLsn}&limit=1`)).events[0]!;
+    assert.equal(fromApi.payload, JSON.stringify(events(1, 'k1')[0]!.payload));
+    assert.match(fromApi.ts, /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/);
+  });
+
+  void test('toLsn bounds the pages; a bound beyond the head stops at the head', async () => {
+    const head = (await call<Stats>(`${node.url}/stats`, 'GET')).body.lsn;
+    const from = awkwardLsn - 3;
+    const to = awkwardLsn + 4;
+    const bounded = await allPages(node.url, from, 2, to);
+    const list = bounded.flatMap((p) => p.events);
+    assert.deepEqual(
+      [...new Set(list.map((e) => e.lsn))],
+      [from + 1, from + 2, from + 3, from + 4, from + 5, from + 6, to],
+    );
+    assert.equal(bounded[bounded.length - 1]!.lastLsn, to);
+    assert.ok(bounded.slice(0, -1).every((p) => p.more));
+
+    const oneShot = await page(node.url, `afterLsn=${from}&toLsn=${to}&limit=100000`);
+    assert.deepEqual(oneShot.events, list);
+    assert.equal(oneShot.more, false);
+
+    const empty = await page(node.url, `afterLsn=${to}&toLsn=${to}`);
+    assert.deepEqual(empty, { events: [], fromLsn: to, lastLsn: to, headLsn: head, more: false });
+    const atHead = await page(node.url, `afterLsn=${head}`);
+    assert.deepEqual(atHead, { events: [], fromLsn: head, lastLsn: head, headLsn: head, more: false });
+    const beyond = await page(node.url, `afterLsn=${head - 1}&toLsn=${head + 1000}`);
+    assert.equal(beyond.lastLsn, head);
+    assert.equal(beyond.more, false);
+  });
+
+  void test('bad parameters answer 400 naming the field and the accepted range; an LSN ahead answers 409', async () => {
+    const head = (await call<Stats>(`${node.url}/stats`, 'GET')).body.lsn;
+    const cases: Array<[string, string, RegExp]> = [
+      ['', 'afterLsn', /required.*0-999999999999999/],
+      ['limit=5', 'afterLsn', /required/],
+      ['afterLsn=-1', 'afterLsn', /0-999999999999999/],
+      ['afterLsn=abc', 'afterLsn', /0-999999999999999/],
+      ['afterLsn=1.5', 'afterLsn', /0-999999999999999/],
+      ['afterLsn=1234567890123456', 'afterLsn', /0-999999999999999/],
+      ['afterLsn=0&limit=0', 'limit', /1-100000/],
+      ['afterLsn=0&limit=100001', 'limit', /1-100000/],
+      ['afterLsn=0&limit=ten', 'limit', /1-100000/],
+      ['afterLsn=5&toLsn=4', 'toLsn', /5-999999999999999/],
+      ['afterLsn=5&toLsn=x', 'toLsn', /0-999999999999999/],
+      ['afterLsn=5&from=1', 'from', /accepted: afterLsn, limit, toLsn/],
+    ];
+    for (const [query, field, mentions] of cases) {
+      const reply = await call<ErrorReply>(`${node.url}/events?${query}`, 'GET');
+      assert.equal(reply.status, 400, query);
+      assert.equal(reply.body.error.code, 'InvalidRequest', query);
+      assert.equal(reply.body.error.field, field, query);
+      assert.match(reply.body.error.message, mentions, query);
+    }
+    const ahead = await call<ErrorReply>(`${node.url}/events?afterLsn=${head + 1}`, 'GET');
+    assert.equal(ahead.status, 409);
+    assert.equal(ahead.body.error.code, 'LsnAhead');
+    assert.equal(ahead.body.error.field, 'afterLsn');
+    assert.match(ahead.body.error.message, new RegExp(`afterLsn ${head + 1} is ahead of this node's lsn ${head}`));
+  });
+
+  void test('the log copied through /events into a fresh file with applyEvents has the same fingerprint', async () => {
+    const target = join(dir, 'copy', 'kimiclaw.duckdb');
+    await mkdir(dirname(target));
+    const db = await openDatabase(target);
+    let applied = 0;
+    try {
+      const c = await db.connect();
+      await ensureSchema(c);
+      for (const p of await allPages(node.url, 0, 500)) {
+        const result = await applyEvents(c, p.events);
+        applied += result.count;
+        if (p.events.length > 0) assert.equal(result.lsn, p.lastLsn);
+      }
+      // The same page again would duplicate rows: refused, and nothing is written.
+      const again = await page(node.url, 'afterLsn=0&limit=10');
+      await assert.rejects(applyEvents(c, again.events), /not above the LSN this database has reached/);
+      const state = (await c.runAndReadAll(`SELECT value FROM node_state WHERE key = 'lsn'`)).getRows();
+      const stats = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+      assert.deepEqual(state, [[String(stats.lsn)]]);
+      c.closeSync();
+    } finally {
+      db.close();
+    }
+    const source = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.equal(applied, source.rows);
+    assert.deepEqual(await fingerprintFile(target), fingerprintOf(source));
+
+    // And the copy is a database a node can run on: it resumes after the copied LSN and id.
+    const copyNode = await spawnNode(dirname(target), 'log-copy');
+    try {
+      const next = await call<AppendResult>(`${copyNode.url}/events`, 'POST', { events: events(1) });
+      assert.deepEqual(next.body, {
+        lsn: source.lsn + 1,
+        firstId: source.maxId! + 1,
+        lastId: source.maxId! + 1,
+        count: 1,
+      });
+    } finally {
+      await copyNode.kill('SIGKILL');
+    }
+  });
+
+  void test('applyEvents refuses bad input before writing anything', async () => {
+    const target = join(dir, 'copy2', 'bad.duckdb');
+    await mkdir(dirname(target));
+    const db = await openDatabase(target);
+    try {
+      const c = await db.connect();
+      await ensureSchema(c);
+      const good: LogEvent = { id: 1, lsn: 1, ts: '2026-11-26T03:00:00.123456Z', kind: 'k', payload: '{}' };
+      const cases: Array<[LogEvent[], RegExp]> = [
+        [[{ ...good, ts: '2026-11-26 03:00:00' }], /events\[0\]\.ts: .* is not an ISO timestamp/],
+        [[{ ...good, ts: '2026-02-30T00:00:00Z' }], /events\[0\]\.ts: .* is not a valid date/],
+        [[{ ...good, lsn: 0 }], /events\[0\]\.lsn/],
+        [[good, { ...good }], /events\[1\]: \(lsn 1, id 1\) does not follow/],
+        [
+          [
+            { ...good, lsn: 2 },
+            { ...good, id: 2 },
+          ],
+          /events\[1\].*strictly increasing/,
+        ],
+        [[{ ...good, payload: {} as unknown as string }], /events\[0\]\.payload/],
+      ];
+      for (const [list, message] of cases) await assert.rejects(applyEvents(c, list), message);
+      assert.deepEqual((await c.runAndReadAll('SELECT count(*)::INTEGER FROM events')).getRows(), [[0]]);
+      assert.deepEqual(await applyEvents(c, []), { count: 0, firstLsn: null, lastLsn: null, lsn: 0 });
+      assert.deepEqual(await applyEvents(c, [good, { ...good, id: 2, lsn: 3 }]), {
+        count: 2,
+        firstLsn: 1,
+        lastLsn: 3,
+        lsn: 3,
+      });
+      c.closeSync();
+    } finally {
+      db.close();
+    }
+  });
+
+  void test('pages read while a writer posts contain only whole committed batches', async () => {
+    const start = (await call<Stats>(`${node.url}/stats`, 'GET')).body.lsn;
+    const acks: AppendResult[] = [];
+    const writer = startWriter({ url: node.url, eventsPerBatch: 7, intervalMs: 2, onAck: (a) => acks.push(a) });
+    const seen: LogEvent[] = [];
+    let after = start;
+    try {
+      while (acks.length < 40) {
+        const p = await page(node.url, `afterLsn=${after}&limit=5`);
+        seen.push(...p.events);
+        after = p.lastLsn;
+      }
+    } finally {
+      const stats = await writer.stop();
+      assert.equal(stats.errors, 0, stats.lastError);
+    }
+    for (;;) {
+      const p = await page(node.url, `afterLsn=${after}&limit=5`);
+      seen.push(...p.events);
+      after = p.lastLsn;
+      if (!p.more) break;
+    }
+    const sizes = batchSizes(seen);
+    assert.deepEqual(
+      [...sizes],
+      acks.map((a) => [a.lsn, a.count]),
+    );
+  });
+});
+
+void describe('maintenance mode', () => {
+  let dir: string;
+  let node: NodeProcess;
+  let dbPath: string;
+
+  const enable = (reason?: string): Promise<Reply> =>
+    call(`${node.url}/maintenance`, 'POST', reason === undefined ? { enabled: true } : { enabled: true, reason });
+  const disable = (extra: Record<string, unknown> = {}): Promise<Reply> =>
+    call(`${node.url}/maintenance`, 'POST', { enabled: false, ...extra });
+
+  /** Puts src at dest the way a restore does: temp copy, fsync, rename. */
+  async function place(src: string, dest: string): Promise<void> {
+    const tmp = `${dest}.restore-tmp`;
+    await copyFile(src, tmp);
+    const handle = await open(tmp, 'r+');
+    await handle.sync();
+    await handle.close();
+    await rename(tmp, dest);
+  }
+
+  before(async () => {
+    dir = await tempDir('maint');
+    dbPath = join(await realpath(dir), 'kimiclaw.duckdb');
+    node = await spawnNode(dir, 'maint1');
+  });
+  after(async () => {
+    await node?.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void test('writes are refused while on; a different file put in place is reopened and the LSN continues from it', async () => {
+    for (let i = 0; i < 5; i++) await call(`${node.url}/events`, 'POST', { events: events(10) });
+    const earlier = (
+      await call<Snapshot>(`${node.url}/snapshot`, 'POST', { path: join(dir, 'snaps', 'earlier.duckdb') })
+    ).body;
+    for (let i = 0; i < 3; i++) await call(`${node.url}/events`, 'POST', { events: events(4) });
+    const live = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.ok(live.lsn > earlier.lsn);
+
+    const on = await enable('restore r-1');
+    assert.equal(on.status, 200, JSON.stringify(on.body));
+    assert.deepEqual(
+      { ...on.body, since: undefined },
+      {
+        status: 'maintenance',
+        reason: 'restore r-1',
+        since: undefined,
+        lsn: live.lsn,
+        path: dbPath,
+      },
+    );
+    const again = await enable();
+    assert.equal(again.status, 200);
+    assert.equal(again.body.status, 'maintenance');
+    assert.equal(again.body.reason, 'restore r-1');
+
+    // Closed for real: another process can open the file, and it holds every row (no WAL left).
+    assert.equal(existsSync(`${dbPath}.wal`), false);
+    assert.deepEqual(await fingerprintFile(dbPath), fingerprintOf(live));
+
+    const write = await call<ErrorReply & { error: { reason?: string } }>(`${node.url}/events`, 'POST', {
+      events: events(1),
+    });
+    assert.equal(write.status, 503);
+    assert.equal(write.body.error.code, 'Maintenance');
+    assert.equal(write.body.error.reason, 'restore r-1');
+    assert.match(write.body.error.message, /maint1 is in maintenance .*restore r-1/);
+    for (const [path, method, body] of [
+      ['/stats', 'GET', undefined],
+      ['/events?afterLsn=0', 'GET', undefined],
+      ['/snapshot', 'POST', { path: join(dir, 'snaps', 'during.duckdb') }],
+    ] as const) {
+      const reply = await call<ErrorReply>(`${node.url}${path}`, method, body);
+      assert.equal(reply.status, 503, path);
+      assert.equal(reply.body.error.code, 'Maintenance', path);
+    }
+    assert.equal(existsSync(join(dir, 'snaps', 'during.duckdb')), false);
+    const health = await call(`${node.url}/health`, 'GET');
+    assert.equal(health.status, 200);
+    assert.equal(health.body.status, 'maintenance');
+    assert.equal(health.body.reason, 'restore r-1');
+    assert.equal(health.body.lsn, live.lsn);
+
+    // The restore: current file aside (kept), the earlier snapshot in its place.
+    await rename(dbPath, `${dbPath}.corrupted.test`);
+    await place(earlier.path, dbPath);
+
+    const off = await disable();
+    assert.equal(off.status, 200, JSON.stringify(off.body));
+    assert.deepEqual(off.body, { status: 'ok', lsn: earlier.lsn, rows: earlier.rows, path: dbPath, created: false });
+    const stats = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.deepEqual(fingerprintOf(stats), fingerprintOf(earlier));
+    assert.equal(stats.lsn, earlier.lsn);
+    assert.equal((await call(`${node.url}/health`, 'GET')).body.status, 'ok');
+
+    const next = await call<AppendResult>(`${node.url}/events`, 'POST', { events: events(2) });
+    assert.deepEqual(next.body, {
+      lsn: earlier.lsn + 1,
+      firstId: earlier.maxId! + 1,
+      lastId: earlier.maxId! + 2,
+      count: 2,
+    });
+    const page = await call<Page>(`${node.url}/events?afterLsn=${earlier.lsn}`, 'GET');
+    assert.deepEqual(
+      page.body.events.map((e) => e.id),
+      [earlier.maxId! + 1, earlier.maxId! + 2],
+    );
+    const twice = await disable();
+    assert.deepEqual(twice.body, {
+      status: 'ok',
+      lsn: earlier.lsn + 1,
+      rows: earlier.rows + 2,
+      path: dbPath,
+      created: false,
+    });
+    // The file moved aside is untouched: it still has everything the node had before.
+    assert.deepEqual(await fingerprintFile(`${dbPath}.corrupted.test`), fingerprintOf(live));
+  });
+
+  void test('writes queued when maintenance begins commit first; none is acknowledged after its LSN', async () => {
+    const before = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    const writes = Array.from({ length: 40 }, () =>
+      call<AppendResult & ErrorReply>(`${node.url}/events`, 'POST', { events: events(3) }),
+    );
+    // Ask once the first has committed: the others have reached the lock by then, or nearly.
+    while (((await call(`${node.url}/health`, 'GET')).body.lsn as number) === before.lsn) await sleep(1);
+    const on = await enable('queue test');
+    const replies = await Promise.all(writes);
+    assert.equal(on.status, 200);
+    const acked = replies.filter((r) => r.status === 200).map((r) => r.body);
+    const refused = replies.filter((r) => r.status !== 200);
+    assert.ok(
+      refused.every((r) => r.status === 503 && r.body.error.code === 'Maintenance'),
+      JSON.stringify(refused),
+    );
+    assert.ok(acked.every((a) => a.lsn <= (on.body.lsn as number)));
+    assert.equal(on.body.lsn, before.lsn + acked.length);
+
+    const off = await disable();
+    assert.equal(off.status, 200);
+    assert.equal(off.body.rows, before.rows + 3 * acked.length);
+  });
+
+  void test('reopening with the file missing answers 409 DatabaseMissing and stays in maintenance, unless allowEmpty', async () => {
+    const before = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.equal((await enable('empty test')).status, 200);
+    await rename(dbPath, `${dbPath}.aside`);
+
+    const missing = await disable();
+    assert.equal(missing.status, 409);
+    const error = (missing.body as ErrorReply).error;
+    assert.equal(error.code, 'DatabaseMissing');
+    assert.ok(error.message.includes(dbPath), error.message);
+    assert.match(error.message, /allowEmpty/);
+    assert.equal((await call(`${node.url}/health`, 'GET')).body.status, 'maintenance');
+    assert.equal(existsSync(dbPath), false);
+
+    const refusedFlag = await call<ErrorReply>(`${node.url}/maintenance`, 'POST', { enabled: true, allowEmpty: true });
+    assert.equal(refusedFlag.status, 400);
+    assert.equal(refusedFlag.body.error.field, 'allowEmpty');
+
+    const empty = await disable({ allowEmpty: true });
+    assert.equal(empty.status, 200, JSON.stringify(empty.body));
+    assert.deepEqual(empty.body, { status: 'ok', lsn: 0, rows: 0, path: dbPath, created: true });
+    const first = await call<AppendResult>(`${node.url}/events`, 'POST', { events: events(1) });
+    assert.deepEqual(first.body, { lsn: 1, firstId: 1, lastId: 1, count: 1 });
+
+    // Back to the real data for the next tests.
+    assert.equal((await enable()).status, 200);
+    await rename(`${dbPath}.aside`, dbPath);
+    assert.equal((await disable()).status, 200);
+    assert.deepEqual(fingerprintOf((await call<Stats>(`${node.url}/stats`, 'GET')).body), fingerprintOf(before));
+  });
+
+  void test('a WAL that is not the one the node left is refused (409 StaleWal) until it is moved aside', async () => {
+    const before = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.equal((await enable('wal test')).status, 200);
+    await writeFile(`${dbPath}.wal`, Buffer.alloc(4096, 7));
+    const stale = await disable();
+    assert.equal(stale.status, 409);
+    assert.equal((stale.body as ErrorReply).error.code, 'StaleWal');
+    assert.ok((stale.body as ErrorReply).error.message.includes(`${dbPath}.wal`));
+    await rename(`${dbPath}.wal`, `${dbPath}.wal.aside`);
+    assert.equal((await disable()).status, 200);
+    assert.deepEqual(fingerprintOf((await call<Stats>(`${node.url}/stats`, 'GET')).body), fingerprintOf(before));
+  });
+
+  void test('bad maintenance bodies answer 400 naming the field', async () => {
+    const cases: Array<[unknown, string]> = [
+      [{}, 'enabled'],
+      [{ enabled: 'yes' }, 'enabled'],
+      [{ enabled: true, reason: '' }, 'reason'],
+      [{ enabled: true, reason: 'x'.repeat(501) }, 'reason'],
+      [{ enabled: false, allowEmpty: 'yes' }, 'allowEmpty'],
+      [{ enabled: true, force: true }, 'force'],
+    ];
+    for (const [body, field] of cases) {
+      const reply = await call<ErrorReply>(`${node.url}/maintenance`, 'POST', body);
+      assert.equal(reply.status, 400, JSON.stringify(body));
+      assert.equal(reply.body.error.field, field, JSON.stringify(body));
+    }
+    assert.equal((await call(`${node.url}/health`, 'GET')).body.status, 'ok');
+  });
+
+  void test('killed while in maintenance, the node restarts healthy with all its data', async () => {
+    const before = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.equal((await enable('crash test')).status, 200);
+    await node.kill('SIGKILL');
+    node = await spawnNode(dir, 'maint1');
+    const health = await call(`${node.url}/health`, 'GET');
+    assert.equal(health.body.status, 'ok');
+    assert.equal(health.body.lsn, before.lsn);
+    const stats = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+    assert.deepEqual(fingerprintOf(stats), fingerprintOf(before));
+    const next = await call<AppendResult>(`${node.url}/events`, 'POST', { events: events(1) });
+    assert.equal(next.body.lsn, before.lsn + 1);
+
+    // And a clean stop while in maintenance exits 0.
+    assert.equal((await enable('stop test')).status, 200);
+    const ended = await node.kill('SIGTERM');
+    assert.equal(ended.code, 0, node.stderr());
+  });
+});
+
+void describe('EventStore close and reopen, in process', () => {
+  let dir: string;
+  before(async () => {
+    dir = await tempDir('store');
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void test('appends queued before maintenance commit, later ones and reads are refused, reopen resumes', async () => {
+    const path = join(dir, 'queue', 'kimiclaw.duckdb');
+    const store = await EventStore.open(path);
+    try {
+      const queued = [store.append(events(2)), store.append(events(3)), store.append(events(4))];
+      const entering = store.enterMaintenance('unit test');
+      await sleep(0);
+      assert.equal(store.maintenance?.reason, 'unit test');
+      await assert.rejects(store.append(events(1)), MaintenanceError);
+      const on = await entering;
+      assert.deepEqual(
+        (await Promise.all(queued)).map((a) => a.lsn),
+        [1, 2, 3],
+      );
+      assert.equal(on.lsn, 3);
+      assert.equal(on.reason, 'unit test');
+      assert.equal(isOpenInProcess(path), false);
+      await assert.rejects(store.stats(), MaintenanceError);
+      await assert.rejects(store.events(0, 10), MaintenanceError);
+      await assert.rejects(store.snapshot(join(dir, 'queue', 'snap.duckdb')), MaintenanceError);
+      assert.deepEqual((await fingerprintFile(path)).rows, 9);
+
+      const off = await store.exitMaintenance();
+      assert.deepEqual(off, { status: 'ok', lsn: 3, rows: 9, path: store.path, created: false });
+      assert.equal(isOpenInProcess(path), true);
+      await assert.rejects(openDatabase(path), /already open in this process/);
+      assert.equal((await store.append(events(1))).lsn, 4);
+    } finally {
+      await store.close();
+    }
+    assert.equal(isOpenInProcess(path), false);
+    const again = await EventStore.open(path);
+    try {
+      assert.equal(again.lsn, 4);
+      assert.equal(again.rows, 10);
+    } finally {
+      await again.close();
+    }
+  });
+
+  void test('closing a database that a forgotten connection keeps open is refused, and it cannot be reopened', async () => {
+    const path = join(dir, 'leak.duckdb');
+    const db = await openDatabase(path);
+    const tracked = await db.connect();
+    await tracked.run('CREATE TABLE t (x INTEGER)');
+    // Made behind openDatabase's back: it keeps the database (and its file) alive after close.
+    const untracked = await db.instance.connect();
+    assert.throws(() => db.close(), DatabaseStillOpenError);
+    await assert.rejects(openDatabase(path), /already open in this process/);
+    untracked.closeSync();
+    db.close();
+    assert.equal(isOpenInProcess(path), false);
+    const reopened = await openDatabase(path);
+    reopened.close();
   });
 });

@@ -105,6 +105,23 @@ describe('retention', () => {
     }
   });
 
+  test('a backup held by a running restore is not pruned, even when expired', async () => {
+    const held = await (await dr.startBackup({ tier: 'L2' })).result();
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: BUCKET,
+        Key: 'kimiclaw-dr/kimiclaw/leases/restore-test.json',
+        Body: JSON.stringify({ backupIds: [held.backupId], expiresAt: new Date(Date.now() + 600_000).toISOString() }),
+      }),
+    );
+    await sleep(3_500);
+    const next = await (await dr.startBackup({ tier: 'L2' })).result();
+    assert.ok(!('error' in next.pruned), JSON.stringify(next.pruned));
+    assert.deepEqual(next.pruned.kept.find((k) => k.backupId === held.backupId)?.reason, 'in-use');
+    assert.ok((await catalogIds('L2')).includes(held.backupId));
+    await s3.send(new DeleteObjectCommand({ Bucket: BUCKET, Key: 'kimiclaw-dr/kimiclaw/leases/restore-test.json' }));
+  });
+
   test('L3 artifacts carry Object Lock retention and cannot be deleted while locked', async () => {
     const result = await (await dr.startBackup({ tier: 'L3' })).result();
     const key = result.location.replace(`s3://${BUCKET}/`, '');

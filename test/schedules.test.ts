@@ -24,16 +24,19 @@ const ids = {
   L1: 'kimiclaw-dr-backup-kimiclaw-L1',
   L2: 'kimiclaw-dr-backup-kimiclaw-L2',
   L3: 'kimiclaw-dr-backup-kimiclaw-L3',
+  testL2: 'kimiclaw-dr-restore-test-kimiclaw-L2',
+  testL3: 'kimiclaw-dr-restore-test-kimiclaw-L3',
 };
+const all = [ids.L1, ids.L2, ids.L3, ids.testL2, ids.testL3];
 
 function configWith(schedules: ConfigInput['schedules']) {
   return parseConfig({ ...h.rawConfig, schedules }, 'test');
 }
 
 describe('schedules apply', () => {
-  test('creates one schedule per tier with skip-overlap and a catch-up window', async () => {
+  test('creates one schedule per tier and the restore tests, with skip-overlap and a catch-up window', async () => {
     const result = await applySchedules(h.client, h.config);
-    assert.deepEqual(result.created.sort(), [ids.L1, ids.L2, ids.L3]);
+    assert.deepEqual(result.created.sort(), [...all].sort());
     assert.deepEqual([result.updated, result.deleted, result.unchanged], [[], [], []]);
 
     const l2 = await h.client.schedule.getHandle(ids.L2).describe();
@@ -55,11 +58,15 @@ describe('schedules apply', () => {
       [3_600_000],
     );
     assert.equal(l1.policies.catchupWindow, 3_600_000);
+    const test2 = await h.client.schedule.getHandle(ids.testL2).describe();
+    assert.equal(test2.action.type === 'startWorkflow' && test2.action.workflowType, 'restoreTest');
+    assert.deepEqual(test2.action.type === 'startWorkflow' && test2.action.args, [{ database: 'kimiclaw', tier: 'L2' }]);
+    assert.equal(test2.spec.calendars?.length, 1, 'weekly');
   });
 
   test('applying the same config again changes nothing', async () => {
     const result = await applySchedules(h.client, h.config);
-    assert.deepEqual(result.unchanged.sort(), [ids.L1, ids.L2, ids.L3]);
+    assert.deepEqual(result.unchanged.sort(), [...all].sort());
     assert.deepEqual([result.created, result.updated, result.deleted], [[], [], []]);
   });
 
@@ -80,7 +87,7 @@ describe('schedules apply', () => {
     const result = await applySchedules(h.client, config);
     assert.deepEqual(result.updated, [ids.L2]);
     assert.deepEqual(result.deleted, [ids.L3]);
-    assert.deepEqual(result.unchanged, [ids.L1]);
+    assert.deepEqual(result.unchanged, [ids.L1, ids.testL2, ids.testL3]);
     const l2 = await h.client.schedule.getHandle(ids.L2).describe();
     assert.equal(l2.policies.catchupWindow, 2 * 3_600_000);
     assert.deepEqual(l2.spec.intervals ?? [], []);
@@ -108,6 +115,8 @@ describe('schedules apply', () => {
         [ids.L1, true],
         [ids.L2, false],
         [ids.L3, false],
+        [ids.testL2, false],
+        [ids.testL3, false],
       ],
     );
 

@@ -109,6 +109,10 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
         through = pass.archivedThrough;
         segments += pass.segments;
       } catch (err) {
+        // The node is behind the archive: it was restored to an earlier LSN, and the restore
+        // retires the abandoned part of the archive. Read the position again.
+        if (err instanceof InputProblem && err.field === 'afterLsn')
+          through = await archivePosition(name).catch(() => through);
         metrics.archiveFailures.inc({ database: name });
         log.warn('archive pass failed; retrying next interval', { database: name, error: (err as Error).message });
       }

@@ -38,6 +38,10 @@ export interface PruneResult {
   problems: string[];
 }
 
+function leaseKey(database: string, holder: string): string {
+  return `${database}/leases/${holder.replace(/[^a-zA-Z0-9._-]/g, '_')}.json`;
+}
+
 export function createCatalogActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
   const { config, stores, metrics } = deps;
 
@@ -124,7 +128,7 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
     const store = stores.forTier(input.tier, input.database, input.node);
     const now = new Date();
     const dryRun = input.dryRun ?? false;
-    const protect = new Set(input.protect ?? []);
+    const protect = new Set([...(input.protect ?? []), ...(await leasedBackupIds(input.database))]);
     const { manifests, problems } = await listManifests(store, input.database, input.tier);
     const plan = planRetention(
       manifests.map((m) => ({ ...m, retainUntil: m.artifact.retainUntil })),
@@ -170,6 +174,41 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
   }
 
   /**
+   * Leases: a running restore, restore test or drill holds the backups it reads, so retention
+   * cannot prune them under it (DESIGN rule 5). A lease expires on its own if its holder dies.
+   */
+  async function holdBackups(input: {
+    database: string;
+    holder: string;
+    backupIds: string[];
+    ttlMs: number;
+  }): Promise<void> {
+    await stores.s3().putJson(leaseKey(input.database, input.holder), {
+      holder: input.holder,
+      backupIds: input.backupIds,
+      expiresAt: new Date(Date.now() + input.ttlMs).toISOString(),
+    });
+  }
+
+  async function releaseBackups(input: { database: string; holder: string }): Promise<void> {
+    await stores.s3().deleteKeys([leaseKey(input.database, input.holder)]);
+  }
+
+  /** Backup ids held by unexpired leases. */
+  async function leasedBackupIds(database: string): Promise<Set<string>> {
+    const held = new Set<string>();
+    const s3 = stores.s3();
+    for (const object of await s3.list(`${database}/leases/`)) {
+      const text = await s3.getText(object.key);
+      if (!text) continue;
+      const lease = JSON.parse(text) as { backupIds?: unknown; expiresAt?: unknown };
+      if (typeof lease.expiresAt !== 'string' || Date.parse(lease.expiresAt) <= Date.now()) continue;
+      if (Array.isArray(lease.backupIds)) for (const id of lease.backupIds) if (typeof id === 'string') held.add(id);
+    }
+    return held;
+  }
+
+  /**
    * Removes what a backup stored before it failed, unless it was committed (has a manifest):
    * a committed backup is only ever removed by retention.
    */
@@ -210,6 +249,8 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
     writeManifest,
     pruneTier,
     discardUncommitted,
+    holdBackups,
+    releaseBackups,
     recordBackupMetrics,
     recordBackupFailure,
   };

@@ -9,6 +9,7 @@ import type { Stores } from '../storage/stores';
 import { createArchiveActivities } from './archive';
 import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities } from './catalog';
+import { createRestoreActivities } from './restore';
 import { classifyFailures } from './failures';
 
 export interface ActivityDeps {
@@ -22,6 +23,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createCatalogActivities(deps),
     ...createArtifactActivities(deps),
     ...createArchiveActivities(deps),
+    ...createRestoreActivities(deps),
   });
 }
 
@@ -29,3 +31,4 @@ export type Activities = ReturnType<typeof createActivities>;
 export type { BackupTarget, PruneResult } from './catalog';
 export type { StoredArtifact, TransferProgress } from './artifacts';
 export type { ArchivePosition } from './archive';
+export type { RestorePlanSummary, StagedRestore } from './restore';

@@ -7,14 +7,9 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { codecStream } from '../backup/codec';
 
-/** One event as the node's /events feed returns it; payload is the stored JSON text. */
-export interface LogEvent {
-  id: number;
-  lsn: number;
-  ts: string;
-  kind: string;
-  payload: string;
-}
+import type { LogEvent } from '../duckdb/replay';
+
+export type { LogEvent };
 
 export interface EncodedSegment {
   body: Buffer;

@@ -75,6 +75,10 @@ export function backupWorkflowId(database: string, tier: Tier, at: Date): string
   return `backup-${database}-${tier}-${compactTimestamp(at)}`;
 }
 
+export function restoreWorkflowId(database: string, at: Date): string {
+  return `restore-${database}-${compactTimestamp(at)}`;
+}
+
 /** One log archiver per database: the id makes a second one impossible. */
 export function archiveWorkflowId(database: string): string {
   return `archive-log-${database}`;
@@ -82,6 +86,10 @@ export function archiveWorkflowId(database: string): string {
 
 export function backupScheduleId(database: string, tier: Tier): string {
   return `${SCHEDULE_ID_PREFIX}backup-${database}-${tier}`;
+}
+
+export function restoreTestScheduleId(database: string, tier: Tier): string {
+  return `${SCHEDULE_ID_PREFIX}restore-test-${database}-${tier}`;
 }
 
 /** Every schedule this system owns starts with this; `schedules apply` deletes only those. */

@@ -1,11 +1,13 @@
 /**
- * The schedules the system owns, derived from config: one per database and backup tier. Pure; the
- * schedules module applies the plan to a Temporal namespace.
+ * The schedules the system owns, derived from config: one per database and backup tier, and the
+ * restore tests (L2 weekly, L3 monthly by default). Pure; the schedules module applies the plan
+ * to a Temporal namespace.
  */
 import type { Config, ScheduleSpecConfig, Tier } from '../config';
 import { TIERS } from '../domain';
 import type { BackupInput } from './input';
-import { backupScheduleId } from './ids';
+import { backupScheduleId, restoreTestScheduleId } from './ids';
+import type { RestoreTestInput } from '../restore/test-input';
 
 const DEFAULT_CATCHUP_MS: Record<Tier, number> = {
   L1: 3_600_000,
@@ -15,10 +17,10 @@ const DEFAULT_CATCHUP_MS: Record<Tier, number> = {
 
 export interface PlannedSchedule {
   scheduleId: string;
-  workflowType: 'backup';
+  workflowType: 'backup' | 'restoreTest';
   /** Prefix of the ids of the workflows the schedule starts (Temporal appends the time). */
   workflowId: string;
-  args: [BackupInput];
+  args: [BackupInput] | [RestoreTestInput];
   spec: {
     intervals: Array<{ every: number; offset?: number }>;
     cronExpressions: string[];
@@ -41,8 +43,38 @@ export function planSchedules(config: Config): PlannedSchedule[] {
       if (!spec) continue;
       planned.push(plannedBackupSchedule(db.name, tier, spec));
     }
+    for (const tier of ['L2', 'L3'] as const) {
+      const spec = config.schedules.restoreTest[tier];
+      if (!spec) continue;
+      planned.push(
+        withDigest({
+          scheduleId: restoreTestScheduleId(db.name, tier),
+          workflowType: 'restoreTest',
+          workflowId: `restore-test-${db.name}-${tier}-scheduled`,
+          args: [{ database: db.name, tier }],
+          spec: specOf(spec),
+          catchupWindowMs: spec.catchupWindow ?? DEFAULT_CATCHUP_MS[tier],
+          paused: spec.paused,
+          database: db.name,
+          tier,
+        }),
+      );
+    }
   }
   return planned;
+}
+
+function specOf(spec: ScheduleSpecConfig): PlannedSchedule['spec'] {
+  return {
+    intervals: spec.every ? [{ every: spec.every, ...(spec.offset ? { offset: spec.offset } : {}) }] : [],
+    cronExpressions: spec.cron ?? [],
+    timezone: spec.timezone,
+    ...(spec.jitter ? { jitter: spec.jitter } : {}),
+  };
+}
+
+function withDigest(body: Omit<PlannedSchedule, 'digest'>): PlannedSchedule {
+  return { ...body, digest: digest(JSON.stringify(body)) };
 }
 
 function plannedBackupSchedule(database: string, tier: Tier, spec: ScheduleSpecConfig): PlannedSchedule {
@@ -52,12 +84,7 @@ function plannedBackupSchedule(database: string, tier: Tier, spec: ScheduleSpecC
     workflowType: 'backup' as const,
     workflowId: `backup-${database}-${tier}-scheduled`,
     args: [{ database, tier, reason: 'schedule' }] as [BackupInput],
-    spec: {
-      intervals: spec.every ? [{ every: spec.every, ...(spec.offset ? { offset: spec.offset } : {}) }] : [],
-      cronExpressions: spec.cron ?? [],
-      timezone: spec.timezone,
-      ...(spec.jitter ? { jitter: spec.jitter } : {}),
-    },
+    spec: specOf(spec),
     catchupWindowMs: spec.catchupWindow ?? DEFAULT_CATCHUP_MS[tier],
     paused: spec.paused,
     database,

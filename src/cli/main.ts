@@ -11,7 +11,12 @@ import { findBackup, listCatalog, verifyStoredBackup, type VerifyReport } from '
 import { applySchedules, describeSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from '../schedules';
 import { Stores } from '../storage/stores';
 import { formatBackupTable, formatBytes, printJson } from './format';
-import { waitWithProgress } from './progress';
+import { parseInput } from '../backup/input';
+import { restoreWorkflowId } from '../backup/ids';
+import { RestoreInputSchema, type RestoreInput } from '../restore/input';
+import { followWorkflow } from './progress';
+import type { BackupResult } from '../workflows/backup';
+import type { RestoreResult } from '../workflows/restore';
 
 const program = new Command('kimiclaw-dr')
   .description('Disaster recovery for the kimiclaw events service, as durable Temporal workflows')
@@ -74,7 +79,7 @@ program
         else console.log(`started backup workflow ${handle.workflowId}`);
         return;
       }
-      const result = await waitWithProgress(dr, handle.workflowId, !opts.json);
+      const result = await followWorkflow<BackupResult>(dr.client, handle.workflowId, !opts.json);
       if (opts.json) {
         printJson(result);
         return;
@@ -90,6 +95,109 @@ program
           `  pruned     ${'error' in result.pruned ? `failed: ${result.pruned.error}` : result.pruned.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`,
         ].join('\n'),
       );
+    },
+  );
+
+program
+  .command('restore')
+  .description('restore a database: newest verified backup at or before the target, then the archived log')
+  .option('--database <name>', 'database', 'kimiclaw')
+  .option('--backup <id>', 'a backup id, or "latest"')
+  .option('--at <time>', 'point in time, ISO-8601 with timezone (e.g. 2026-11-26T09:30:00Z)')
+  .option('--to-lsn <lsn>', 'restore up to and including this LSN', (v) => Number(v))
+  .addOption(
+    new Option('--target <target>', "replace the node's database, or restore beside it").choices([
+      'in-place',
+      'scratch',
+    ]),
+  )
+  .option('--scratch-dir <dir>', "where a scratch restore writes (on the node's host)")
+  .option('--node <id>', 'node to restore (default: the primary)')
+  .option('--preview', 'say which backup and log segments would be used; change nothing')
+  .option('--wait', 'wait for the result, with progress')
+  .option('--json', 'print JSON')
+  .action(
+    async (opts: {
+      database: string;
+      backup?: string;
+      at?: string;
+      toLsn?: number;
+      target?: 'in-place' | 'scratch';
+      scratchDir?: string;
+      node?: string;
+      preview?: boolean;
+      wait?: boolean;
+      json?: boolean;
+    }) => {
+      const input: RestoreInput = {
+        database: opts.database,
+        ...(opts.backup ? { backupId: opts.backup } : {}),
+        ...(opts.at ? { pointInTime: opts.at } : {}),
+        ...(opts.toLsn !== undefined ? { toLsn: opts.toLsn } : {}),
+        ...(opts.target ? { target: opts.target } : {}),
+        ...(opts.scratchDir ? { scratchDir: opts.scratchDir } : {}),
+        ...(opts.node ? { node: opts.node } : {}),
+      };
+      const parsed = parseInput(RestoreInputSchema, input);
+      if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+      if (opts.preview) {
+        await withStores(async (cfg, stores) => {
+          const { createRestoreActivities } = await import('../activities/restore');
+          const { DrMetrics } = await import('../metrics');
+          const plan = await createRestoreActivities({ config: cfg, stores, metrics: new DrMetrics() }).planRestoreFor({
+            request: parsed.value,
+          });
+          if (opts.json) printJson(plan);
+          else {
+            console.log(plan.reason);
+            console.log(
+              `  backup      ${plan.backup.backupId} (${plan.backup.tier}, ${formatBytes(plan.backup.artifact.bytes)} to download)`,
+            );
+            console.log(
+              `  rows        ${plan.backup.snapshot.rows.toLocaleString('en-US')} in the backup, LSN ${plan.backup.snapshot.lsn}`,
+            );
+            console.log(
+              `  log replay  ${plan.replaySegments} segment(s), LSN ${plan.replayFromLsn + 1} → ${plan.targetLsn}`,
+            );
+            if (plan.headLsn !== undefined && plan.headLsn > plan.targetLsn) {
+              console.log(`  not restored: LSN ${plan.targetLsn + 1} → ${plan.headLsn} (after the target)`);
+            }
+            if (plan.needsRetrieval)
+              console.log('  the artifact is in an archive storage class: it must be retrieved first (hours)');
+            if (plan.fallbacks.length) console.log(`  fallbacks   ${plan.fallbacks.join(', ')}`);
+            console.log('nothing was changed (--preview)');
+          }
+        });
+        return;
+      }
+      const cfg = config();
+      const client = await connectTemporal(cfg);
+      const handle = await client.workflow.start('restore', {
+        taskQueue: cfg.temporal.taskQueue,
+        workflowId: restoreWorkflowId(opts.database, new Date()),
+        args: [input],
+      });
+      if (!opts.wait) {
+        console.log(
+          opts.json
+            ? JSON.stringify({ workflowId: handle.workflowId })
+            : `started restore workflow ${handle.workflowId}`,
+        );
+        return;
+      }
+      const result = await followWorkflow<RestoreResult>(client, handle.workflowId, !opts.json);
+      if (opts.json) printJson(result);
+      else {
+        console.log(`restored ${result.database} on ${result.node} from ${result.backupId} (${result.tier})`);
+        for (const f of result.fellBackFrom) console.log(`  skipped ${f.backupId}: ${f.reason}`);
+        console.log(
+          `  log replay  ${result.segmentsReplayed} segment(s), ${result.rowsReplayed.toLocaleString('en-US')} rows`,
+        );
+        console.log(`  now         ${result.rows.toLocaleString('en-US')} rows, LSN ${result.finalLsn}`);
+        if (result.movedAside) console.log(`  previous database kept at ${result.movedAside}`);
+        if (result.path) console.log(`  restored to ${result.path}`);
+        console.log(`  RTO         ${result.rtoSeconds.toFixed(1)} s`);
+      }
     },
   );
 

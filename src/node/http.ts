@@ -76,3 +76,14 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   });
   res.end(text);
 }
+
+/** Sends a JSON body given as pieces of its text (strings and UTF-8 bytes), without re-encoding them. */
+export function sendJsonParts(res: ServerResponse, status: number, parts: ReadonlyArray<string | Uint8Array>): void {
+  const chunks = parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : p));
+  res.writeHead(status, {
+    'content-type': 'application/json; charset=utf-8',
+    'content-length': chunks.reduce((n, c) => n + c.byteLength, 0),
+  });
+  for (const chunk of chunks) res.write(chunk);
+  res.end();
+}

@@ -71,3 +71,85 @@ export const StatsQuerySchema = z.strictObject(
         : 'invalid query',
   },
 );
+
+export const DEFAULT_PAGE_EVENTS = 10_000;
+export const MAX_PAGE_EVENTS = 100_000;
+/** The largest LSN a query string may carry: 15 digits stay a safe integer. */
+const MAX_LSN_DIGITS = 15;
+const MAX_LSN = 10 ** MAX_LSN_DIGITS - 1;
+
+const lsnParam = (meaning: string) => {
+  const rule = `must be an integer 0-${MAX_LSN}${meaning}`;
+  return z
+    .string({ error: (issue) => (issue.input === undefined ? `is required: ${rule}` : rule) })
+    .regex(new RegExp(`^\\d{1,${MAX_LSN_DIGITS}}$`), { error: rule })
+    .transform(Number);
+};
+
+const LIMIT_RULE = `must be an integer 1-${MAX_PAGE_EVENTS} (rows per page; default ${DEFAULT_PAGE_EVENTS})`;
+
+/** Query string of GET /events. */
+export const EventsQuerySchema = z
+  .strictObject(
+    {
+      afterLsn: lsnParam(' (events with lsn > afterLsn are returned)'),
+      limit: z
+        .string({ error: LIMIT_RULE })
+        .regex(/^\d{1,6}$/, { error: LIMIT_RULE })
+        .transform(Number)
+        .refine((n) => n >= 1 && n <= MAX_PAGE_EVENTS, { error: LIMIT_RULE })
+        .optional()
+        .transform((n) => n ?? DEFAULT_PAGE_EVENTS),
+      toLsn: lsnParam(', not below afterLsn (events with lsn <= toLsn are returned)').optional(),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown query parameter(s) ${issue.keys.join(', ')}; accepted: afterLsn, limit, toLsn`
+          : 'invalid query',
+    },
+  )
+  .superRefine((q, ctx) => {
+    if (q.toLsn !== undefined && q.toLsn < q.afterLsn) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['toLsn'],
+        message: `must be an integer ${q.afterLsn}-${MAX_LSN} (not below afterLsn ${q.afterLsn}), got ${q.toLsn}`,
+      });
+    }
+  });
+export type EventsQuery = z.output<typeof EventsQuerySchema>;
+
+const REASON_RULE = 'must be a string of 1-500 characters saying why (shown in /health and in refused requests)';
+
+/** Body of POST /maintenance. */
+export const MaintenanceRequestSchema = z
+  .strictObject(
+    {
+      enabled: z.boolean({ error: 'is required: true (enter maintenance) or false (leave it)' }),
+      reason: z
+        .string({ error: REASON_RULE })
+        .min(1, { error: REASON_RULE })
+        .max(500, { error: REASON_RULE })
+        .optional(),
+      allowEmpty: z
+        .boolean({ error: 'must be true or false (create an empty database if the file is missing)' })
+        .optional(),
+    },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown field(s) ${issue.keys.join(', ')}; the body is { "enabled": boolean, "reason"?: string, "allowEmpty"?: boolean }`
+          : 'the body must be a JSON object { "enabled": boolean, "reason"?: string, "allowEmpty"?: boolean }',
+    },
+  )
+  .superRefine((body, ctx) => {
+    if (body.enabled && body.allowEmpty !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['allowEmpty'],
+        message: 'applies only to { "enabled": false } (reopening the file); leave it out when enabling',
+      });
+    }
+  });
+export type MaintenanceRequest = z.output<typeof MaintenanceRequestSchema>;

@@ -8,10 +8,10 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { NameSchema, describeZodIssues } from '../config';
-import { HttpError, sendJson } from './http';
+import { HttpError, sendJson, sendJsonParts } from './http';
 import { type Logger, errorMessage, jsonLogger } from './log';
 import { ROUTES, type RouteContext, routeList } from './routes';
-import { EventStore, StoreClosedError } from './store';
+import { EventStore, MaintenanceError, StoreClosedError } from './store';
 
 const NodeOptionsSchema = z.object({
   id: NameSchema,
@@ -113,16 +113,22 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteConte
       const message = `no route ${req.method} ${url.pathname}; the routes are ${names}`;
       throw new HttpError(404, 'NotFound', message, undefined, { routes: routeList() });
     }
-    const { status, body } = await route.handle(req, url, ctx);
-    sendJson(res, status, body);
+    const result = await route.handle(req, url, ctx);
+    if ('parts' in result) sendJsonParts(res, result.status, result.parts);
+    else sendJson(res, result.status, result.body);
   } catch (err) {
     const httpError =
       err instanceof HttpError
         ? err
         : err instanceof StoreClosedError
           ? new HttpError(503, 'NodeStopping', err.message)
-          : new HttpError(500, 'Internal', errorMessage(err));
-    if (httpError.status >= 500) {
+          : err instanceof MaintenanceError
+            ? new HttpError(503, 'Maintenance', MaintenanceError.describe(`node ${ctx.node}`, err.state), undefined, {
+                ...err.state,
+              })
+            : new HttpError(500, 'Internal', errorMessage(err));
+    // Refusals in maintenance are expected, not failures worth a log line each.
+    if (httpError.status >= 500 && httpError.code !== 'Maintenance') {
       ctx.log('request_failed', { method: req.method, path: url.pathname, error: httpError.message });
     }
     // The body may not have been read (e.g. 404 on a POST); closing avoids reusing a dirty socket.

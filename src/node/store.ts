@@ -2,14 +2,34 @@
  * The node's database: the one DuckDB instance on <dataDir>/<database>.duckdb, the write lock,
  * and the operations the HTTP API exposes. Writes go through one connection under the lock;
  * reads each take a fresh connection so a long fingerprint never delays a write.
+ *
+ * Maintenance mode closes the file (so a restore can put another file in its place) and reopens
+ * whatever is at the path afterwards. Everything that opens or closes the file does so holding
+ * the write lock, after the running reads have ended, so no write or read ever sees a half-open
+ * store.
  */
+import { type Stats } from 'node:fs';
 import { mkdir, rename, stat } from 'node:fs/promises';
 import { dirname } from 'node:path';
-import { DuckDBTimestampValue, type DuckDBConnection, type DuckDBPreparedStatement } from '@duckdb/node-api';
+import {
+  DuckDBBlobValue,
+  DuckDBTimestampValue,
+  type DuckDBConnection,
+  type DuckDBPreparedStatement,
+} from '@duckdb/node-api';
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
 import { type Fingerprint, fingerprint } from '../duckdb/fingerprint';
 import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
-import { SET_STATE_SQL, STATE_EPOCH, STATE_LSN, UPDATE_LSN_SQL, ensureSchema, readPosition } from '../duckdb/schema';
+import { TS_ISO_SQL_FORMAT } from '../duckdb/replay';
+import {
+  SET_STATE_SQL,
+  STATE_EPOCH,
+  STATE_LSN,
+  type StoredPosition,
+  UPDATE_LSN_SQL,
+  ensureSchema,
+  readPosition,
+} from '../duckdb/schema';
 import { copyFast, removeQuietly, tempPathFor } from './files';
 import { type Logger, errorMessage, silentLogger } from './log';
 import { Gate, Mutex, type Release } from './mutex';
@@ -56,6 +76,48 @@ export interface SnapshotResult extends Fingerprint {
   durationMs: number;
 }
 
+/** One page of the log (GET /events). */
+export interface EventPage {
+  /**
+   * The events as the UTF-8 text of a JSON array, `[{ "id", "lsn", "ts", "kind", "payload" }, ...]`
+   * in (lsn, id) order (each element a LogEvent), ready to send: built by DuckDB so that a page of
+   * 100,000 rows costs the event loop a copy, not 100,000 object conversions.
+   */
+  eventsJson: Uint8Array;
+  /** How many events eventsJson holds. */
+  count: number;
+  /** The afterLsn asked for. */
+  fromLsn: number;
+  /** LSN of the last event returned, or fromLsn when none. */
+  lastLsn: number;
+  /** The node's LSN when the page was read; the page never goes beyond it. */
+  headLsn: number;
+  /** Whether committed events exist after lastLsn (up to toLsn, when given). */
+  more: boolean;
+}
+
+export interface MaintenanceState {
+  reason: string | null;
+  /** ISO time maintenance was entered. */
+  since: string;
+}
+
+export interface MaintenanceOnResult extends MaintenanceState {
+  status: 'maintenance';
+  lsn: number;
+  /** The database file, now closed: the file a restore replaces. */
+  path: string;
+}
+
+export interface MaintenanceOffResult {
+  status: 'ok';
+  lsn: number;
+  rows: number;
+  path: string;
+  /** True when the file was missing and a new empty database was created (allowEmpty). */
+  created: boolean;
+}
+
 export class StoreClosedError extends Error {
   constructor() {
     super('the database is closed (the node is stopping)');
@@ -67,37 +129,168 @@ export class LsnAheadError extends Error {
   constructor(
     readonly requested: number,
     readonly current: number,
+    /** The request field that carried the LSN. */
+    readonly field = 'lsn',
   ) {
-    super(`lsn ${requested} is ahead of this node's lsn ${current}: rows up to it may still arrive`);
+    super(`${field} ${requested} is ahead of this node's lsn ${current}: rows up to it may still arrive`);
     this.name = 'LsnAheadError';
+  }
+}
+
+/** The node is in maintenance: its file is closed, so nothing can be read or written. */
+export class MaintenanceError extends Error {
+  constructor(readonly state: MaintenanceState) {
+    super(MaintenanceError.describe('the node', state));
+    this.name = 'MaintenanceError';
+  }
+
+  /** The message, naming the node. */
+  static describe(node: string, state: MaintenanceState): string {
+    return (
+      `${node} is in maintenance since ${state.since}${state.reason ? ` (reason: ${state.reason})` : ''}: ` +
+      'its database file is closed; it accepts writes and reads again after POST /maintenance { "enabled": false }'
+    );
+  }
+}
+
+/** Leaving maintenance found no file at the database path (and allowEmpty was not given). */
+export class DatabaseMissingError extends Error {
+  constructor(readonly path: string) {
+    super(
+      `${path} does not exist; put the database file there, or pass "allowEmpty": true to start an empty ` +
+        'database; the node stays in maintenance',
+    );
+    this.name = 'DatabaseMissingError';
+  }
+}
+
+/** Leaving maintenance found a WAL that does not belong to the file now at the path. */
+export class StaleWalError extends Error {
+  constructor(
+    readonly path: string,
+    readonly bytes: number,
+  ) {
+    super(
+      `${path} (${bytes} bytes) is not the WAL this node left when it closed the database; DuckDB would replay ` +
+        'it onto the file now in place and mix in foreign rows. Move it aside (or remove it); the node stays in maintenance',
+    );
+    this.name = 'StaleWalError';
   }
 }
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 
 /** The checksum of one batch, inside its own transaction (same expression as fingerprintQuery). */
+/**
+ * Events with afterLsn < lsn <= toLsn as (count, last lsn, UTF-8 JSON array). DuckDB's built-in
+ * json functions do the escaping, so kind and payload arrive as the exact stored strings; `ts` is
+ * rendered with all six fractional digits so it parses back to the same microsecond.
+ */
+function eventsJsonQuery(afterLsn: number, toLsn: number): string {
+  const event = `json_object('id', id, 'lsn', lsn, 'ts', strftime(ts, '${TS_ISO_SQL_FORMAT}'), 'kind', kind, 'payload', payload)`;
+  return (
+    `SELECT count(*)::VARCHAR, max(lsn)::VARCHAR, ` +
+    `encode('[' || coalesce(string_agg(${event}::VARCHAR, ',' ORDER BY lsn, id), '') || ']') ` +
+    `FROM events WHERE lsn > ${afterLsn} AND lsn <= ${toLsn}`
+  );
+}
+
 const BATCH_CHECKSUM_SQL = 'SELECT coalesce(sum(hash(e)), 0)::VARCHAR FROM events AS e WHERE e.lsn = $1';
+
+/** The open file: the instance, the writer connection and its prepared statements. */
+interface Session {
+  db: OpenDatabase;
+  writer: DuckDBConnection;
+  updateLsn: DuckDBPreparedStatement;
+  batchChecksum: DuckDBPreparedStatement;
+}
+
+interface Opened {
+  session: Session;
+  position: StoredPosition;
+  initial: Fingerprint;
+}
+
+/** What the file and its WAL looked like when maintenance closed them (dev:ino:size:mtime). */
+interface ClosedFiles {
+  db: string | null;
+  wal: string | null;
+}
+
+async function identity(path: string): Promise<string | null> {
+  const info: Stats | undefined = await stat(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined;
+    throw err;
+  });
+  return info ? `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` : null;
+}
+
+/** Opens (or creates) the file, checks the schema, and reads where it stands. */
+async function openSession(path: string): Promise<Opened> {
+  await mkdir(dirname(path), { recursive: true });
+  const db = await openDatabase(path);
+  try {
+    const writer = await db.connect();
+    await ensureSchema(writer);
+    const position = await readPosition(writer);
+    // A database built by bulk SQL has no node_state yet; record where it stands.
+    await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
+    await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
+    const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
+    const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
+    const initial = await fingerprint(writer);
+    return { session: { db, writer, updateLsn, batchChecksum }, position, initial };
+  } catch (err) {
+    try {
+      db.close();
+    } catch {
+      // The open failure is the news; a close failure keeps the path registered (never reopened).
+    }
+    throw err;
+  }
+}
+
+/** Closes the session; the caller holds the write lock and no read is running. */
+async function closeSession(session: Session, path: string, log: Logger): Promise<void> {
+  try {
+    const result = await checkpointFully(session.writer, path);
+    if (result.attempts > 1) log('checkpoint_retried', { ...result });
+  } catch (err) {
+    // The WAL still holds the data and is replayed at the next open; closing must go on.
+    log('checkpoint_on_close_failed', { error: errorMessage(err) });
+  }
+  session.writer.closeSync();
+  session.db.close();
+}
 
 export class EventStore {
   readonly state: ReplicationState;
+  /** The database file (its directory's symlinks resolved). */
+  readonly path: string;
   private readonly lock = new Mutex();
+  /** Serializes entering and leaving maintenance. */
+  private readonly control = new Mutex();
   /** Shut while a snapshot waits for running reads; see snapshot(). */
   private readonly readGate = new Gate();
   private readonly reads = new Set<Promise<unknown>>();
-  private lastId: number;
-  private currentLsn: number;
-  private rowCount: number;
+  /** The open file; undefined in maintenance and after close(). */
+  private session: Session | undefined;
+  private maintenanceState: MaintenanceState | undefined;
+  private closedFiles: ClosedFiles | undefined;
+  private lastId = 0;
+  private currentLsn = 0;
+  private rowCount = 0;
   /**
    * The fingerprint of everything committed, kept up to date by every append from the batch's
    * own rows (sum(hash(row)) adds up batch by batch). A snapshot reads it under the write lock
    * for free instead of scanning the table (~1.2 s/GiB); /stats still scans, so it audits this.
    */
-  private running: {
-    rows: number;
-    minId: number | null;
-    maxId: number | null;
-    maxLsn: number | null;
-    checksum: bigint;
+  private running = {
+    rows: 0,
+    minId: null as number | null,
+    maxId: null as number | null,
+    maxLsn: null as number | null,
+    checksum: 0n,
   };
   private longestWriteWaitMs = 0;
   private closing: Promise<void> | undefined;
@@ -105,45 +298,19 @@ export class EventStore {
   private closed = false;
 
   private constructor(
-    private readonly db: OpenDatabase,
-    private readonly writer: DuckDBConnection,
-    private readonly updateLsn: DuckDBPreparedStatement,
-    private readonly batchChecksum: DuckDBPreparedStatement,
-    position: { lastId: number; lsn: number; rows: number; epoch: number },
-    initial: Fingerprint,
+    opened: Opened,
     private readonly log: Logger,
   ) {
-    this.lastId = position.lastId;
-    this.currentLsn = position.lsn;
-    this.rowCount = position.rows;
-    this.running = { ...initial, checksum: BigInt(initial.checksum) };
-    this.state = { role: 'primary', epoch: position.epoch };
+    this.path = opened.session.db.path;
+    this.state = { role: 'primary', epoch: opened.position.epoch };
+    this.adopt(opened);
   }
 
   /** Opens (or creates) the database file and resumes after its highest id and LSN. */
   static async open(path: string, log: Logger = silentLogger): Promise<EventStore> {
-    await mkdir(dirname(path), { recursive: true });
-    const db = await openDatabase(path);
-    try {
-      const writer = await db.connect();
-      await ensureSchema(writer);
-      const position = await readPosition(writer);
-      // A database built by bulk SQL has no node_state yet; record where it stands.
-      await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
-      await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
-      const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
-      const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
-      const initial = await fingerprint(writer);
-      return new EventStore(db, writer, updateLsn, batchChecksum, position, initial, log);
-    } catch (err) {
-      db.close();
-      throw err;
-    }
+    return new EventStore(await openSession(path), log);
   }
 
-  get path(): string {
-    return this.db.path;
-  }
   get lsn(): number {
     return this.currentLsn;
   }
@@ -153,24 +320,31 @@ export class EventStore {
   get maxWriteStallMs(): number {
     return round(this.longestWriteWaitMs);
   }
+  /** Set while the node is in maintenance (including while it is closing the file for it). */
+  get maintenance(): MaintenanceState | undefined {
+    return this.maintenanceState && { ...this.maintenanceState };
+  }
 
   /** Appends one batch in one transaction; resolves after COMMIT (which fsyncs the WAL). */
   async append(events: readonly NewEvent[]): Promise<AppendResult> {
     if (events.length === 0) throw new RangeError('a batch needs at least one event');
     // Serialize outside the lock: it is the costliest per-event work and needs no ordering.
     const rows = events.map((e) => ({ kind: e.kind, payload: JSON.stringify(e.payload) ?? 'null' }));
+    // Refused before queuing: only writes already queued when maintenance began still commit.
+    this.available();
     const asked = performance.now();
     const release = await this.lock.acquire();
     this.longestWriteWaitMs = Math.max(this.longestWriteWaitMs, performance.now() - asked);
     try {
-      if (this.closed) throw new StoreClosedError();
+      // Queued before maintenance began: still commits, as long as the file is open.
+      const { writer, updateLsn, batchChecksum } = this.opened();
       const lsn = this.currentLsn + 1;
       const firstId = this.lastId + 1;
       const ts = new DuckDBTimestampValue(BigInt(Date.now()) * 1000n);
-      await this.writer.run('BEGIN TRANSACTION');
+      await writer.run('BEGIN TRANSACTION');
       try {
         // The appender writes into the open transaction: rows and LSN commit together or not at all.
-        const appender = await this.writer.createAppender('events');
+        const appender = await writer.createAppender('events');
         const lsnValue = BigInt(lsn);
         let id = firstId;
         for (const row of rows) {
@@ -183,12 +357,12 @@ export class EventStore {
         }
         appender.flushSync();
         appender.closeSync();
-        this.updateLsn.bindVarchar(1, String(lsn));
-        await this.updateLsn.run();
+        updateLsn.bindVarchar(1, String(lsn));
+        await updateLsn.run();
         // Only the batch's own rows: zone maps on lsn skip everything older.
-        this.batchChecksum.bindBigInt(1, lsnValue);
-        const [batchSum] = (await this.batchChecksum.runAndReadAll()).getRows()[0] ?? [];
-        await this.writer.run('COMMIT');
+        batchChecksum.bindBigInt(1, lsnValue);
+        const [batchSum] = (await batchChecksum.runAndReadAll()).getRows()[0] ?? [];
+        await writer.run('COMMIT');
         this.running = {
           rows: this.running.rows + rows.length,
           minId: this.running.minId ?? firstId,
@@ -197,7 +371,7 @@ export class EventStore {
           checksum: this.running.checksum + BigInt(String(batchSum ?? '0')),
         };
       } catch (err) {
-        await this.writer
+        await writer
           .run('ROLLBACK')
           .catch((rollbackErr: unknown) => this.log('rollback_failed', { error: errorMessage(rollbackErr) }));
         throw err;
@@ -217,13 +391,69 @@ export class EventStore {
   }
 
   async stats(upToLsn?: number): Promise<StoreStats> {
+    this.available();
     const current = this.currentLsn;
     if (upToLsn !== undefined && upToLsn > current) throw new LsnAheadError(upToLsn, current);
     // Filtering by a committed LSN makes the numbers exact even while writes continue.
     const asOfLsn = upToLsn ?? current;
-    const fp = await this.fingerprint(asOfLsn);
-    const [bytes, wal] = await Promise.all([stat(this.path).then((s) => s.size), walBytes(this.path)]);
-    return { lsn: current, asOfLsn, bytes, walBytes: wal, maxWriteStallMs: this.maxWriteStallMs, ...fp };
+    return this.read(async (c) => {
+      const fp = await fingerprint(c, asOfLsn);
+      // Inside the read: the file cannot be closed for maintenance meanwhile.
+      const [bytes, wal] = await Promise.all([stat(this.path).then((s) => s.size), walBytes(this.path)]);
+      return { lsn: current, asOfLsn, bytes, walBytes: wal, maxWriteStallMs: this.maxWriteStallMs, ...fp };
+    });
+  }
+
+  /**
+   * One page of the log: committed events with afterLsn < lsn <= min(toLsn, head), in (lsn, id)
+   * order, at least `limit` rows when there are that many, and always whole batches: the page
+   * ends at an LSN boundary, so it may exceed limit by up to one batch (a batch larger than limit
+   * comes whole, alone).
+   *
+   * Bounded by the head LSN noted before reading: every batch up to it has committed (the LSN
+   * moves after COMMIT), so the page is exact and repeatable however writes continue meanwhile,
+   * and no half-committed batch can show up. It is an ordinary read (fresh connection, read gate),
+   * so it never holds the write lock; a snapshot waits for it like for a /stats read.
+   */
+  async events(afterLsn: number, limit: number, toLsn?: number): Promise<EventPage> {
+    for (const [name, value] of [
+      ['afterLsn', afterLsn],
+      ['limit', limit],
+      ['toLsn', toLsn ?? afterLsn],
+    ] as const) {
+      if (!Number.isSafeInteger(value) || value < 0) throw new RangeError(`${name} must be a non-negative integer`);
+    }
+    if (limit < 1) throw new RangeError('limit must be at least 1');
+    if (toLsn !== undefined && toLsn < afterLsn) throw new RangeError('toLsn must not be below afterLsn');
+    this.available();
+    const head = this.currentLsn;
+    if (afterLsn > head) throw new LsnAheadError(afterLsn, head, 'afterLsn');
+    const upper = Math.min(toLsn ?? head, head);
+    const empty = { fromLsn: afterLsn, lastLsn: afterLsn, headLsn: head, more: false };
+    if (upper <= afterLsn) return { ...empty, eventsJson: Buffer.from('[]'), count: 0 };
+    return this.read(async (c) => {
+      // The LSN of the limit-th row: the page ends with that whole batch. A top-N on lsn alone is
+      // cheap, and zone maps on lsn skip the row groups at or before afterLsn.
+      const cutRows = (
+        await c.runAndReadAll(
+          `SELECT lsn FROM events WHERE lsn > ${afterLsn} AND lsn <= ${upper} ORDER BY lsn LIMIT 1 OFFSET ${limit}`,
+        )
+      ).getRows();
+      const cut = cutRows.length > 0 ? Number(cutRows[0]?.[0]) : upper;
+      const [count, lastLsn, json] = (await c.runAndReadAll(eventsJsonQuery(afterLsn, cut))).getRows()[0] ?? [];
+      const more =
+        cut < upper &&
+        (await c.runAndReadAll(`SELECT 1 FROM events WHERE lsn > ${cut} AND lsn <= ${upper} LIMIT 1`)).currentRowCount >
+          0;
+      if (!(json instanceof DuckDBBlobValue)) throw new Error('the events page query returned no JSON');
+      return {
+        ...empty,
+        eventsJson: json.bytes,
+        count: Number(count ?? 0),
+        lastLsn: lastLsn === null || lastLsn === undefined ? afterLsn : Number(lastLsn),
+        more,
+      };
+    });
   }
 
   /**
@@ -242,6 +472,7 @@ export class EventStore {
    * since reads that start then do not hinder the checkpoint.
    */
   async snapshot(target: string): Promise<SnapshotResult> {
+    this.available();
     const started = performance.now();
     await mkdir(dirname(target), { recursive: true });
     const tmp = tempPathFor(target);
@@ -274,8 +505,8 @@ export class EventStore {
     const release = await this.pauseWrites();
     const locked = performance.now();
     try {
-      if (this.closed) throw new StoreClosedError();
-      const checkpoint = await checkpointFully(this.writer, this.path);
+      const { writer } = this.opened();
+      const checkpoint = await checkpointFully(writer, this.path);
       const checkpointMs = performance.now() - locked;
       if (checkpoint.attempts > 1) this.log('checkpoint_retried', { ...checkpoint });
       const lsn = this.currentLsn;
@@ -298,6 +529,97 @@ export class EventStore {
     }
   }
 
+  /**
+   * Enters maintenance: new writes and reads are refused from now on, writes already queued for
+   * the lock commit first, running reads end, then the file is checkpointed and closed, so
+   * another process may move it aside and put a restored file in its place. Entering again only
+   * updates the reason (when one is given).
+   */
+  async enterMaintenance(reason?: string): Promise<MaintenanceOnResult> {
+    return this.exclusive(async () => {
+      if (this.closed) throw new StoreClosedError();
+      const current = this.maintenanceState;
+      if (current && !this.session) {
+        if (reason !== undefined) current.reason = reason;
+        return { status: 'maintenance', ...current, lsn: this.currentLsn, path: this.path };
+      }
+      const state: MaintenanceState = current ?? { reason: reason ?? null, since: new Date().toISOString() };
+      this.maintenanceState = state;
+      const release = await this.lock.acquire();
+      try {
+        const session = this.session;
+        if (this.closed || !session) throw new StoreClosedError();
+        await Promise.allSettled([...this.reads]);
+        this.session = undefined;
+        await closeSession(session, this.path, this.log);
+        const [db, wal] = await Promise.all([identity(this.path), identity(`${this.path}.wal`)]);
+        this.closedFiles = { db, wal };
+        this.log('maintenance_on', {
+          reason: state.reason,
+          lsn: this.currentLsn,
+          rows: this.rowCount,
+          walBytes: await walBytes(this.path),
+        });
+        return { status: 'maintenance', ...state, lsn: this.currentLsn, path: this.path };
+      } catch (err) {
+        // Still open (e.g. the node is stopping): maintenance did not begin. If the close itself
+        // failed, the file stays closed to this process and maintenance stays on.
+        if (this.session) this.maintenanceState = current;
+        throw err;
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * Leaves maintenance: reopens whatever file is now at the path (or creates an empty database
+   * when it is missing and allowEmpty is set), recomputes the position and running fingerprint
+   * from it, and resumes writes. Refused, staying in maintenance, when the file is missing
+   * (DatabaseMissingError) or a WAL is there that this node did not leave beside this very file
+   * (StaleWalError). Not in maintenance: nothing to do.
+   */
+  async exitMaintenance(options: { allowEmpty?: boolean } = {}): Promise<MaintenanceOffResult> {
+    return this.exclusive(async () => {
+      if (this.closed) throw new StoreClosedError();
+      const done = (created: boolean): MaintenanceOffResult => ({
+        status: 'ok',
+        lsn: this.currentLsn,
+        rows: this.rowCount,
+        path: this.path,
+        created,
+      });
+      if (!this.maintenanceState) return done(false);
+      const release = await this.lock.acquire();
+      try {
+        if (this.closed) throw new StoreClosedError();
+        const walPath = `${this.path}.wal`;
+        const [db, wal] = await Promise.all([identity(this.path), identity(walPath)]);
+        if (db === null && !options.allowEmpty) throw new DatabaseMissingError(this.path);
+        const walSize = await walBytes(this.path);
+        if (walSize > 0 && !(wal === this.closedFiles?.wal && db === this.closedFiles.db)) {
+          throw new StaleWalError(walPath, walSize);
+        }
+        const opened = await openSession(this.path);
+        this.state.epoch = opened.position.epoch;
+        this.adopt(opened);
+        const reason = this.maintenanceState.reason;
+        this.maintenanceState = undefined;
+        this.closedFiles = undefined;
+        this.log('maintenance_off', {
+          reason,
+          created: db === null,
+          lsn: this.currentLsn,
+          rows: this.rowCount,
+          checksum: this.running.checksum.toString(),
+        });
+        return done(db === null);
+      } finally {
+        release();
+      }
+    });
+  }
+
   /** Lets queued writes finish, checkpoints, and closes the file. Safe to call twice. */
   close(): Promise<void> {
     this.closing ??= this.closeOnce();
@@ -310,14 +632,42 @@ export class EventStore {
     this.closed = true;
     try {
       await Promise.allSettled([...this.reads]);
-      try {
-        await this.writer.run('CHECKPOINT');
-      } catch (err) {
-        // The WAL still holds the data and is replayed at the next open; closing must go on.
-        this.log('checkpoint_on_close_failed', { error: errorMessage(err) });
-      }
-      this.writer.closeSync();
-      this.db.close();
+      const session = this.session;
+      this.session = undefined;
+      if (session) await closeSession(session, this.path, this.log);
+    } finally {
+      release();
+    }
+  }
+
+  /** Takes over a freshly opened file: its position and fingerprint become the store's. */
+  private adopt({ session, position, initial }: Opened): void {
+    this.session = session;
+    this.lastId = position.lastId;
+    this.currentLsn = position.lsn;
+    this.rowCount = position.rows;
+    this.running = { ...initial, checksum: BigInt(initial.checksum) };
+  }
+
+  /** For work already admitted (holding the lock): the open session, or why the file is closed. */
+  private opened(): Session {
+    if (this.session && !this.closed) return this.session;
+    if (this.closed || !this.maintenanceState) throw new StoreClosedError();
+    throw new MaintenanceError({ ...this.maintenanceState });
+  }
+
+  /** For new work: the open session, or why none is admitted (stopping, maintenance). */
+  private available(): Session {
+    if (this.closed) throw new StoreClosedError();
+    if (this.maintenanceState) throw new MaintenanceError({ ...this.maintenanceState });
+    if (!this.session) throw new StoreClosedError();
+    return this.session;
+  }
+
+  private async exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.control.acquire();
+    try {
+      return await fn();
     } finally {
       release();
     }
@@ -325,8 +675,8 @@ export class EventStore {
 
   private async read<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     await this.readGate.pass();
-    if (this.closed) throw new StoreClosedError();
-    const pending = withConnection(this.db, fn);
+    const { db } = this.available();
+    const pending = withConnection(db, fn);
     this.reads.add(pending);
     try {
       return await pending;

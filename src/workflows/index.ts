@@ -1,2 +1,4 @@
 export * from './backup';
 export * from './archive';
+export * from './restore';
+export * from './restore-test';

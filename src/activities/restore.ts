@@ -1,0 +1,429 @@
+/**
+ * Activities of a restore. Planning and the catalog run on the control queue; staging (download,
+ * SHA-256, decompress, DuckDB verification, log replay) and the file swap run on the node's
+ * queue, on the host that owns the database file. The current file is only ever moved aside,
+ * never deleted (DESIGN rule 6).
+ */
+import { Context, log } from '@temporalio/activity';
+import { createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import type { Config } from '../config';
+import { TIERS, type Tier } from '../domain';
+import { InputProblem, Unavailable, VerificationFailed } from '../errors';
+import { Meter, codecStream } from '../backup/codec';
+import { manifestKey } from '../backup/ids';
+import { fingerprintDifferences, type Fingerprint, type Manifest } from '../backup/manifest';
+import { decodeSegment, encodeSegment } from '../archive/segment';
+import { findPrimary } from '../cluster';
+import { fingerprint } from '../duckdb/fingerprint';
+import { openDatabase } from '../duckdb/open';
+import { applyEvents } from '../duckdb/replay';
+import { fingerprintFile } from '../duckdb/verify';
+import type { DrMetrics } from '../metrics';
+import { NodeClient } from '../node-client';
+import { RestoreInputSchema, type ParsedRestoreInput } from '../restore/input';
+import { parseInstant } from '../restore/instant';
+import { planRestore, type RestorePlan } from '../restore/plan';
+import { contiguousFrom, parseSegmentKey, segmentKey, type Segment } from '../restore/segments';
+import { syncDirectory } from '../storage/local';
+import { listManifests } from '../storage/store';
+import type { Stores } from '../storage/stores';
+
+/** What the workflow carries of a plan: small, whatever the size of the archive. */
+export interface RestorePlanSummary {
+  database: string;
+  node: { id: string; url: string; dataDir: string; taskQueue: string };
+  backup: Manifest;
+  targetLsn: number;
+  replayFromLsn: number;
+  replaySegments: number;
+  needsRetrieval: boolean;
+  fallbacks: string[];
+  reason: string;
+  headLsn?: number;
+}
+
+export interface StagedRestore {
+  path: string;
+  downloadedBytes: number;
+  rows: number;
+  lsn: number;
+}
+
+export function createRestoreActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
+  const { config, stores, metrics } = deps;
+
+  function databaseOf(name: string) {
+    const db = config.databases.find((d) => d.name === name);
+    if (!db) {
+      const known = config.databases.map((d) => JSON.stringify(d.name)).join(', ');
+      throw new InputProblem('database', `"${name}" is not a configured database; configured: ${known}`);
+    }
+    return db;
+  }
+
+  async function allManifests(database: string): Promise<Manifest[]> {
+    const db = databaseOf(database);
+    const all: Manifest[] = [];
+    for (const tier of TIERS) {
+      const storesOfTier = tier === 'L1' ? db.nodes.map((n) => stores.local(database, n.id)) : [stores.s3()];
+      for (const store of storesOfTier) all.push(...(await listManifests(store, database, tier)).manifests);
+    }
+    return all;
+  }
+
+  async function listSegments(database: string): Promise<Segment[]> {
+    const segments: Segment[] = [];
+    for (const object of await stores.s3().list(`${database}/log/`)) {
+      const range = parseSegmentKey(object.key);
+      if (range) segments.push({ startLsn: range.startLsn, endLsn: range.endLsn, key: object.key });
+    }
+    return segments.sort((a, b) => a.startLsn - b.startLsn);
+  }
+
+  async function readSegment(segment: Segment) {
+    const object = await stores.s3().getBytes(segment.key);
+    if (!object) throw new Error(`log segment ${stores.s3().locate(segment.key)} disappeared`);
+    return decodeSegment(object.body, stores.s3().locate(segment.key), object.metadata.sha256);
+  }
+
+  /** The last LSN whose batch was committed at or before `at` (ts grows with LSN). */
+  async function lsnAtTime(segments: Segment[], at: number): Promise<number | undefined> {
+    let best: number | undefined;
+    let lo = 0;
+    let hi = segments.length - 1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const events = await readSegment(segments[mid]!);
+      const first = events[0];
+      if (!first || parseInstant(first.ts)!.micros > at) {
+        hi = mid - 1;
+        continue;
+      }
+      for (const e of events) if (parseInstant(e.ts)!.micros <= at) best = e.lsn;
+      lo = mid + 1;
+    }
+    return best;
+  }
+
+  /**
+   * Chooses the backup and the log range (restore/plan.ts decides; this gathers the facts).
+   * `excluded` lists backups found bad during this restore.
+   */
+  async function planRestoreFor(input: {
+    request: ParsedRestoreInput;
+    excluded?: string[];
+  }): Promise<RestorePlanSummary> {
+    const request = RestoreInputSchema.parse(input.request);
+    const db = databaseOf(request.database);
+    let nodeConfig = db.nodes[0]!;
+    if (request.node) {
+      const named = db.nodes.find((n) => n.id === request.node);
+      if (!named) {
+        throw new InputProblem(
+          'node',
+          `"${request.node}" is not a node of database "${db.name}"; its nodes: ${db.nodes.map((n) => n.id).join(', ')}`,
+        );
+      }
+      nodeConfig = named;
+    } else {
+      nodeConfig = (await findPrimary(db).catch(() => ({ node: db.nodes[0]! }))).node;
+    }
+    const headLsn = await new NodeClient(nodeConfig.id, nodeConfig.url, 5_000)
+      .health()
+      .then((h) => h.lsn)
+      .catch(() => undefined);
+    const [backups, segments] = await Promise.all([allManifests(db.name), listSegments(db.name)]);
+    const instant = request.pointInTime ? parseInstant(request.pointInTime) : undefined;
+    const targetLsnForTime = instant ? ((await lsnAtTime(segments, instant.micros)) ?? 0) : undefined;
+    const result = planRestore({
+      backups,
+      segments,
+      request: { ...request, node: request.node ?? nodeConfig.id },
+      now: new Date(),
+      targetLsnForTime,
+      headLsn,
+      excluded: input.excluded,
+    });
+    if (!result.ok) throw new InputProblem(result.field, result.message);
+    return summarize(result.plan, nodeConfig, headLsn);
+  }
+
+  function summarize(
+    plan: RestorePlan,
+    node: Config['databases'][number]['nodes'][number],
+    headLsn?: number,
+  ): RestorePlanSummary {
+    return {
+      database: plan.database,
+      node: {
+        id: node.id,
+        url: node.url,
+        dataDir: node.dataDir,
+        taskQueue: node.taskQueue ?? `${config.temporal.taskQueue}-node-${node.id}`,
+      },
+      backup: plan.backup,
+      targetLsn: plan.targetLsn,
+      replayFromLsn: plan.backup.snapshot.lsn,
+      replaySegments: plan.replay.length,
+      needsRetrieval: plan.needsRetrieval,
+      fallbacks: plan.fallbacks.map((m) => m.backupId),
+      reason: plan.reason,
+      ...(headLsn === undefined ? {} : { headLsn }),
+    };
+  }
+
+  /** Records in the catalog that a backup failed verification: no restore picks it again. */
+  async function markBackupBad(input: { manifest: Manifest; reason: string }): Promise<void> {
+    const m = input.manifest;
+    const store = stores.forTier(m.tier, m.database, m.node);
+    await store.putJson(manifestKey(m.database, m.tier, m.backupId), {
+      ...m,
+      bad: { at: new Date().toISOString(), reason: input.reason },
+    });
+    log.warn('backup marked bad', { backupId: m.backupId, reason: input.reason });
+  }
+
+  /**
+   * Download → SHA-256 → decompress → DuckDB verification, into a staging file on the node's
+   * disk. The node keeps serving meanwhile. A mismatch is VerificationFailed (not retried).
+   */
+  async function stageBackup(input: { manifest: Manifest; stagingDir: string }): Promise<StagedRestore> {
+    const m = input.manifest;
+    const store = stores.forTier(m.tier as Tier, m.database, m.node);
+    await mkdir(input.stagingDir, { recursive: true });
+    const path = join(input.stagingDir, `${m.database}.duckdb`);
+    await rm(path, { force: true });
+    await rm(`${path}.wal`, { force: true });
+    const ctx = Context.current();
+    const { stream, bytes } = await store.openArtifact(m.artifact.key);
+    let lastBeat = 0;
+    const meter = new Meter((n) => {
+      if (Date.now() - lastBeat < 1_000) return;
+      lastBeat = Date.now();
+      ctx.heartbeat({ phase: 'download', bytesDone: n, bytesTotal: bytes });
+    });
+    const codec = codecStream(m.artifact.compression, 'decompress');
+    ctx.cancellationSignal.addEventListener('abort', () => stream.destroy(new Error('activity cancelled')));
+    try {
+      await Promise.all([pipeline(stream, meter, codec.stream, createWriteStream(path)), codec.done]);
+    } catch (err) {
+      if (meter.bytes < m.artifact.bytes && !(err instanceof VerificationFailed)) {
+        // Cut off half-way (object gone, network): retried; if the object is gone for good the
+        // retries run out and the workflow falls back or fails with this message.
+        throw new Unavailable(
+          `download of ${store.locate(m.artifact.key)} stopped after ${meter.bytes} of ${m.artifact.bytes} bytes: ${(err as Error).message}`,
+        );
+      }
+      throw new VerificationFailed(
+        `backup ${m.backupId} failed verification: cannot decompress it: ${(err as Error).message}`,
+      );
+    }
+    const sha256 = meter.digest();
+    if (sha256 !== m.artifact.sha256) {
+      throw new VerificationFailed(
+        `backup ${m.backupId} failed verification: SHA-256 of ${store.locate(m.artifact.key)} is ${sha256}, the manifest says ${m.artifact.sha256}`,
+      );
+    }
+    const actual = await fingerprintFile(path);
+    const differences = fingerprintDifferences(m.snapshot, actual);
+    if (differences.length > 0) {
+      throw new VerificationFailed(`backup ${m.backupId} failed verification: ${differences.join('; ')}`);
+    }
+    return { path, downloadedBytes: meter.bytes, rows: actual.rows, lsn: m.snapshot.lsn };
+  }
+
+  /** Rolls a staged database forward with archived log segments, fromLsn+1 … toLsn. */
+  async function replayLog(input: {
+    database: string;
+    path: string;
+    fromLsn: number;
+    toLsn: number;
+  }): Promise<{ segments: number; rows: number; reachedLsn: number; fingerprint: Fingerprint }> {
+    const ctx = Context.current();
+    const coverage = contiguousFrom(await listSegments(input.database), input.fromLsn, input.toLsn);
+    if (coverage.reachedLsn < input.toLsn) {
+      throw new VerificationFailed(
+        `the log archive of ${input.database} stops at LSN ${coverage.reachedLsn}; LSN ${input.toLsn} was planned`,
+      );
+    }
+    const db = await openDatabase(input.path);
+    try {
+      const c = await db.connect();
+      try {
+        let rows = 0;
+        for (const step of coverage.steps) {
+          const events = (await readSegment(step.segment)).filter((e) => e.lsn >= step.fromLsn && e.lsn <= step.toLsn);
+          rows += (await applyEvents(c, events)).count;
+          ctx.heartbeat({ phase: 'replay', bytesDone: 0, bytesTotal: 0 });
+        }
+        await c.run('CHECKPOINT');
+        return {
+          segments: coverage.steps.length,
+          rows,
+          reachedLsn: coverage.reachedLsn,
+          fingerprint: await fingerprint(c),
+        };
+      } finally {
+        c.closeSync();
+      }
+    } finally {
+      db.close();
+    }
+  }
+
+  function nodeClient(database: string, nodeId: string): NodeClient {
+    const node = stores.node(database, nodeId);
+    return new NodeClient(node.id, node.url);
+  }
+
+  async function setMaintenance(input: {
+    database: string;
+    node: string;
+    enabled: boolean;
+    reason?: string;
+  }): Promise<void> {
+    await nodeClient(input.database, input.node).maintenance(input.enabled, input.reason);
+  }
+
+  /**
+   * With the node in maintenance (file closed): the current file (and its WAL, which DuckDB would
+   * replay onto the restored file) moves aside to <db>.corrupted.<time>, the staged file takes
+   * its place. Returns where the original went, for the compensation.
+   */
+  async function swapIn(input: {
+    database: string;
+    node: string;
+    stagedPath: string;
+    stamp: string;
+  }): Promise<{ asidePath?: string }> {
+    const node = stores.node(input.database, input.node);
+    const live = join(node.dataDir, `${input.database}.duckdb`);
+    const aside = `${live}.corrupted.${input.stamp}`;
+    const hadLive = await exists(live);
+    if (hadLive && !(await exists(aside))) await rename(live, aside);
+    if (await exists(`${live}.wal`)) await rename(`${live}.wal`, `${aside}.wal`);
+    if (await exists(input.stagedPath)) await rename(input.stagedPath, live);
+    await syncDirectory(node.dataDir);
+    return hadLive || (await exists(aside)) ? { asidePath: aside } : {};
+  }
+
+  /** Compensation: the original file goes back where it was; the restored one is removed. */
+  async function swapBack(input: { database: string; node: string; asidePath: string }): Promise<void> {
+    const node = stores.node(input.database, input.node);
+    const live = join(node.dataDir, `${input.database}.duckdb`);
+    if (!(await exists(input.asidePath))) return;
+    await rm(live, { force: true });
+    await rm(`${live}.wal`, { force: true });
+    await rename(input.asidePath, live);
+    if (await exists(`${input.asidePath}.wal`)) await rename(`${input.asidePath}.wal`, `${live}.wal`);
+    await syncDirectory(node.dataDir);
+  }
+
+  /**
+   * After a restore to an earlier LSN the node writes a new history from there: archived segments
+   * past that LSN belong to the abandoned one. They move to <db>/log-retired/<tag>/ (kept, not
+   * deleted), a segment straddling the LSN is cut at it, and the archive continues from the
+   * restored LSN. Idempotent: a retry finds what is already retired gone from the log.
+   */
+  async function retireArchiveAfter(input: { database: string; lsn: number; tag: string }): Promise<number> {
+    const s3 = stores.s3();
+    let retired = 0;
+    // Backups taken after that LSN hold the abandoned history too: no later restore may use them.
+    for (const m of await allManifests(input.database)) {
+      if (m.snapshot.lsn <= input.lsn || m.bad) continue;
+      await markBackupBad({
+        manifest: m,
+        reason: `holds history after LSN ${input.lsn}, abandoned by restore ${input.tag}`,
+      });
+      retired++;
+    }
+    for (const segment of await listSegments(input.database)) {
+      if (segment.endLsn <= input.lsn) continue;
+      const object = await s3.getBytes(segment.key);
+      if (!object) continue;
+      if (segment.startLsn <= input.lsn) {
+        const kept = (await decodeSegment(object.body, segment.key, object.metadata.sha256)).filter(
+          (e) => e.lsn <= input.lsn,
+        );
+        const cut = await encodeSegment(kept);
+        await s3.putBytes(segmentKey(input.database, segment.startLsn, input.lsn), cut.body, {
+          sha256: cut.sha256,
+          rows: String(cut.rows),
+          'first-ts': cut.firstTs,
+          'last-ts': cut.lastTs,
+        });
+      }
+      const name = segment.key.slice(segment.key.lastIndexOf('/') + 1);
+      await s3.putBytes(`${input.database}/log-retired/${input.tag}/${name}`, object.body, object.metadata);
+      await s3.deleteKeys([segment.key]);
+      retired++;
+    }
+    return retired;
+  }
+
+  async function removeStaging(input: { stagingDir: string }): Promise<void> {
+    await rm(input.stagingDir, { recursive: true, force: true });
+  }
+
+  /** After the swap: the node answers and holds exactly what was restored. */
+  async function checkRestored(input: {
+    database: string;
+    node: string;
+    lsn: number;
+    fingerprint: Fingerprint;
+  }): Promise<void> {
+    const stats = await nodeClient(input.database, input.node).stats(input.lsn);
+    const differences = fingerprintDifferences(input.fingerprint, stats);
+    if (differences.length > 0 || stats.lsn !== input.lsn) {
+      throw new VerificationFailed(
+        `node ${input.node} after the restore: ${[...differences, stats.lsn !== input.lsn ? `lsn: expected ${input.lsn}, found ${stats.lsn}` : ''].filter(Boolean).join('; ')}`,
+      );
+    }
+  }
+
+  /** The newest verified backup of a tier, for a restore test. */
+  async function newestBackup(input: { database: string; tier: Tier }): Promise<Manifest> {
+    const newest = (await allManifests(input.database))
+      .filter((m) => m.tier === input.tier && !m.bad)
+      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
+    if (!newest)
+      throw new InputProblem('tier', `database "${input.database}" has no verified ${input.tier} backup to test`);
+    return newest;
+  }
+
+  async function recordRestoreTestOutcome(input: { database: string; tier: Tier; passed: boolean }): Promise<void> {
+    metrics.restoreTestPassed.set({ database: input.database, tier: input.tier }, input.passed ? 1 : 0);
+    if (input.passed) metrics.restoreTestLastRun.set({ database: input.database }, Date.now() / 1000);
+  }
+
+  async function recordRestoreMetrics(input: { database: string; rtoSeconds: number; test: boolean }): Promise<void> {
+    // A restore test measures how long a restore takes, but is not a restore of the service.
+    if (!input.test) metrics.rtoSeconds.set({ database: input.database }, input.rtoSeconds);
+  }
+
+  return {
+    planRestoreFor,
+    markBackupBad,
+    stageBackup,
+    replayLog,
+    setMaintenance,
+    swapIn,
+    swapBack,
+    removeStaging,
+    checkRestored,
+    recordRestoreMetrics,
+    retireArchiveAfter,
+    newestBackup,
+    recordRestoreTestOutcome,
+  };
+}
+
+async function exists(path: string): Promise<boolean> {
+  return stat(path).then(
+    () => true,
+    () => false,
+  );
+}
