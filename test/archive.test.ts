@@ -51,7 +51,11 @@ async function assertTiles(through: number): Promise<LogEvent[]> {
   let expected = 1;
   const events: LogEvent[] = [];
   for (const s of segs) {
-    assert.equal(s.startLsn, expected, `segment ${s.key} starts at ${s.startLsn}, expected ${expected} (gap or overlap)`);
+    assert.equal(
+      s.startLsn,
+      expected,
+      `segment ${s.key} starts at ${s.startLsn}, expected ${expected} (gap or overlap)`,
+    );
     const object = await stores.s3().getBytes(s.key);
     assert.ok(object, s.key);
     const rows = await decodeSegment(object.body, s.key, object.metadata.sha256);
@@ -81,7 +85,11 @@ describe('continuous log archive', () => {
     const written = await writer.stop();
     assert.equal(written.errors, 0);
     const head = written.lastLsn!;
-    await eventually(async () => ((await archivedThrough()) >= head ? true : undefined), 'the archive to catch up', 30_000);
+    await eventually(
+      async () => ((await archivedThrough()) >= head ? true : undefined),
+      'the archive to catch up',
+      30_000,
+    );
     const events = await assertTiles(head);
 
     // Replaying the archive into an empty database gives the source's fingerprint at that LSN.
@@ -90,7 +98,10 @@ describe('continuous log archive', () => {
       const db = await openDatabase(join(dir, 'replayed.duckdb'));
       const c = await db.connect();
       await ensureSchema(c);
-      await applyEvents(c, events.filter((e) => e.lsn <= head));
+      await applyEvents(
+        c,
+        events.filter((e) => e.lsn <= head),
+      );
       const replayed = await fingerprint(c);
       c.closeSync();
       db.close();
@@ -127,7 +138,11 @@ describe('continuous log archive', () => {
     assert.equal(after2.errors, 0);
     const head = after2.lastLsn!;
     assert.ok(head > (beforeKill.lastLsn ?? 0));
-    await eventually(async () => ((await archivedThrough()) >= head ? true : undefined), 'the archive to catch up', 60_000);
+    await eventually(
+      async () => ((await archivedThrough()) >= head ? true : undefined),
+      'the archive to catch up',
+      60_000,
+    );
     const events = await assertTiles(head);
     const ids = events.map((e) => e.id);
     assert.equal(new Set(ids).size, ids.length, 'no event archived twice');

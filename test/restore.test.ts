@@ -126,7 +126,10 @@ describe('restore', () => {
     assert.equal(result.finalLsn, head);
     assert.equal((await node.stats(head)).checksum, before.checksum, 'zero acknowledged events lost');
     const manifest = JSON.parse(
-      await readFile(join(h.dir, 's3', BUCKET, 'kimiclaw-dr', 'kimiclaw', 'L2', newest.backupId, 'manifest.json'), 'utf8'),
+      await readFile(
+        join(h.dir, 's3', BUCKET, 'kimiclaw-dr', 'kimiclaw', 'L2', newest.backupId, 'manifest.json'),
+        'utf8',
+      ),
     ) as { bad?: { reason: string } };
     assert.match(manifest.bad?.reason ?? '', /SHA-256|verification/, 'the catalog marks it bad');
   });

@@ -60,7 +60,9 @@ describe('schedules apply', () => {
     assert.equal(l1.policies.catchupWindow, 3_600_000);
     const test2 = await h.client.schedule.getHandle(ids.testL2).describe();
     assert.equal(test2.action.type === 'startWorkflow' && test2.action.workflowType, 'restoreTest');
-    assert.deepEqual(test2.action.type === 'startWorkflow' && test2.action.args, [{ database: 'kimiclaw', tier: 'L2' }]);
+    assert.deepEqual(test2.action.type === 'startWorkflow' && test2.action.args, [
+      { database: 'kimiclaw', tier: 'L2' },
+    ]);
     assert.equal(test2.spec.calendars?.length, 1, 'weekly');
   });
 
