@@ -436,7 +436,7 @@ export class EventStore {
       // cheap, and zone maps on lsn skip the row groups at or before afterLsn.
       const cutRows = (
         await c.runAndReadAll(
-          `SELECT lsn FROM events WHERE lsn > ${afterLsn} AND lsn <= ${upper} ORDER BY lsn LIMIT 1 OFFSET ${limit}`,
+          `SELECT lsn FROM events WHERE lsn > ${afterLsn} AND lsn <= ${upper} ORDER BY lsn LIMIT 1 OFFSET ${limit - 1}`,
         )
       ).getRows();
       const cut = cutRows.length > 0 ? Number(cutRows[0]?.[0]) : upper;
