@@ -72,6 +72,8 @@ const StorageSchema = z.object({
   uploadConcurrency: z.number().int().min(1).max(64).default(4),
   /** Bandwidth limit of off-site uploads in MiB/s; absent means as fast as the link allows. */
   uploadLimitMiBps: z.number().positive().optional(),
+  /** Bandwidth limit of restore downloads in MiB/s; absent means as fast as the link allows. */
+  downloadLimitMiBps: z.number().positive().optional(),
 });
 
 const RetentionSchema = z

@@ -56,7 +56,9 @@ const EventsPageSchema = z.object({
 });
 export type EventsPage = z.infer<typeof EventsPageSchema>;
 
-const MaintenanceSchema = z.object({ status: z.string() }).loose();
+const MaintenanceSchema = z
+  .object({ status: z.string(), lsn: z.number().optional(), fingerprint: z.object(FingerprintFields).optional() })
+  .loose();
 
 const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
@@ -89,7 +91,7 @@ export class NodeClient {
   }
 
   /** Maintenance closes the node's database file (restore swaps it) and refuses writes. */
-  maintenance(enabled: boolean, reason?: string): Promise<{ status: string }> {
+  maintenance(enabled: boolean, reason?: string): Promise<z.infer<typeof MaintenanceSchema>> {
     return this.call('POST', '/maintenance', { enabled, ...(reason ? { reason } : {}) }, MaintenanceSchema, 120_000);
   }
 

@@ -22,11 +22,20 @@ export interface Fingerprint {
 }
 
 /** The fingerprint as one query; upToLsn limits it to rows of batches up to that LSN. */
-export function fingerprintQuery(upToLsn?: number): string {
-  if (upToLsn !== undefined && (!Number.isSafeInteger(upToLsn) || upToLsn < 0)) {
-    throw new RangeError(`upToLsn must be a non-negative integer, got ${upToLsn}`);
+export function fingerprintQuery(upToLsn?: number, afterLsn?: number): string {
+  for (const [name, value] of [
+    ['upToLsn', upToLsn],
+    ['afterLsn', afterLsn],
+  ] as const) {
+    if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) {
+      throw new RangeError(`${name} must be a non-negative integer, got ${value}`);
+    }
   }
-  const where = upToLsn === undefined ? '' : ` WHERE e.lsn <= ${upToLsn}`;
+  const conditions = [
+    upToLsn === undefined ? undefined : `e.lsn <= ${upToLsn}`,
+    afterLsn === undefined ? undefined : `e.lsn > ${afterLsn}`,
+  ].filter(Boolean);
+  const where = conditions.length ? ` WHERE ${conditions.join(' AND ')}` : '';
   // Everything is read as VARCHAR: BIGINT and HUGEINT would otherwise arrive as bigint, and the
   // child process that verifies files passes the row through JSON.
   return (
@@ -68,8 +77,13 @@ export function parseFingerprintRow(row: Partial<Record<string, unknown>>): Fing
 }
 
 /** Computes the fingerprint on an open connection, in the query's own consistent snapshot. */
-export async function fingerprint(connection: DuckDBConnection, upToLsn?: number): Promise<Fingerprint> {
-  const reader = await connection.runAndReadAll(fingerprintQuery(upToLsn));
+/** Fingerprint of the rows with afterLsn < lsn ≤ upToLsn (each bound optional). */
+export async function fingerprint(
+  connection: DuckDBConnection,
+  upToLsn?: number,
+  afterLsn?: number,
+): Promise<Fingerprint> {
+  const reader = await connection.runAndReadAll(fingerprintQuery(upToLsn, afterLsn));
   const row = reader.getRowObjectsJS()[0];
   if (!row) throw new Error('fingerprint query returned no row');
   return parseFingerprintRow(row);

@@ -116,6 +116,8 @@ export interface MaintenanceOffResult {
   path: string;
   /** True when the file was missing and a new empty database was created (allowEmpty). */
   created: boolean;
+  /** The fingerprint of the file just opened (computed while opening it): proves which file it is. */
+  fingerprint: Fingerprint;
 }
 
 export class StoreClosedError extends Error {
@@ -588,6 +590,7 @@ export class EventStore {
         rows: this.rowCount,
         path: this.path,
         created,
+        fingerprint: { ...this.running, checksum: this.running.checksum.toString() },
       });
       if (!this.maintenanceState) return done(false);
       const release = await this.lock.acquire();

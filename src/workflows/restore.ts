@@ -173,6 +173,13 @@ async function restoreFrom(
       path: staged.path,
       fromLsn: plan.replayFromLsn,
       toLsn: plan.targetLsn,
+      base: {
+        rows: plan.backup.snapshot.rows,
+        minId: plan.backup.snapshot.minId,
+        maxId: plan.backup.snapshot.maxId,
+        maxLsn: plan.backup.snapshot.maxLsn,
+        checksum: plan.backup.snapshot.checksum,
+      },
     });
   } catch (err) {
     await CancellationScope.nonCancellable(() => node.quick.removeStaging({ stagingDir }).catch(() => undefined));
@@ -209,8 +216,13 @@ async function restoreFrom(
   try {
     await node.quick.setMaintenance({ ...who, enabled: true, reason: `restore ${workflowInfo().workflowId}` });
     asidePath = (await node.quick.swapIn({ ...who, stagedPath: staged.path, stamp })).asidePath;
-    await node.quick.setMaintenance({ ...who, enabled: false });
-    await node.quick.checkRestored({ ...who, lsn: replayed.reachedLsn, fingerprint: replayed.fingerprint });
+    const opened = await node.quick.setMaintenance({ ...who, enabled: false });
+    await node.quick.checkRestored({
+      node: plan.node.id,
+      lsn: replayed.reachedLsn,
+      fingerprint: replayed.fingerprint,
+      opened,
+    });
   } catch (err) {
     await CancellationScope.nonCancellable(async () => {
       await node.quick
