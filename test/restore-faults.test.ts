@@ -68,7 +68,6 @@ describe('faults during a restore', () => {
     await waitForWorkerReady(first);
     await (await dr.startBackup({ tier: 'L2' })).result();
     const before = await node.stats();
-    const dbFile = join(h.nodes[0]!.dataDir, 'kimiclaw.duckdb');
 
     const handle = await h.client.workflow.start<typeof restore>('restore', {
       taskQueue: h.taskQueue,
