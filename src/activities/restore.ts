@@ -7,7 +7,7 @@
 import { Context, log } from '@temporalio/activity';
 import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config';
 import { TIERS, type Tier } from '../domain';
@@ -132,6 +132,15 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     } else {
       nodeConfig = (await findPrimary(db).catch(() => ({ node: db.nodes[0]! }))).node;
     }
+    if (request.scratchDir) {
+      const rel = relative(nodeConfig.dataDir, request.scratchDir);
+      if (rel === '' || rel.startsWith('..') || isAbsolute(rel)) {
+        throw new InputProblem(
+          'scratchDir',
+          `${request.scratchDir} is outside node ${nodeConfig.id}'s data directory ${nodeConfig.dataDir}; pick a directory inside it`,
+        );
+      }
+    }
     const headLsn = await new NodeClient(nodeConfig.id, nodeConfig.url, 5_000)
       .health()
       .then((h) => h.lsn)
@@ -174,6 +183,11 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       reason: plan.reason,
       ...(headLsn === undefined ? {} : { headLsn }),
     };
+  }
+
+  /** Asks for an archive-class artifact to be made readable; true once it is. */
+  async function retrieveArchived(input: { manifest: Manifest }): Promise<boolean> {
+    return stores.s3().retrieveArchived(input.manifest.artifact.key);
   }
 
   /** Records in the catalog that a backup failed verification: no restore picks it again. */
@@ -418,6 +432,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
   return {
     planRestoreFor,
     markBackupBad,
+    retrieveArchived,
     stageBackup,
     replayLog,
     setMaintenance,

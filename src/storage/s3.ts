@@ -16,6 +16,7 @@ import {
   ListObjectsV2Command,
   PutObjectCommand,
   PutObjectRetentionCommand,
+  RestoreObjectCommand,
   S3Client,
   S3ServiceException,
   type StorageClass,
@@ -179,6 +180,32 @@ export class S3Store implements BackupStore {
       );
     } catch (err) {
       throw this.explain(err, `lock ${this.locate(key)} until ${retainUntil.toISOString()}`);
+    }
+  }
+
+  /**
+   * For an object in an archive storage class (GLACIER, DEEP_ARCHIVE): asks for a temporary
+   * readable copy, or reports that it is ready. Returns true when the object can be read now.
+   */
+  async retrieveArchived(key: string, days = 2): Promise<boolean> {
+    try {
+      const head = await this.client.send(
+        new HeadObjectCommand({ Bucket: this.storage.bucket, Key: this.fullKey(key) }),
+      );
+      if (head.Restore?.includes('ongoing-request="false"')) return true;
+      if (head.Restore?.includes('ongoing-request="true"')) return false;
+      if (!['GLACIER', 'DEEP_ARCHIVE'].includes(head.StorageClass ?? '')) return true;
+      await this.client.send(
+        new RestoreObjectCommand({
+          Bucket: this.storage.bucket,
+          Key: this.fullKey(key),
+          RestoreRequest: { Days: days, GlacierJobParameters: { Tier: 'Standard' } },
+        }),
+      );
+      return false;
+    } catch (err) {
+      if (err instanceof S3ServiceException && err.name === 'RestoreAlreadyInProgress') return false;
+      throw this.explain(err, `retrieve ${this.locate(key)} from its archive storage class`);
     }
   }
 

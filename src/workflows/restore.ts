@@ -16,6 +16,7 @@ import {
   ApplicationFailure,
   CancellationScope,
   proxyActivities,
+  sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
@@ -64,6 +65,24 @@ export interface RestoreResult {
   path?: string;
   rtoSeconds: number;
   reason: string;
+}
+
+/**
+ * An archive-class artifact (GLACIER, DEEP_ARCHIVE) is readable only after a retrieval that takes
+ * hours: ask once, then check every 10 minutes. The wait is durable: a restarted worker goes on.
+ */
+async function waitForRetrieval(plan: RestorePlanSummary): Promise<void> {
+  const deadline = Date.now() + 72 * 3_600_000;
+  while (!(await control.retrieveArchived({ manifest: plan.backup }))) {
+    if (Date.now() > deadline) {
+      throw ApplicationFailure.create({
+        type: 'RetrievalTimedOut',
+        message: `${plan.backup.backupId} was not retrieved from its archive storage class within 72 h`,
+        nonRetryable: true,
+      });
+    }
+    await sleep('10 minutes');
+  }
 }
 
 function causeOf(err: unknown): ApplicationFailure | undefined {
@@ -142,6 +161,7 @@ async function restoreFrom(
   let staged;
   for (;;) {
     upsertSearchAttributes([{ key: DrBackupId, value: plan.backup.backupId }]);
+    if (plan.needsRetrieval) await waitForRetrieval(plan);
     try {
       staged = await node.long.stageBackup({ manifest: plan.backup, stagingDir });
       break;
