@@ -18,7 +18,7 @@ import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { KimiclawDr } from '../src/client';
 import { parseConfig } from '../src/config';
@@ -28,6 +28,7 @@ import { generateDatabase, parseSize } from '../src/node/generate';
 import { NodeClient } from '../src/node-client';
 import { startWriter } from '../src/node/writer';
 import { startWorker } from '../src/worker';
+import { activityDurations, median, medianSteps } from './history';
 
 const { values: args } = parseArgs({
   options: {
@@ -42,12 +43,6 @@ const CREDS = { accessKey: 'bench', secretKey: 'bench-secret-key' };
 const BUCKET = 'kimiclaw-backups';
 const MB = 1_000_000;
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
-
 function log(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -59,22 +54,6 @@ async function gzipFile(src: string, dest: string): Promise<void> {
     child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`gzip exit ${code}`))));
   });
   await Promise.all([pipeline(child.stdout, createWriteStream(dest)), exited]);
-}
-
-/** Seconds from schedule to completion of each activity in a workflow's history. */
-async function activityDurations(handle: WorkflowHandle): Promise<Record<string, number>> {
-  const history = await handle.fetchHistory();
-  const scheduled = new Map<string, { type: string; at: number }>();
-  const durations: Record<string, number> = {};
-  for (const event of history.events ?? []) {
-    const at = Number(event.eventTime?.seconds ?? 0) + (event.eventTime?.nanos ?? 0) / 1e9;
-    const s = event.activityTaskScheduledEventAttributes;
-    if (s) scheduled.set(String(event.eventId), { type: s.activityType?.name ?? '?', at });
-    const c = event.activityTaskCompletedEventAttributes;
-    const from = c && scheduled.get(String(c.scheduledEventId));
-    if (from) durations[from.type] = (durations[from.type] ?? 0) + (at - from.at);
-  }
-  return durations;
 }
 
 async function main(): Promise<void> {
@@ -171,10 +150,7 @@ async function main(): Promise<void> {
       );
     }
     const written = await writer.stop();
-    const steps = [...new Set(stepTimes.flatMap((t) => Object.keys(t)))];
-    log(
-      `  (b) median per step: ${steps.map((s) => `${s} ${median(stepTimes.map((t) => t[s] ?? 0)).toFixed(1)} s`).join(', ')}`,
-    );
+    log(`  (b) median per step: ${medianSteps(stepTimes)}`);
     const nodeStats = await nodeClient.stats();
 
     const planMedian = plan.length ? median(plan) : NaN;
