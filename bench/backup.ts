@@ -1,5 +1,5 @@
 /**
- * npm run bench:backup [-- --size 1GiB --rounds 3]
+ * npm run bench:backup [-- --size 1GiB --rounds 3 --dir /tmp/bench1g]
  *
  * Generates an events database with realistic JSON payloads, then in one run times
  *   (a) the DR plan's original pipeline: copy the file, gzip at its default level, upload with an
@@ -10,24 +10,15 @@
  * With --dir, the generated database is kept there and reused by the next run.
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { copyFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
-import { S3Client } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import { KimiclawDr } from '../src/client';
-import { parseConfig } from '../src/config';
-import { NodeProcess } from '../src/dev/node-process';
-import { createBucket, startTemporalDevServer, startVersitygw } from '../src/dev/servers';
-import { generateDatabase, parseSize } from '../src/node/generate';
 import { NodeClient } from '../src/node-client';
 import { startWriter } from '../src/node/writer';
-import { startWorker } from '../src/worker';
+import { BUCKET, MB, log, startBenchEnv } from './env';
 import { activityDurations, median, medianSteps } from './history';
 
 const { values: args } = parseArgs({
@@ -39,14 +30,6 @@ const { values: args } = parseArgs({
     'no-baseline': { type: 'boolean', default: false },
   },
 });
-const CREDS = { accessKey: 'bench', secretKey: 'bench-secret-key' };
-const BUCKET = 'kimiclaw-backups';
-const MB = 1_000_000;
-
-function log(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
-
 async function gzipFile(src: string, dest: string): Promise<void> {
   const child = spawn('gzip', ['-c', src], { stdio: ['ignore', 'pipe', 'inherit'] });
   const exited = new Promise<void>((resolve, reject) => {
@@ -57,55 +40,10 @@ async function gzipFile(src: string, dest: string): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
-  const targetBytes = parseSize(args.size);
   const rounds = Number(args.rounds);
-  const root = args.dir ?? (await mkdtemp(join(tmpdir(), 'kimiclaw-bench-')));
-  await mkdir(root, { recursive: true });
-  log(`bench:backup — ${args.size} database, ${rounds} rounds each, work dir ${root}`);
-
-  const [temporal, s3] = await Promise.all([
-    startTemporalDevServer({ uiPort: false }),
-    startVersitygw({ dir: join(root, 's3'), ...CREDS }),
-  ]);
-  await createBucket(s3.endpoint, CREDS, BUCKET);
-  const node = new NodeProcess('node1', join(root, 'nodes'));
-  await mkdir(node.dataDir, { recursive: true });
-  const dbPath = join(node.dataDir, 'kimiclaw.duckdb');
-  if (existsSync(dbPath)) {
-    log(`reusing ${dbPath} (${((await stat(dbPath)).size / MB).toFixed(0)} MB)`);
-  } else {
-    const generated = await generateDatabase(dbPath, { targetBytes });
-    log(
-      `generated ${generated.rows.toLocaleString('en-US')} events, ${(generated.bytes / MB).toFixed(0)} MB in ${(generated.durationMs / 1000).toFixed(1)} s`,
-    );
-  }
-  await node.start();
-
-  const s3Client = new S3Client({
-    endpoint: s3.endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: { accessKeyId: CREDS.accessKey, secretAccessKey: CREDS.secretKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-  });
-  const config = parseConfig(
-    {
-      temporal: { address: temporal.address, taskQueue: 'kimiclaw-dr-bench' },
-      storage: {
-        endpoint: s3.endpoint,
-        bucket: BUCKET,
-        accessKeyId: CREDS.accessKey,
-        secretAccessKey: CREDS.secretKey,
-      },
-      databases: [{ name: 'kimiclaw', nodes: [{ id: node.id, url: node.url, dataDir: node.dataDir }] }],
-      metrics: { port: 0 },
-    },
-    'bench',
-  );
-  const worker = await startWorker({ config, sdkMetrics: false });
-  const connection = await Connection.connect({ address: temporal.address });
-  const dr = new KimiclawDr(new Client({ connection }), config);
+  log(`bench:backup — ${args.size} database, ${rounds} rounds each`);
+  const env = await startBenchEnv({ dir: args.dir, size: args.size });
+  const { root, dbPath, node, dr, s3Client } = env;
 
   try {
     // (a) The plan's pipeline: cp, gzip (default level 6), upload.
@@ -170,13 +108,7 @@ async function main(): Promise<void> {
       `longest write stall          snapshot lock ${Math.max(...stalls).toFixed(0)} ms, node-observed ${nodeStats.maxWriteStallMs?.toFixed(0) ?? '?'} ms, writer max latency ${written.maxLatencyMs.toFixed(0)} ms  (target ≤ 2000 ms)`,
     );
   } finally {
-    await worker.shutdown();
-    await connection.close();
-    s3Client.destroy();
-    await node.stop();
-    await Promise.all([temporal.stop(), s3.stop()]);
-    if (args.dir) await rm(join(root, 's3'), { recursive: true, force: true });
-    else await rm(root, { recursive: true, force: true });
+    await env.stop();
   }
 }
 

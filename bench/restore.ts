@@ -10,30 +10,22 @@
  * node acknowledging it to its segment being in the object store (p50/p99/max).
  */
 import { spawn } from 'node:child_process';
-import { createReadStream, createWriteStream, existsSync } from 'node:fs';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseArgs } from 'node:util';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { Client, Connection } from '@temporalio/client';
-import { DefaultLogger, Runtime } from '@temporalio/worker';
-import type { Readable } from 'node:stream';
-import { KimiclawDr } from '../src/client';
-import { parseConfig } from '../src/config';
-import { NodeProcess } from '../src/dev/node-process';
-import { createBucket, s3ClientFor, startTemporalDevServer, startVersitygw } from '../src/dev/servers';
 import { openDatabase } from '../src/duckdb/open';
-import { generateDatabase, parseSize } from '../src/node/generate';
 import { NodeClient } from '../src/node-client';
 import { startWriter } from '../src/node/writer';
 import { parseSegmentKey } from '../src/restore/segments';
 import { Stores } from '../src/storage/stores';
-import { startWorker } from '../src/worker';
-import { activityDurations, median, medianSteps } from './history';
 import type { restore } from '../src/workflows';
+import { BUCKET, MB, log, startBenchEnv } from './env';
+import { activityDurations, median, medianSteps } from './history';
 
 const { values: args } = parseArgs({
   options: {
@@ -43,15 +35,11 @@ const { values: args } = parseArgs({
     'lag-seconds': { type: 'string', default: '60' },
   },
 });
-const CREDS = { accessKey: 'bench', secretKey: 'bench-secret-key' };
-const BUCKET = 'kimiclaw-backups';
-const MB = 1_000_000;
 
 const percentile = (v: number[], p: number) => {
   const s = [...v].sort((a, b) => a - b);
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 };
-const log = (line: string) => process.stdout.write(`${line}\n`);
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 async function run(command: string, argv: string[], stdout?: string): Promise<void> {
@@ -76,42 +64,10 @@ async function countEvents(path: string): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  Runtime.install({ logger: new DefaultLogger('WARN') });
   const rounds = Number(args.rounds);
-  const root = args.dir ?? (await mkdtemp(join(tmpdir(), 'kimiclaw-bench-')));
-  await mkdir(root, { recursive: true });
-  await rm(join(root, 's3'), { recursive: true, force: true });
-  log(`bench:restore — ${args.size} database, ${rounds} rounds each, work dir ${root}`);
-
-  const [temporal, s3] = await Promise.all([
-    startTemporalDevServer({ uiPort: false }),
-    startVersitygw({ dir: join(root, 's3'), ...CREDS }),
-  ]);
-  await createBucket(s3.endpoint, CREDS, BUCKET);
-  const node = new NodeProcess('node1', join(root, 'nodes'));
-  await mkdir(node.dataDir, { recursive: true });
-  const dbPath = join(node.dataDir, 'kimiclaw.duckdb');
-  if (!existsSync(dbPath)) await generateDatabase(dbPath, { targetBytes: parseSize(args.size) });
-  await node.start();
-  const s3Client = s3ClientFor(s3.endpoint, CREDS);
-  const config = parseConfig(
-    {
-      temporal: { address: temporal.address, taskQueue: 'kimiclaw-dr-bench' },
-      storage: {
-        endpoint: s3.endpoint,
-        bucket: BUCKET,
-        accessKeyId: CREDS.accessKey,
-        secretAccessKey: CREDS.secretKey,
-      },
-      databases: [{ name: 'kimiclaw', nodes: [{ id: node.id, url: node.url, dataDir: node.dataDir }] }],
-      metrics: { port: 0 },
-    },
-    'bench',
-  );
-  const worker = await startWorker({ config, sdkMetrics: false });
-  const connection = await Connection.connect({ address: temporal.address });
-  const client = new Client({ connection });
-  const dr = new KimiclawDr(client, config);
+  log(`bench:restore — ${args.size} database, ${rounds} rounds each`);
+  const env = await startBenchEnv({ dir: args.dir, size: args.size });
+  const { root, dbPath, node, config, client, dr, s3Client } = env;
   const nodeClient = new NodeClient(node.id, node.url);
   const stores = new Stores(config);
 
@@ -215,13 +171,7 @@ async function main(): Promise<void> {
     log(`node at LSN ${(await nodeClient.health()).lsn}, archived through ${reached}`);
   } finally {
     stores.destroy();
-    await worker.shutdown();
-    await connection.close();
-    s3Client.destroy();
-    await node.stop();
-    await Promise.all([temporal.stop(), s3.stop()]);
-    if (args.dir) await rm(join(root, 's3'), { recursive: true, force: true });
-    else await rm(root, { recursive: true, force: true });
+    await env.stop();
   }
 }
 

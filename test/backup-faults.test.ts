@@ -5,7 +5,6 @@
 import assert from 'node:assert/strict';
 import { open, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { ListMultipartUploadsCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { TransferProgress } from '../src/activities';
@@ -57,29 +56,16 @@ async function manifestsOf(backupId: string): Promise<string[]> {
   return files.filter((f) => f.includes(backupId) && f.endsWith('manifest.json'));
 }
 
-function waitForWorkerReady(child: ReturnType<Harness['spawnWorker']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.includes('"worker-started"')) resolve();
-    });
-  });
-}
-
 describe('faults during a backup', () => {
   test('worker SIGKILLed mid-upload: completes after restart, one manifest, no unfinished upload, verifies', async () => {
-    const first = h.spawnWorker();
-    await waitForWorkerReady(first);
+    const first = await h.spawnReadyWorker();
     const handle = await dr.startBackup({ tier: 'L2', reason: 'kill test' });
     const progress = await uploadUnderway(handle.workflowId, 6 * 1024 * 1024);
     assert.ok(progress.bytesDone < progress.bytesTotal, 'killed before the upload finished');
     first.kill('SIGKILL');
     await new Promise((r) => first.once('exit', r));
 
-    const second = h.spawnWorker();
-    await waitForWorkerReady(second);
+    const second = await h.spawnReadyWorker();
     const result = await handle.result();
     assert.deepEqual(await manifestsOf(result.backupId), [`kimiclaw-dr/kimiclaw/L2/${result.backupId}/manifest.json`]);
     assert.equal(await unfinishedUploads(), 0, 'no unfinished multipart upload is left behind');

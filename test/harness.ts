@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
@@ -151,6 +152,20 @@ export class Harness {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.children.push(child);
+    return child;
+  }
+
+  /** A worker process, once it says it is polling. */
+  async spawnReadyWorker(): Promise<ChildProcess> {
+    const child = this.spawnWorker();
+    await new Promise<void>((resolvePromise, reject) => {
+      let err = '';
+      child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
+      child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${err}`)));
+      createInterface({ input: child.stdout! }).on('line', (line) => {
+        if (line.includes('"worker-started"')) resolvePromise();
+      });
+    });
     return child;
   }
 

@@ -6,7 +6,6 @@
 import assert from 'node:assert/strict';
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
@@ -35,17 +34,6 @@ after(async () => {
   await h?.stop();
 });
 
-function waitForWorkerReady(child: ReturnType<Harness['spawnWorker']>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let err = '';
-    child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
-    child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${err}`)));
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.includes('"worker-started"')) resolve();
-    });
-  });
-}
-
 async function downloading(workflowId: string): Promise<void> {
   await eventually(
     async () => {
@@ -64,8 +52,7 @@ async function downloading(workflowId: string): Promise<void> {
 
 describe('faults during a restore', () => {
   test('worker SIGKILLed mid-download: the restore completes; the original is untouched until the swap', async () => {
-    const first = h.spawnWorker();
-    await waitForWorkerReady(first);
+    const first = await h.spawnReadyWorker();
     await (await dr.startBackup({ tier: 'L2' })).result();
     const before = await node.stats();
 
@@ -85,8 +72,7 @@ describe('faults during a restore', () => {
       'nothing moved aside before the swap',
     );
 
-    const second = h.spawnWorker();
-    await waitForWorkerReady(second);
+    const second = await h.spawnReadyWorker();
     const result = await handle.result();
     assert.equal(result.finalLsn, before.lsn);
     assert.equal((await node.stats()).checksum, before.checksum);

@@ -209,7 +209,10 @@ describe('restore', () => {
       [{ pointInTime: '2026-01-01T00:00:00Z', toLsn: 3 }, /give pointInTime or toLsn, not both/],
       [{ node: 'ghost' }, /"ghost" is not a node of database "kimiclaw"/],
       [{ target: 'scratch', scratchDir: 'relative/dir' }, /scratchDir/],
-      [{ target: 'scratch', scratchDir: '/etc/kimiclaw' }, /scratchDir: \/etc\/kimiclaw is outside node node1's data directory/],
+      [
+        { target: 'scratch', scratchDir: '/etc/kimiclaw' },
+        /scratchDir: \/etc\/kimiclaw is outside node node1's data directory/,
+      ],
     ];
     for (const [input, message] of cases) {
       const f = await failure((await startRestore(input)).result());

@@ -27,12 +27,6 @@ export interface ArchivePosition {
 export function createArchiveActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
   const { config, stores, metrics } = deps;
 
-  function database(name: string) {
-    const db = config.databases.find((d) => d.name === name);
-    if (!db) throw new InputProblem('database', `"${name}" is not a configured database`);
-    return db;
-  }
-
   /**
    * Where the archive stands: the end of its newest segment. An empty archive starts at the
    * newest backup (older events are in that backup), or at 0 when there is none.
@@ -55,7 +49,7 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
 
   /** One pass: seal everything the primary has committed after `from`. */
   async function archivePass(name: string, from: number): Promise<ArchivePosition> {
-    const { node } = await findPrimary(database(name));
+    const { node } = await findPrimary(stores.database(name));
     const client = new NodeClient(node.id, node.url);
     const s3 = stores.s3();
     let through = from;

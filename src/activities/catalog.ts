@@ -50,11 +50,7 @@ export function createCatalogActivities(deps: { config: Config; stores: Stores; 
    * one, or the one that reports itself primary.
    */
   async function resolveBackupTarget(input: { database: string; tier: Tier; node?: string }): Promise<BackupTarget> {
-    const db = config.databases.find((d) => d.name === input.database);
-    if (!db) {
-      const known = config.databases.map((d) => JSON.stringify(d.name)).join(', ');
-      throw new InputProblem('database', `"${input.database}" is not a configured database; configured: ${known}`);
-    }
+    const db = stores.database(input.database);
     let node = db.nodes[0]!;
     if (input.node !== undefined) {
       const named = db.nodes.find((n) => n.id === input.node);

@@ -56,17 +56,9 @@ export interface StagedRestore {
 export function createRestoreActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
   const { config, stores, metrics } = deps;
 
-  function databaseOf(name: string) {
-    const db = config.databases.find((d) => d.name === name);
-    if (!db) {
-      const known = config.databases.map((d) => JSON.stringify(d.name)).join(', ');
-      throw new InputProblem('database', `"${name}" is not a configured database; configured: ${known}`);
-    }
-    return db;
-  }
 
   async function allManifests(database: string): Promise<Manifest[]> {
-    const db = databaseOf(database);
+    const db = stores.database(database);
     const all: Manifest[] = [];
     for (const tier of TIERS) {
       const storesOfTier = tier === 'L1' ? db.nodes.map((n) => stores.local(database, n.id)) : [stores.s3()];
@@ -118,7 +110,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     excluded?: string[];
   }): Promise<RestorePlanSummary> {
     const request = RestoreInputSchema.parse(input.request);
-    const db = databaseOf(request.database);
+    const db = stores.database(request.database);
     let nodeConfig = db.nodes[0]!;
     if (request.node) {
       const named = db.nodes.find((n) => n.id === request.node);

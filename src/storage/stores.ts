@@ -1,5 +1,5 @@
 /** Picks the store of a tier: L1 on the node's own disk, L2 and L3 in the S3-compatible bucket. */
-import type { Config, NodeConfig } from '../config';
+import type { Config, DatabaseConfig, NodeConfig } from '../config';
 import { nodeBackupDir } from '../config';
 import type { Tier } from '../domain';
 import { InputProblem } from '../errors';
@@ -15,6 +15,16 @@ export class Stores {
   s3(): S3Store {
     this.s3Store ??= new S3Store(createS3Client(this.config.storage), this.config.storage);
     return this.s3Store;
+  }
+
+  /** A configured database; an unknown name is an input problem naming the configured ones. */
+  database(name: string): DatabaseConfig {
+    const db = this.config.databases.find((d) => d.name === name);
+    if (!db) {
+      const known = this.config.databases.map((d) => JSON.stringify(d.name)).join(', ');
+      throw new InputProblem('database', `"${name}" is not a configured database; configured: ${known}`);
+    }
+    return db;
   }
 
   node(database: string, nodeId: string): NodeConfig {

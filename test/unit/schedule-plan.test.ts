@@ -17,13 +17,18 @@ function config(extra: Record<string, unknown> = {}, databases = ['kimiclaw']) {
   });
 }
 
+/** The backup schedules of a plan (restore tests are checked on their own below). */
+function backupPlans(c: ReturnType<typeof config>): PlannedSchedule[] {
+  return planSchedules(c).filter((p) => p.workflowType === 'backup');
+}
+
 function byTier(plan: PlannedSchedule[]): Record<string, PlannedSchedule> {
   return Object.fromEntries(plan.map((p) => [p.tier, p]));
 }
 
 void describe('planSchedules', () => {
   void test('the default config plans one schedule per tier', () => {
-    const plan = planSchedules(config());
+    const plan = backupPlans(config());
     assert.deepEqual(
       plan.map((p) => p.scheduleId),
       ['kimiclaw-dr-backup-kimiclaw-L1', 'kimiclaw-dr-backup-kimiclaw-L2', 'kimiclaw-dr-backup-kimiclaw-L3'],
@@ -51,20 +56,20 @@ void describe('planSchedules', () => {
   });
 
   void test('catchup windows default per tier: 1h, 1d, 7d', () => {
-    const { L1, L2, L3 } = byTier(planSchedules(config()));
+    const { L1, L2, L3 } = byTier(backupPlans(config()));
     assert.equal(L1?.catchupWindowMs, HOUR);
     assert.equal(L2?.catchupWindowMs, DAY);
     assert.equal(L3?.catchupWindowMs, 7 * DAY);
   });
 
   void test('a configured catchup window overrides the default', () => {
-    const plan = planSchedules(config({ schedules: { backup: { L3: { cron: ['0 4 1 * *'], catchupWindow: '2d' } } } }));
+    const plan = backupPlans(config({ schedules: { backup: { L3: { cron: ['0 4 1 * *'], catchupWindow: '2d' } } } }));
     assert.equal(byTier(plan).L3?.catchupWindowMs, 2 * DAY);
     assert.equal(byTier(plan).L1?.catchupWindowMs, HOUR);
   });
 
   void test('a tier set to null has no schedule', () => {
-    const plan = planSchedules(config({ schedules: { backup: { L1: null, L3: null } } }));
+    const plan = backupPlans(config({ schedules: { backup: { L1: null, L3: null } } }));
     assert.deepEqual(
       plan.map((p) => p.scheduleId),
       ['kimiclaw-dr-backup-kimiclaw-L2'],
@@ -72,12 +77,12 @@ void describe('planSchedules', () => {
   });
 
   void test('the old 6-hourly cron is expressible', () => {
-    const plan = planSchedules(config({ schedules: { backup: { L1: { cron: ['0 */6 * * *'] } } } }));
+    const plan = backupPlans(config({ schedules: { backup: { L1: { cron: ['0 */6 * * *'] } } } }));
     assert.deepEqual(byTier(plan).L1?.spec, { intervals: [], cronExpressions: ['0 */6 * * *'], timezone: 'UTC' });
   });
 
   void test('every plus cron, jitter, timezone and pause reach the plan', () => {
-    const plan = planSchedules(
+    const plan = backupPlans(
       config({
         schedules: {
           backup: {
@@ -104,7 +109,7 @@ void describe('planSchedules', () => {
   });
 
   void test('multiple databases get one schedule per database and tier', () => {
-    const plan = planSchedules(config({ schedules: { backup: { L3: null } } }, ['kimiclaw', 'audit']));
+    const plan = backupPlans(config({ schedules: { backup: { L3: null } } }, ['kimiclaw', 'audit']));
     assert.deepEqual(
       plan.map((p) => p.scheduleId),
       [
@@ -131,19 +136,19 @@ void describe('planSchedules', () => {
   });
 
   void test('the digest is stable when nothing changes', () => {
-    const a = planSchedules(config());
-    const b = planSchedules(config());
+    const a = backupPlans(config());
+    const b = backupPlans(config());
     assert.deepEqual(
       a.map((p) => p.digest),
       b.map((p) => p.digest),
     );
     // Writing the same duration differently is no change.
-    const c = planSchedules(config({ schedules: { backup: { L1: { every: '60m' } } } }));
+    const c = backupPlans(config({ schedules: { backup: { L1: { every: '60m' } } } }));
     assert.equal(byTier(c).L1?.digest, byTier(a).L1?.digest);
   });
 
   void test('the digest changes when anything changes', () => {
-    const base = byTier(planSchedules(config())).L1?.digest;
+    const base = byTier(backupPlans(config())).L1?.digest;
     assert.ok(base);
     const variants: Array<Record<string, unknown>> = [
       { every: '2h' },
@@ -157,11 +162,11 @@ void describe('planSchedules', () => {
     ];
     const seen = new Set([base]);
     for (const L1 of variants) {
-      const d = byTier(planSchedules(config({ schedules: { backup: { L1 } } }))).L1?.digest;
+      const d = byTier(backupPlans(config({ schedules: { backup: { L1 } } }))).L1?.digest;
       assert.ok(d && !seen.has(d), `${JSON.stringify(L1)} gave a digest seen before`);
       seen.add(d);
     }
-    const other = byTier(planSchedules(config({}, ['other']))).L1?.digest;
+    const other = byTier(backupPlans(config({}, ['other']))).L1?.digest;
     assert.ok(other && !seen.has(other));
   });
 
@@ -170,5 +175,28 @@ void describe('planSchedules', () => {
     assert.equal(digest('a'), 'e40c292c');
     assert.equal(digest('foobar'), 'bf9cf968');
     assert.notEqual(digest('ab'), digest('ba'));
+  });
+});
+
+void describe('restore test schedules', () => {
+  void test('by default the newest L2 is tested weekly and the newest L3 monthly', () => {
+    const tests = planSchedules(config()).filter((p) => p.workflowType === 'restoreTest');
+    assert.deepEqual(
+      tests.map((p) => [p.scheduleId, p.args, p.spec.cronExpressions]),
+      [
+        ['kimiclaw-dr-restore-test-kimiclaw-L2', [{ database: 'kimiclaw', tier: 'L2' }], ['0 5 * * 0']],
+        ['kimiclaw-dr-restore-test-kimiclaw-L3', [{ database: 'kimiclaw', tier: 'L3' }], ['0 6 2 * *']],
+      ],
+    );
+  });
+
+  void test('a restore test set to null has no schedule; one set to an interval uses it', () => {
+    const tests = planSchedules(config({ schedules: { restoreTest: { L3: null, L2: { every: '1d' } } } })).filter(
+      (p) => p.workflowType === 'restoreTest',
+    );
+    assert.deepEqual(
+      tests.map((p) => [p.tier, p.spec.intervals]),
+      [['L2', [{ every: DAY }]]],
+    );
   });
 });
