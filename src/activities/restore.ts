@@ -56,7 +56,6 @@ export interface StagedRestore {
 export function createRestoreActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
   const { config, stores, metrics } = deps;
 
-
   async function allManifests(database: string): Promise<Manifest[]> {
     const db = stores.database(database);
     const all: Manifest[] = [];
