@@ -5,14 +5,13 @@
  * never deleted (DESIGN rule 6).
  */
 import { Context, log } from '@temporalio/activity';
-import { createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import type { Config } from '../config';
 import { TIERS, type Tier } from '../domain';
 import { InputProblem, Unavailable, VerificationFailed } from '../errors';
-import { Meter, codecStream } from '../backup/codec';
+import { Meter, decompressToFile } from '../backup/codec';
 import { Throttle } from '../backup/throttle';
 import { manifestKey } from '../backup/ids';
 import { fingerprintDifferences, type Fingerprint, type Manifest } from '../backup/manifest';
@@ -211,16 +210,20 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       lastBeat = Date.now();
       ctx.heartbeat({ phase: 'download', bytesDone: n, bytesTotal: bytes });
     });
-    const codec = codecStream(m.artifact.compression, 'decompress');
     ctx.cancellationSignal.addEventListener('abort', () => stream.destroy(new Error('activity cancelled')));
     try {
       const limit = m.tier === 'L1' ? undefined : config.storage.downloadLimitMiBps;
       const throttle = limit ? [new Throttle(limit * 1024 * 1024)] : [];
-      await Promise.all([pipeline([stream, ...throttle, meter, codec.stream, createWriteStream(path)]), codec.done]);
+      const downloaded = pipeline([stream, ...throttle, meter]);
+      await Promise.all([downloaded, decompressToFile(meter, m.artifact.compression, path)]);
     } catch (err) {
-      if (meter.bytes < m.artifact.bytes && !(err instanceof VerificationFailed)) {
+      if (
+        meter.bytes < m.artifact.bytes &&
+        !(err instanceof VerificationFailed) &&
+        !/zstd|incorrect header|invalid/i.test((err as Error).message)
+      ) {
         // Cut off half-way (object gone, network): retried; if the object is gone for good the
-        // retries run out and the workflow falls back or fails with this message.
+        // retries run out and the workflow fails with this message.
         throw new Unavailable(
           `download of ${store.locate(m.artifact.key)} stopped after ${meter.bytes} of ${m.artifact.bytes} bytes: ${(err as Error).message}`,
         );

@@ -5,7 +5,8 @@
  */
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, readFileSync, statSync } from 'node:fs';
+import { createReadStream, createWriteStream, readFileSync, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
 import { Duplex, Transform, type Readable, type TransformCallback, type Writable } from 'node:stream';
 import { createGunzip, createGzip } from 'node:zlib';
 import type { Compression } from './ids';
@@ -116,6 +117,48 @@ export function compressFile(path: string, codec: Compression, level?: number): 
       return lastRead;
     },
   };
+}
+
+/**
+ * Decompresses a stream into a file. zstd writes the file itself, so the decompressed bytes
+ * (twice the stored ones) never pass through this process.
+ */
+export async function decompressToFile(source: Readable, codec: Compression, path: string): Promise<void> {
+  if (codec === 'gzip') {
+    const gunzip = codecStream('gzip', 'decompress');
+    await pipeline(source, gunzip.stream, createWriteStream(path));
+    return;
+  }
+  const child = spawn(zstdCommand(), ['-q', '-d', '-f', '-o', path], { stdio: ['pipe', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
+  const exited = new Promise<void>((resolve, reject) => {
+    child.on('error', (err: NodeJS.ErrnoException) =>
+      reject(
+        new Error(
+          err.code === 'ENOENT'
+            ? 'zstd decompress: the "zstd" command is not installed; install the Debian package zstd'
+            : `zstd decompress: ${err.message}`,
+        ),
+      ),
+    );
+    child.on('close', (code, signal) =>
+      code === 0
+        ? resolve()
+        : reject(new Error(`zstd decompress failed (exit ${code ?? signal}): ${stderr.trim() || 'no message'}`)),
+    );
+  });
+  exited.catch(() => undefined);
+  child.stdin.on('error', () => undefined);
+  try {
+    await pipeline(source, child.stdin);
+  } catch (err) {
+    child.kill('SIGKILL');
+    // zstd refusing the data closes its input: its own message says why.
+    await exited;
+    throw err;
+  }
+  await exited;
 }
 
 function childProcessStream(

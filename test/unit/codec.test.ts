@@ -3,10 +3,10 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, test } from 'node:test';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DEFAULT_LEVEL, Meter, codecStream, compressFile, zstdCommand } from '../../src/backup/codec';
+import { DEFAULT_LEVEL, Meter, codecStream, compressFile, decompressToFile, zstdCommand } from '../../src/backup/codec';
 import type { Compression } from '../../src/backup/ids';
 
 /** Feeds `input` in chunks through the streams and returns everything that comes out. */
@@ -168,4 +168,26 @@ void describe('compressFile', () => {
     compression.stream.resume();
     await assert.rejects(compression.done, /zstd compress failed/);
   });
+});
+
+void describe('decompressToFile', () => {
+  for (const codec of ['zstd', 'gzip'] as const) {
+    void test(`${codec}: a compressed stream becomes the original file; corrupt input is refused`, async () => {
+      const dir = await mkdtemp(join(tmpdir(), 'decompress-file-'));
+      try {
+        const compress = codecStream(codec, 'compress');
+        const compressed = await run(REPETITIVE, compress.stream);
+        await compress.done;
+        const out = join(dir, 'restored.bin');
+        await decompressToFile(Readable.from([compressed]), codec, out);
+        assert.ok((await readFile(out)).equals(REPETITIVE));
+
+        const corrupt = Buffer.from(compressed);
+        corrupt.fill(0x55, 10, 40);
+        await assert.rejects(decompressToFile(Readable.from([corrupt]), codec, join(dir, 'bad.bin')));
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    });
+  }
 });
