@@ -8,41 +8,17 @@ import {
   ApplicationFailure,
   CancellationScope,
   isCancellation,
-  proxyActivities,
   setHandler,
   upsertSearchAttributes,
   workflowInfo,
-  type ActivityOptions,
 } from '@temporalio/workflow';
-import type { Activities, BackupTarget, PruneResult } from '../activities';
+import type { BackupTarget, PruneResult } from '../activities';
 import { BackupInputSchema, parseInput, type BackupInput } from '../backup/input';
 import { backupId as makeBackupId } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { backupStatusQuery, type BackupStatus } from './messages';
+import { control, onNode } from './proxies';
 import { DrBackupId, DrDatabase, DrOutcome, DrTier } from './search-attributes';
-
-const retry: ActivityOptions['retry'] = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' };
-
-/** Quick calls on the control queue; an unreachable server is retried for up to 30 minutes. */
-const control = proxyActivities<Activities>({
-  startToCloseTimeout: '2m',
-  scheduleToCloseTimeout: '30m',
-  retry,
-});
-
-/** Calls that must run on the host that owns the node's disk. */
-function onNode(taskQueue: string) {
-  return {
-    quick: proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', scheduleToCloseTimeout: '30m', retry }),
-    long: proxyActivities<Activities>({
-      taskQueue,
-      startToCloseTimeout: '2h',
-      heartbeatTimeout: '20s',
-      scheduleToCloseTimeout: '6h',
-      retry,
-    }),
-  };
-}
 
 export interface BackupResult {
   backupId: string;

@@ -6,25 +6,13 @@
  *
  * Input (paste into the Temporal UI): { "tier": "L2" }
  */
-import {
-  ApplicationFailure,
-  executeChild,
-  proxyActivities,
-  upsertSearchAttributes,
-  workflowInfo,
-} from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import { ApplicationFailure, executeChild, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Manifest } from '../backup/manifest';
 import { parseInput } from '../backup/input';
 import { RestoreTestInputSchema, type RestoreTestInput } from '../restore/test-input';
+import { control } from './proxies';
 import { restore, type RestoreResult } from './restore';
 import { DrBackupId, DrDatabase, DrOutcome, DrScenario, DrTier } from './search-attributes';
-
-const control = proxyActivities<Activities>({
-  startToCloseTimeout: '5m',
-  scheduleToCloseTimeout: '30m',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
-});
 
 export interface RestoreTestResult {
   database: string;

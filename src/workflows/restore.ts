@@ -15,37 +15,16 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
-  proxyActivities,
   sleep,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities, RestorePlanSummary } from '../activities';
+import type { RestorePlanSummary } from '../activities';
 import { compactTimestamp } from '../backup/ids';
 import { parseInput } from '../backup/input';
 import { RestoreInputSchema, type ParsedRestoreInput, type RestoreInput } from '../restore/input';
+import { control, onNode } from './proxies';
 import { DrBackupId, DrDatabase, DrOutcome, DrScenario } from './search-attributes';
-
-const retry = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' } as const;
-
-const control = proxyActivities<Activities>({
-  startToCloseTimeout: '5m',
-  scheduleToCloseTimeout: '30m',
-  retry,
-});
-
-function onNode(taskQueue: string) {
-  return {
-    quick: proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', scheduleToCloseTimeout: '10m', retry }),
-    long: proxyActivities<Activities>({
-      taskQueue,
-      startToCloseTimeout: '2h',
-      heartbeatTimeout: '30s',
-      // A download cut off for good (object deleted) gives up after a few tries.
-      retry: { ...retry, maximumAttempts: 5 },
-    }),
-  };
-}
 
 export interface RestoreResult {
   database: string;
@@ -150,7 +129,8 @@ async function restoreFrom(
   let plan = initialPlan;
   const outcome = (value: string) => upsertSearchAttributes([{ key: DrOutcome, value }]);
   const fellBackFrom: RestoreResult['fellBackFrom'] = [];
-  const node = onNode(plan.node.taskQueue);
+  // A download cut off for good (object deleted) gives up after a few tries.
+  const node = onNode(plan.node.taskQueue, { giveUpAfterAttempts: 5 });
   const stamp = compactTimestamp(started);
   const stagingDir =
     request.target === 'scratch'
