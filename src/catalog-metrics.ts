@@ -16,11 +16,7 @@ export async function loadCatalogMetrics(
 ): Promise<void> {
   for (const db of config.databases) {
     for (const tier of TIERS) {
-      const storesOfTier =
-        tier === 'L1'
-          ? db.nodes.filter((n) => localNodes.includes(n.id)).map((n) => stores.local(db.name, n.id))
-          : [stores.s3()];
-      for (const store of storesOfTier) {
+      for (const store of stores.ofTier(db.name, tier, localNodes)) {
         const newest = (await listManifests(store, db.name, tier)).manifests.find((m) => !m.bad);
         if (!newest) continue;
         metrics.recordBackup({

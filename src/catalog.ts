@@ -41,13 +41,6 @@ export interface Catalog {
   problems: string[];
 }
 
-/** The stores that may hold a database's backups of a tier (L1: one per node). */
-function storesOf(config: Config, stores: Stores, database: string, tier: Tier): BackupStore[] {
-  if (tier !== 'L1') return [stores.s3()];
-  const db = config.databases.find((d) => d.name === database);
-  return (db?.nodes ?? []).map((n) => stores.local(database, n.id));
-}
-
 function entryOf(manifest: Manifest, store: BackupStore): CatalogEntry {
   return {
     backupId: manifest.backupId,
@@ -78,7 +71,7 @@ export async function listCatalog(
     if (filter.database && db.name !== filter.database) continue;
     for (const tier of TIERS) {
       if (filter.tier && tier !== filter.tier) continue;
-      for (const store of storesOf(config, stores, db.name, tier)) {
+      for (const store of stores.ofTier(db.name, tier)) {
         const listing = await listManifests(store, db.name, tier);
         catalog.backups.push(...listing.manifests.map((m) => entryOf(m, store)));
         catalog.problems.push(...listing.problems);
@@ -105,7 +98,7 @@ export async function findBackup(
       `backup ${backupId} belongs to database "${parsed.database}", which is not configured`,
     );
   }
-  for (const store of storesOf(config, stores, parsed.database, parsed.tier)) {
+  for (const store of stores.ofTier(parsed.database, parsed.tier)) {
     const manifest = await readManifest(store, parsed.database, parsed.tier, backupId);
     if (manifest) return { manifest, store };
   }

@@ -56,11 +56,10 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
   const { config, stores, metrics } = deps;
 
   async function allManifests(database: string): Promise<Manifest[]> {
-    const db = stores.database(database);
     const all: Manifest[] = [];
     for (const tier of TIERS) {
-      const storesOfTier = tier === 'L1' ? db.nodes.map((n) => stores.local(database, n.id)) : [stores.s3()];
-      for (const store of storesOfTier) all.push(...(await listManifests(store, database, tier)).manifests);
+      for (const store of stores.ofTier(database, tier))
+        all.push(...(await listManifests(store, database, tier)).manifests);
     }
     return all;
   }

@@ -47,6 +47,17 @@ export class Stores {
     return this.local(database, nodeId);
   }
 
+  /**
+   * Every store that may hold a database's backups of a tier: the bucket, or for L1 the
+   * directory of each of its nodes (only those in `nodes` when given: the ones on this host).
+   */
+  ofTier(database: string, tier: Tier, nodes?: readonly string[]): BackupStore[] {
+    if (tier !== 'L1') return [this.s3()];
+    return this.database(database)
+      .nodes.filter((n) => !nodes || nodes.includes(n.id))
+      .map((n) => this.local(database, n.id));
+  }
+
   destroy(): void {
     this.s3Store?.client.destroy();
   }

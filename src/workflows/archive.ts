@@ -5,12 +5,12 @@
  *
  * Input (paste into the Temporal UI): { "database": "kimiclaw" }
  */
-import { ApplicationFailure, continueAsNew, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
+import { continueAsNew, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import { z } from 'zod';
 import type { Activities } from '../activities';
-import { parseInput } from '../backup/input';
 import { DEFAULT_DATABASE, NameSchema } from '../domain';
 import { DrDatabase } from './search-attributes';
+import { inputOrFail } from './input';
 
 export const ArchiveLogInputSchema = z.object({ database: NameSchema.default(DEFAULT_DATABASE) }).strict();
 export type ArchiveLogInput = z.input<typeof ArchiveLogInputSchema>;
@@ -25,15 +25,7 @@ const archiver = proxyActivities<Activities>({
 });
 
 export async function archiveLog(input: ArchiveLogInput = {}): Promise<never> {
-  const parsed = parseInput(ArchiveLogInputSchema, input);
-  if (!parsed.ok) {
-    throw ApplicationFailure.create({
-      type: 'InvalidInput',
-      message: `invalid archiveLog input: ${parsed.problems.join('; ')}`,
-      nonRetryable: true,
-    });
-  }
-  const { database } = parsed.value;
+  const { database } = inputOrFail(ArchiveLogInputSchema, input, 'archiveLog');
   upsertSearchAttributes([{ key: DrDatabase, value: database }]);
   await archiver.runLogArchiver({ database, runForMs: RUN_FOR_MS });
   return continueAsNew<typeof archiveLog>({ database });

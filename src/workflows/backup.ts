@@ -13,12 +13,13 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import type { BackupTarget, PruneResult } from '../activities';
-import { BackupInputSchema, parseInput, type BackupInput } from '../backup/input';
+import { BackupInputSchema, type BackupInput } from '../backup/input';
 import { backupId as makeBackupId } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { backupStatusQuery, type BackupStatus } from './messages';
 import { control, onNode } from './proxies';
 import { DrBackupId, DrDatabase, DrOutcome, DrTier } from './search-attributes';
+import { inputOrFail } from './input';
 
 export interface BackupResult {
   backupId: string;
@@ -43,16 +44,7 @@ export interface BackupResult {
 
 export async function backup(input: BackupInput): Promise<BackupResult> {
   const started = new Date();
-  const parsed = parseInput(BackupInputSchema, input);
-  if (!parsed.ok) {
-    throw ApplicationFailure.create({
-      type: 'InvalidInput',
-      message: `invalid backup input: ${parsed.problems.join('; ')}`,
-      details: parsed.problems,
-      nonRetryable: true,
-    });
-  }
-  const { database, tier, reason, node: requestedNode } = parsed.value;
+  const { database, tier, reason, node: requestedNode } = inputOrFail(BackupInputSchema, input, 'backup');
   const status: BackupStatus = { database, tier, phase: 'resolve', startedAt: started.toISOString() };
   setHandler(backupStatusQuery, () => status);
   upsertSearchAttributes([

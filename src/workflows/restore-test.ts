@@ -8,11 +8,11 @@
  */
 import { ApplicationFailure, executeChild, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Manifest } from '../backup/manifest';
-import { parseInput } from '../backup/input';
 import { RestoreTestInputSchema, type RestoreTestInput } from '../restore/test-input';
 import { control } from './proxies';
 import { restore, type RestoreResult } from './restore';
 import { DrBackupId, DrDatabase, DrOutcome, DrScenario, DrTier } from './search-attributes';
+import { inputOrFail } from './input';
 
 export interface RestoreTestResult {
   database: string;
@@ -24,15 +24,7 @@ export interface RestoreTestResult {
 }
 
 export async function restoreTest(input: RestoreTestInput = {}): Promise<RestoreTestResult> {
-  const parsed = parseInput(RestoreTestInputSchema, input);
-  if (!parsed.ok) {
-    throw ApplicationFailure.create({
-      type: 'InvalidInput',
-      message: `invalid restoreTest input: ${parsed.problems.join('; ')}`,
-      nonRetryable: true,
-    });
-  }
-  const { database, tier } = parsed.value;
+  const { database, tier } = inputOrFail(RestoreTestInputSchema, input, 'restoreTest');
   upsertSearchAttributes([
     { key: DrDatabase, value: database },
     { key: DrTier, value: tier },

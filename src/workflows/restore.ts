@@ -21,10 +21,10 @@ import {
 } from '@temporalio/workflow';
 import type { RestorePlanSummary } from '../activities';
 import { compactTimestamp } from '../backup/ids';
-import { parseInput } from '../backup/input';
 import { RestoreInputSchema, type ParsedRestoreInput, type RestoreInput } from '../restore/input';
 import { control, onNode } from './proxies';
 import { DrBackupId, DrDatabase, DrOutcome, DrScenario } from './search-attributes';
+import { inputOrFail } from './input';
 
 export interface RestoreResult {
   database: string;
@@ -81,16 +81,7 @@ function fail(err: unknown, context: string): never {
 
 export async function restore(input: RestoreInput = {}, options: { test?: boolean } = {}): Promise<RestoreResult> {
   const started = new Date();
-  const parsed = parseInput(RestoreInputSchema, input);
-  if (!parsed.ok) {
-    throw ApplicationFailure.create({
-      type: 'InvalidInput',
-      message: `invalid restore input: ${parsed.problems.join('; ')}`,
-      details: parsed.problems,
-      nonRetryable: true,
-    });
-  }
-  const request = parsed.value;
+  const request = inputOrFail(RestoreInputSchema, input, 'restore');
   upsertSearchAttributes([
     { key: DrDatabase, value: request.database },
     { key: DrScenario, value: options.test ? 'restore-test' : 'restore' },
