@@ -30,8 +30,8 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Fingerprint } from '../src/duckdb/fingerprint';
 import { DatabaseStillOpenError, isOpenInProcess, openDatabase } from '../src/duckdb/open';
 import { type LogEvent, applyEvents, formatIsoMicros, parseIsoMicros } from '../src/duckdb/replay';
-import { ensureSchema } from '../src/duckdb/schema';
-import { fingerprintFile } from '../src/duckdb/verify';
+import { ADD_TO_CHECKSUM_SQL, SET_STATE_SQL, STATE_CHECKSUM, ensureSchema } from '../src/duckdb/schema';
+import { fingerprintFile, recordedFingerprintFile } from '../src/duckdb/verify';
 import { generateDatabase } from '../src/node/generate';
 import { Gate, Mutex } from '../src/node/mutex';
 import { startWriter } from '../src/node/writer';
@@ -553,6 +553,20 @@ void describe('fingerprintFile', () => {
     assert.equal(existsSync(`${good}.wal`), false);
   });
 
+  void test('the recorded checksum equals a full scan; a file without one records none', async () => {
+    assert.deepEqual(await recordedFingerprintFile(good), goodFingerprint);
+    const bare = join(dir, 'bare.duckdb');
+    const db = await openDatabase(bare);
+    try {
+      const c = await db.connect();
+      await ensureSchema(c);
+      c.closeSync();
+    } finally {
+      db.close();
+    }
+    assert.equal(await recordedFingerprintFile(bare), undefined);
+  });
+
   void test('the fingerprint covers every column: changing one payload changes the checksum', async () => {
     const copy = join(dir, 'edited.duckdb');
     await copyFile(good, copy);
@@ -709,6 +723,7 @@ async function addAwkwardBatch(path: string): Promise<{ lsn: number; rows: numbe
         (${id + 3}, ${lsn}, TIMESTAMP '2026-11-26 03:00:00', 'x', 'null')`,
     );
     await c.run(`UPDATE node_state SET value = '${lsn}' WHERE key = 'lsn'`);
+    await c.run(ADD_TO_CHECKSUM_SQL, [String(lsn), String(lsn)]);
     await c.run('COMMIT');
     await c.run('CHECKPOINT');
     c.closeSync();
@@ -873,6 +888,8 @@ void describe('log paging (GET /events)', () => {
     try {
       const c = await db.connect();
       await ensureSchema(c);
+      // A file that records its checksum keeps it up to date batch by batch.
+      await c.run(SET_STATE_SQL, [STATE_CHECKSUM, '0']);
       for (const p of await allPages(node.url, 0, 500)) {
         const result = await applyEvents(c, p.events);
         applied += result.count;
@@ -891,6 +908,7 @@ void describe('log paging (GET /events)', () => {
     const source = (await call<Stats>(`${node.url}/stats`, 'GET')).body;
     assert.equal(applied, source.rows);
     assert.deepEqual(await fingerprintFile(target), fingerprintOf(source));
+    assert.deepEqual(await recordedFingerprintFile(target), fingerprintOf(source));
 
     // And the copy is a database a node can run on: it resumes after the copied LSN and id.
     const copyNode = await spawnNode(dirname(target), 'log-copy');

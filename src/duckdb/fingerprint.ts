@@ -11,6 +11,7 @@
  * later on the live database with `WHERE lsn <= n`, while writes continue.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { STATE_CHECKSUM } from './schema';
 
 export interface Fingerprint {
   rows: number;
@@ -45,6 +46,17 @@ export function fingerprintQuery(upToLsn?: number, afterLsn?: number): string {
   );
 }
 
+/**
+ * The same columns, with the checksum the database recorded for itself (node_state.checksum, kept
+ * by every append and every replayed batch in their own transactions) instead of hashing every
+ * row: a few cheap aggregates over two integer columns. Null checksum: nothing recorded (a file
+ * built by bulk SQL); fingerprint it in full.
+ */
+export const RECORDED_FINGERPRINT_SQL =
+  'SELECT count(*)::VARCHAR AS "rows", min(e.id)::VARCHAR AS min_id, max(e.id)::VARCHAR AS max_id, ' +
+  `max(e.lsn)::VARCHAR AS max_lsn, (SELECT value FROM node_state WHERE key = '${STATE_CHECKSUM}') AS checksum ` +
+  'FROM events AS e';
+
 /** The row fingerprintQuery returns, as plain strings (or null on an empty table). */
 export type FingerprintRow = Record<'rows' | 'min_id' | 'max_id' | 'max_lsn' | 'checksum', string | null>;
 
@@ -76,7 +88,6 @@ export function parseFingerprintRow(row: Partial<Record<string, unknown>>): Fing
   };
 }
 
-/** Computes the fingerprint on an open connection, in the query's own consistent snapshot. */
 /** Fingerprint of the rows with afterLsn < lsn ≤ upToLsn (each bound optional). */
 export async function fingerprint(
   connection: DuckDBConnection,
@@ -87,4 +98,11 @@ export async function fingerprint(
   const row = reader.getRowObjectsJS()[0];
   if (!row) throw new Error('fingerprint query returned no row');
   return parseFingerprintRow(row);
+}
+
+/** The fingerprint with the recorded checksum, or undefined when the file recorded none. */
+export async function recordedFingerprint(connection: DuckDBConnection): Promise<Fingerprint | undefined> {
+  const row = (await connection.runAndReadAll(RECORDED_FINGERPRINT_SQL)).getRowObjectsJS()[0];
+  if (!row) throw new Error('fingerprint query returned no row');
+  return row.checksum === null ? undefined : parseFingerprintRow(row);
 }

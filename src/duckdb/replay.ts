@@ -10,7 +10,7 @@
  * integer microseconds and never go through a Date value.
  */
 import { type DuckDBConnection, DuckDBTimestampValue } from '@duckdb/node-api';
-import { SET_STATE_SQL, STATE_LSN } from './schema';
+import { ADD_TO_CHECKSUM_SQL, SET_STATE_SQL, STATE_LSN } from './schema';
 
 /** One committed event as the log carries it (GET /events, archived log segments). */
 export interface LogEvent {
@@ -124,8 +124,9 @@ async function recordedLsn(connection: DuckDBConnection): Promise<number> {
 
 /**
  * Appends events to the `events` table exactly as given (ids, LSNs, timestamps, kind and payload
- * text), in one transaction that also sets node_state.lsn to the last LSN applied, as the node
- * does for each batch: the rows and the recorded position commit together or not at all.
+ * text), in one transaction that also sets node_state.lsn to the last LSN applied and adds the
+ * rows to the recorded checksum, as the node does for each batch: the rows and the recorded
+ * position commit together or not at all.
  *
  * The database must have the kimiclaw schema (ensureSchema), and the connection must not be inside
  * a transaction. Events must be in strictly increasing (lsn, id) order and every LSN must be above
@@ -162,6 +163,7 @@ export async function applyEvents(connection: DuckDBConnection, events: readonly
       appender.closeSync();
     }
     await connection.run(SET_STATE_SQL, [STATE_LSN, String(last.lsn)]);
+    await connection.run(ADD_TO_CHECKSUM_SQL, [String(first.lsn), String(last.lsn)]);
     await connection.run('COMMIT');
   } catch (err) {
     await connection.run('ROLLBACK').catch(() => undefined);

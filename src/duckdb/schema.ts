@@ -33,6 +33,19 @@ export const CREATE_NODE_STATE_SQL = `CREATE TABLE IF NOT EXISTS node_state (
 /** Keys of node_state. */
 export const STATE_LSN = 'lsn';
 export const STATE_EPOCH = 'epoch';
+/** sum(hash(row)) over every event, as decimal text; see RECORDED_FINGERPRINT_SQL. */
+export const STATE_CHECKSUM = 'checksum';
+
+/**
+ * Adds the rows of batches firstLsn..lastLsn ($1, $2) to the recorded checksum, inside the batch's
+ * transaction. No-op for a file without a recorded checksum (it is fingerprinted in full at open).
+ */
+export const ADD_TO_CHECKSUM_SQL = `UPDATE node_state
+  SET value = (value::HUGEINT + (SELECT coalesce(sum(hash(e)), 0) FROM events AS e WHERE e.lsn BETWEEN $1::BIGINT AND $2::BIGINT))::VARCHAR
+  WHERE key = '${STATE_CHECKSUM}'`;
+
+/** Sets the recorded checksum (the node keeps the running value in memory). */
+export const UPDATE_CHECKSUM_SQL = `UPDATE node_state SET value = $1 WHERE key = '${STATE_CHECKSUM}'`;
 
 /** Upserts one node_state key. */
 export const SET_STATE_SQL = 'INSERT OR REPLACE INTO node_state (key, value) VALUES ($1, $2)';

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type Fingerprint, fingerprintQuery, parseFingerprintRow } from './fingerprint';
+import { type Fingerprint, RECORDED_FINGERPRINT_SQL, fingerprintQuery, parseFingerprintRow } from './fingerprint';
 
 const CHILD_SCRIPT = join(__dirname, 'fingerprint-child.cjs');
 /** Generous: a GiB takes 1-2 s; a stuck reader on a broken file should still end. */
@@ -54,15 +54,43 @@ function explain(path: string, reply: ChildReply): Error {
 
 /** Opens path read-only in a child process and returns the fingerprint of its events table. */
 export async function fingerprintFile(path: string, opts: FingerprintFileOptions = {}): Promise<Fingerprint> {
+  const { absolute, row } = await queryFile(path, fingerprintQuery(opts.upToLsn), opts.timeoutMs);
+  return parse(absolute, row);
+}
+
+/**
+ * The file's fingerprint with the checksum it recorded for itself (see RECORDED_FINGERPRINT_SQL):
+ * proves DuckDB opens it and that its rows, ids and LSNs are what they should be, without hashing
+ * every row. Undefined when the file recorded no checksum.
+ */
+export async function recordedFingerprintFile(
+  path: string,
+  opts: { timeoutMs?: number } = {},
+): Promise<Fingerprint | undefined> {
+  const { absolute, row } = await queryFile(path, RECORDED_FINGERPRINT_SQL, opts.timeoutMs);
+  return row.checksum === null || row.checksum === undefined ? undefined : parse(absolute, row);
+}
+
+function parse(absolute: string, row: Record<string, unknown>): Fingerprint {
+  try {
+    return parseFingerprintRow(row);
+  } catch (err) {
+    throw new Error(`the fingerprint of ${absolute} is malformed: ${(err as Error).message}`);
+  }
+}
+
+async function queryFile(
+  path: string,
+  sql: string,
+  timeoutMs = DEFAULT_TIMEOUT_MS,
+): Promise<{ absolute: string; row: Record<string, unknown> }> {
   const absolute = resolve(path);
-  const timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const info = await stat(absolute).catch((err: NodeJS.ErrnoException) => {
     throw new Error(`${absolute} cannot be read: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
   });
   if (!info.isFile()) throw new Error(`${absolute} is not a regular file`);
-  const sql = fingerprintQuery(opts.upToLsn);
 
-  return new Promise<Fingerprint>((resolvePromise, reject) => {
+  return new Promise((resolvePromise, reject) => {
     const child = spawn(process.execPath, [CHILD_SCRIPT, absolute, sql], {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
@@ -90,11 +118,7 @@ export async function fingerprintFile(path: string, opts: FingerprintFileOptions
       if (!reply) return reject(new Error(`the reader of ${absolute} exited with code ${code} and no answer${tail}`));
       if (!reply.ok || code !== 0) return reject(explain(absolute, reply));
       if (!reply.row) return reject(new Error(`the reader of ${absolute} returned no fingerprint`));
-      try {
-        resolvePromise(parseFingerprintRow(reply.row));
-      } catch (err) {
-        reject(new Error(`the fingerprint of ${absolute} is malformed: ${(err as Error).message}`));
-      }
+      resolvePromise({ absolute, row: reply.row });
     });
   });
 }

@@ -18,13 +18,15 @@ import {
   type DuckDBPreparedStatement,
 } from '@duckdb/node-api';
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
-import { type Fingerprint, fingerprint } from '../duckdb/fingerprint';
+import { type Fingerprint, fingerprint, recordedFingerprint } from '../duckdb/fingerprint';
 import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
 import { TS_ISO_SQL_FORMAT } from '../duckdb/replay';
 import {
   SET_STATE_SQL,
+  STATE_CHECKSUM,
   STATE_EPOCH,
   STATE_LSN,
+  UPDATE_CHECKSUM_SQL,
   type StoredPosition,
   UPDATE_LSN_SQL,
   ensureSchema,
@@ -204,6 +206,7 @@ interface Session {
   db: OpenDatabase;
   writer: DuckDBConnection;
   updateLsn: DuckDBPreparedStatement;
+  updateChecksum: DuckDBPreparedStatement;
   batchChecksum: DuckDBPreparedStatement;
 }
 
@@ -238,10 +241,17 @@ async function openSession(path: string): Promise<Opened> {
     // A database built by bulk SQL has no node_state yet; record where it stands.
     await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
     await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
+    // The checksum every append keeps in node_state makes opening O(1); a file without one (built
+    // by bulk SQL) is fingerprinted once, and from then on keeps it.
+    let initial = await recordedFingerprint(writer);
+    if (!initial) {
+      initial = await fingerprint(writer);
+      await writer.run(SET_STATE_SQL, [STATE_CHECKSUM, initial.checksum]);
+    }
     const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
+    const updateChecksum = await writer.prepare(UPDATE_CHECKSUM_SQL);
     const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
-    const initial = await fingerprint(writer);
-    return { session: { db, writer, updateLsn, batchChecksum }, position, initial };
+    return { session: { db, writer, updateLsn, updateChecksum, batchChecksum }, position, initial };
   } catch (err) {
     try {
       db.close();
@@ -339,7 +349,7 @@ export class EventStore {
     this.longestWriteWaitMs = Math.max(this.longestWriteWaitMs, performance.now() - asked);
     try {
       // Queued before maintenance began: still commits, as long as the file is open.
-      const { writer, updateLsn, batchChecksum } = this.opened();
+      const { writer, updateLsn, updateChecksum, batchChecksum } = this.opened();
       const lsn = this.currentLsn + 1;
       const firstId = this.lastId + 1;
       const ts = new DuckDBTimestampValue(BigInt(Date.now()) * 1000n);
@@ -364,13 +374,16 @@ export class EventStore {
         // Only the batch's own rows: zone maps on lsn skip everything older.
         batchChecksum.bindBigInt(1, lsnValue);
         const [batchSum] = (await batchChecksum.runAndReadAll()).getRows()[0] ?? [];
+        const checksum = this.running.checksum + BigInt(String(batchSum ?? '0'));
+        updateChecksum.bindVarchar(1, checksum.toString());
+        await updateChecksum.run();
         await writer.run('COMMIT');
         this.running = {
           rows: this.running.rows + rows.length,
           minId: this.running.minId ?? firstId,
           maxId: firstId + rows.length - 1,
           maxLsn: lsn,
-          checksum: this.running.checksum + BigInt(String(batchSum ?? '0')),
+          checksum,
         };
       } catch (err) {
         await writer

@@ -134,7 +134,11 @@ async function restoreFrom(
     upsertSearchAttributes([{ key: DrBackupId, value: plan.backup.backupId }]);
     if (plan.needsRetrieval) await waitForRetrieval(plan);
     try {
-      staged = await node.long.stageBackup({ manifest: plan.backup, stagingDir });
+      staged = await node.long.stageBackup({
+        manifest: plan.backup,
+        stagingDir,
+        fullScan: request.target === 'scratch',
+      });
       break;
     } catch (err) {
       const cause = causeOf(err);
