@@ -178,8 +178,12 @@ void describe('node API', () => {
       database: 'kimiclaw',
       role: 'primary',
       epoch: 1,
+      history: [],
       lsn: 2,
       rows: 4,
+      allowDegraded: false,
+      syncState: 'standalone',
+      replicas: [],
     });
 
     const stats = await call<Stats>(`${node.url}/stats`, 'GET');

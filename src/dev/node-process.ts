@@ -13,6 +13,8 @@ export class NodeProcess {
   private child: ChildProcess | undefined;
   private port = 0;
   readonly dataDir: string;
+  /** More flags for main.ts (e.g. --role replica, --replica id=url,sync); read at each start(). */
+  args: string[] = [];
 
   constructor(
     readonly id: string,
@@ -28,7 +30,7 @@ export class NodeProcess {
     await mkdir(this.dataDir, { recursive: true });
     const args = ['--import', 'tsx', join(__dirname, '..', 'node', 'main.ts')];
     args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
-    args.push('--database', this.database);
+    args.push('--database', this.database, ...this.args);
     // tsx is resolved from the repository root, whatever the caller's working directory.
     const child = spawn(process.execPath, args, {
       cwd: join(__dirname, '..', '..'),
@@ -59,6 +61,21 @@ export class NodeProcess {
       });
     });
     this.port = Number(new URL(this.url).port);
+  }
+
+  /** The port it listens on (kept across restarts, so its URL stays the same). */
+  get listeningPort(): number {
+    return this.port;
+  }
+
+  /** Whether the process is running. */
+  get running(): boolean {
+    return !!this.child && this.child.exitCode === null && this.child.signalCode === null;
+  }
+
+  /** Sends a signal without waiting (SIGSTOP/SIGCONT freeze and thaw it: a hung node). */
+  signal(signal: NodeJS.Signals): void {
+    this.child?.kill(signal);
   }
 
   /** Stops the node: SIGTERM is a clean stop, SIGKILL a crash. Restart with start(). */

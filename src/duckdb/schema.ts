@@ -33,6 +33,10 @@ export const CREATE_NODE_STATE_SQL = `CREATE TABLE IF NOT EXISTS node_state (
 /** Keys of node_state. */
 export const STATE_LSN = 'lsn';
 export const STATE_EPOCH = 'epoch';
+/** 'primary' | 'replica' | 'fenced': the role the node resumes in after a restart. */
+export const STATE_ROLE = 'role';
+/** JSON [{ epoch, startLsn }]: where each primary epoch this node knows of began. */
+export const STATE_HISTORY = 'history';
 /** sum(hash(row)) over every event, as decimal text; see RECORDED_FINGERPRINT_SQL. */
 export const STATE_CHECKSUM = 'checksum';
 

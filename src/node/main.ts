@@ -1,6 +1,7 @@
 /**
  * Runs one kimiclaw node as a process:
  *   npx tsx src/node/main.ts --id node1 --data-dir DIR [--port 0] [--host 127.0.0.1] [--database kimiclaw]
+ *     [--role primary|replica] [--replica node2=http://127.0.0.1:7002[,sync|async]]... [--sync-timeout-ms 30000]
  * Prints exactly one line to stdout once listening, {"event":"listening","url":...,"id":...}, so a
  * parent can read the URL; everything else is JSON lines on stderr. SIGTERM/SIGINT stop it
  * cleanly (in-flight writes finish, checkpoint, exit 0).
@@ -10,7 +11,15 @@ import { errorMessage, jsonLogger } from './log';
 import { startNode } from './server';
 
 const USAGE =
-  'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]';
+  'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]\n' +
+  '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]';
+
+/** --replica node2=http://127.0.0.1:7002,sync → { id, url, mode } (sync by default). */
+function parseReplica(text: string): { id: string; url: string; mode: 'sync' | 'async' } {
+  const match = /^([^=]+)=([^,]+)(?:,(sync|async))?$/.exec(text);
+  if (!match) throw new Error(`--replica ${text}: expected <id>=<url>[,sync|async]\n${USAGE}`);
+  return { id: match[1]!, url: match[2]!, mode: (match[3] as 'sync' | 'async' | undefined) ?? 'sync' };
+}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
@@ -21,6 +30,9 @@ async function main(): Promise<void> {
       host: { type: 'string', default: '127.0.0.1' },
       database: { type: 'string', default: 'kimiclaw' },
       'drain-timeout-ms': { type: 'string', default: '30000' },
+      role: { type: 'string', default: 'primary' },
+      replica: { type: 'string', multiple: true, default: [] },
+      'sync-timeout-ms': { type: 'string', default: '30000' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -40,6 +52,9 @@ async function main(): Promise<void> {
     port,
     host: values.host,
     drainTimeoutMs,
+    role: values.role as 'primary' | 'replica',
+    replicas: values.replica.map(parseReplica),
+    syncTimeoutMs: Number(values['sync-timeout-ms']),
     log,
   });
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);

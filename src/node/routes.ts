@@ -3,22 +3,38 @@ import type { IncomingMessage } from 'node:http';
 import { HttpError, parseInput, readJsonBody } from './http';
 import type { Logger } from './log';
 import { InvalidPathError, resolveSnapshotPath } from './paths';
+import { NotReplicatedError, type Replication, StaleEpochError } from './replication';
 import {
   AppendRequestSchema,
+  DemoteRequestSchema,
   EventsQuerySchema,
   MaintenanceRequestSchema,
+  PromoteRequestSchema,
+  ReplicateRequestSchema,
+  ReplicationRequestSchema,
   SnapshotRequestSchema,
   StatsQuerySchema,
 } from './schemas';
-import { DatabaseMissingError, type EventStore, LsnAheadError, StaleWalError } from './store';
+import {
+  DatabaseMissingError,
+  type EventStore,
+  LsnAheadError,
+  NotPrimaryError,
+  ReplicationGapError,
+  StaleWalError,
+} from './store';
 
 export interface RouteContext {
   node: string;
   database: string;
   dataDir: string;
   store: EventStore;
+  replication: Replication;
   log: Logger;
 }
+
+/** The header a client sets to the epoch it read from the config center. */
+export const EPOCH_HEADER = 'x-kimiclaw-epoch';
 
 export interface Route {
   method: 'GET' | 'POST';
@@ -36,10 +52,10 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/health',
-    summary: 'liveness, role, epoch, lsn and row count',
-    handle: async (_req, _url, { node, database, store }) => {
+    summary: 'liveness, role, epoch, lsn, row count and replication (replicas and their lag, or the primary)',
+    handle: async (_req, _url, { node, database, store, replication }) => {
       const maintenance = store.maintenance;
-      const base = { node, database, ...store.state, lsn: store.lsn, rows: store.rows };
+      const base = { node, database, ...replication.status(), rows: store.rows };
       // 200 in maintenance too: the node is alive and doing what it was asked to.
       return ok(maintenance ? { status: 'maintenance', ...base, ...maintenance } : { status: 'ok', ...base });
     },
@@ -68,10 +84,72 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/events',
-    summary: 'append a batch { events: [{ kind, payload }] } in one transaction',
-    handle: async (req, _url, { store }) => {
+    summary: 'append a batch { events: [{ kind, payload }] } in one transaction; answered once replicated',
+    handle: async (req, _url, { replication }) => {
       const body = parseInput(AppendRequestSchema, await readJsonBody(req));
-      return ok(await store.append(body.events));
+      const header = req.headers[EPOCH_HEADER];
+      const epoch = typeof header === 'string' && header !== '' ? Number(header) : undefined;
+      if (epoch !== undefined && !(Number.isSafeInteger(epoch) && epoch >= 1)) {
+        throw new HttpError(400, 'InvalidRequest', `${EPOCH_HEADER}: must be a positive integer epoch`, EPOCH_HEADER);
+      }
+      return ok(await replicationChecked(replication, replication.append(body.events, epoch)));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/replicate',
+    summary: 'primary → replica: apply { epoch, primary, history, events } (an empty list is a heartbeat)',
+    handle: async (req, _url, { replication }) => {
+      const body = parseInput(ReplicateRequestSchema, await readJsonBody(req));
+      return ok(await replicationChecked(replication, replication.receive(body)));
+    },
+  },
+  {
+    method: 'GET',
+    path: '/replication',
+    summary: 'role, epoch, epoch history, replicas with their applied LSN and lag, or the primary last heard from',
+    handle: async (_req, _url, { replication }) => ok(replication.status()),
+  },
+  {
+    method: 'POST',
+    path: '/replication',
+    summary: 'on the primary: set { epoch, replicas?, allowDegraded? }',
+    handle: async (req, _url, { replication }) => {
+      const body = parseInput(ReplicationRequestSchema, await readJsonBody(req));
+      const state = replication.state;
+      if (state.role !== 'primary' || body.epoch !== state.epoch) {
+        throw new HttpError(
+          409,
+          state.role !== 'primary' ? 'NotPrimary' : 'StaleEpoch',
+          `this node is ${state.role} of epoch ${state.epoch}; replication is set on the primary of the epoch given`,
+          'epoch',
+          { role: state.role, epoch: state.epoch },
+        );
+      }
+      if (body.allowDegraded !== undefined) replication.allowDegraded = body.allowDegraded;
+      if (body.replicas) replication.configure(body.replicas);
+      replication.settle();
+      return ok(replication.status());
+    },
+  },
+  {
+    method: 'POST',
+    path: '/promote',
+    summary: "become primary of { epoch } (newer than this node's), replicating to { replicas }",
+    handle: async (req, _url, { replication }) => {
+      const body = parseInput(PromoteRequestSchema, await readJsonBody(req));
+      return ok(
+        await replicationChecked(replication, replication.promote(body.epoch, body.replicas, body.allowDegraded)),
+      );
+    },
+  },
+  {
+    method: 'POST',
+    path: '/demote',
+    summary: 'step down at { epoch }: replica of { primary }, or fenced; a primary drains for up to drainMs first',
+    handle: async (req, _url, { replication }) => {
+      const body = parseInput(DemoteRequestSchema, await readJsonBody(req));
+      return ok(await replicationChecked(replication, replication.demote(body.epoch, body.primary, body.drainMs)));
     },
   },
   {
@@ -111,6 +189,33 @@ export const ROUTES: readonly Route[] = [
     },
   },
 ];
+
+/** Replication and fencing refusals as 409/503 with the details a client needs to act. */
+async function replicationChecked<T>(replication: Replication, pending: Promise<T>): Promise<T> {
+  try {
+    return await pending;
+  } catch (err) {
+    const { role, epoch } = replication.state;
+    const primary = replication.primaryContact && {
+      id: replication.primaryContact.id,
+      url: replication.primaryContact.url,
+    };
+    if (err instanceof NotPrimaryError) {
+      throw new HttpError(409, role === 'fenced' ? 'Fenced' : 'NotPrimary', err.message, undefined, {
+        role,
+        epoch,
+        ...(primary ? { primary } : {}),
+      });
+    }
+    if (err instanceof StaleEpochError) throw new HttpError(409, 'StaleEpoch', err.message, 'epoch', { role, epoch });
+    if (err instanceof ReplicationGapError) {
+      throw new HttpError(409, 'ReplicationGap', err.message, 'events', { lsn: err.expectedLsn - 1 });
+    }
+    if (err instanceof NotReplicatedError)
+      throw new HttpError(503, 'NotReplicated', err.message, undefined, { lsn: err.lsn });
+    throw err;
+  }
+}
 
 /** Turns an LSN beyond the node's into 409 LsnAhead naming the field that carried it. */
 async function lsnChecked<T>(pending: Promise<T>): Promise<T> {

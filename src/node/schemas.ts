@@ -153,3 +153,78 @@ export const MaintenanceRequestSchema = z
     }
   });
 export type MaintenanceRequest = z.output<typeof MaintenanceRequestSchema>;
+
+const EPOCH_RULE = 'must be a positive integer fencing epoch';
+const epochField = z.number({ error: EPOCH_RULE }).int({ error: EPOCH_RULE }).min(1, { error: EPOCH_RULE });
+const URL_RULE = 'must be an http(s) URL of a node, e.g. http://127.0.0.1:7001';
+const nodeUrl = z
+  .string({ error: URL_RULE })
+  .refine((u) => /^https?:\/\/[^\s/]+/.test(u), { error: URL_RULE })
+  .transform((u) => u.replace(/\/+$/, ''));
+const nodeRef = z.strictObject({ id: z.string().min(1, { error: 'must be the node id' }), url: nodeUrl });
+
+export const ReplicaSpecSchema = z.strictObject({
+  id: z.string({ error: 'must be the replica node id' }).min(1, { error: 'must be the replica node id' }),
+  url: nodeUrl,
+  mode: z.enum(['sync', 'async'], { error: 'must be "sync" (acknowledged writes wait for it) or "async"' }),
+});
+
+const strictBody = (shape: string) => ({
+  error: (issue: { code: string; keys?: string[] }) =>
+    issue.code === 'unrecognized_keys'
+      ? `unknown field(s) ${(issue.keys ?? []).join(', ')}; the body is ${shape}`
+      : `the body must be a JSON object ${shape}`,
+});
+
+const LOG_EVENT_RULE = 'must be an event { id, lsn, ts, kind, payload } as GET /events returns it';
+const LogEventSchema = z.strictObject(
+  {
+    id: z.number().int().min(0),
+    lsn: z.number().int().min(1),
+    ts: z.string().min(1),
+    kind: z.string().min(1).max(MAX_KIND_LENGTH),
+    payload: z.string(),
+  },
+  { error: LOG_EVENT_RULE },
+);
+
+/** Body of POST /replicate (primary → replica). */
+export const ReplicateRequestSchema = z.strictObject(
+  {
+    epoch: epochField,
+    primary: nodeRef,
+    history: z.array(z.strictObject({ epoch: epochField, startLsn: z.number().int().min(0) })),
+    events: z.array(LogEventSchema, { error: 'must be an array of events' }),
+  },
+  strictBody('{ "epoch", "primary": { "id", "url" }, "history": [...], "events": [...] }'),
+);
+
+/** Body of POST /promote. */
+export const PromoteRequestSchema = z.strictObject(
+  {
+    epoch: epochField,
+    replicas: z.array(ReplicaSpecSchema).default([]),
+    allowDegraded: z.boolean({ error: 'must be true or false' }).default(false),
+  },
+  strictBody('{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean }'),
+);
+
+/** Body of POST /demote. */
+export const DemoteRequestSchema = z.strictObject(
+  {
+    epoch: epochField,
+    primary: nodeRef.optional(),
+    drainMs: z.number().int().min(0).max(60_000, { error: 'must be 0-60000 ms' }).default(0),
+  },
+  strictBody('{ "epoch": number, "primary"?: { "id", "url" }, "drainMs"?: number }'),
+);
+
+/** Body of POST /replication (primary: which replicas, whether writes may go on without one). */
+export const ReplicationRequestSchema = z.strictObject(
+  {
+    epoch: epochField,
+    replicas: z.array(ReplicaSpecSchema).optional(),
+    allowDegraded: z.boolean({ error: 'must be true or false' }).optional(),
+  },
+  strictBody('{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean }'),
+);

@@ -11,6 +11,8 @@ import { NameSchema, describeZodIssues } from '../config';
 import { HttpError, sendJson, sendJsonParts } from './http';
 import { type Logger, errorMessage, jsonLogger } from './log';
 import { ROUTES, type RouteContext, routeList } from './routes';
+import { Replication } from './replication';
+import { ReplicaSpecSchema } from './schemas';
 import { EventStore, MaintenanceError, StoreClosedError } from './store';
 
 const NodeOptionsSchema = z.object({
@@ -22,6 +24,13 @@ const NodeOptionsSchema = z.object({
   host: z.string().min(1).default('127.0.0.1'),
   /** How long stop() lets in-flight requests finish before closing connections. */
   drainTimeoutMs: z.number().int().min(0).default(30_000),
+  /** The role of a database file no node has run on yet; afterwards the file's stored role wins. */
+  role: z.enum(['primary', 'replica']).default('primary'),
+  /** Replicas this node sends to while primary (POST /replication changes them at run time). */
+  replicas: z.array(ReplicaSpecSchema).default([]),
+  /** How long a write waits for a synchronous replica before it is answered 503 NotReplicated. */
+  syncTimeoutMs: z.number().int().min(1).default(30_000),
+  heartbeatMs: z.number().int().min(10).default(200),
 });
 
 export type NodeOptions = z.input<typeof NodeOptionsSchema> & { log?: Logger };
@@ -42,8 +51,12 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const databasePath = join(dataDir, `${opts.database}.duckdb`);
   const log = options.log ?? jsonLogger({ node: opts.id });
 
-  const store = await EventStore.open(databasePath, log);
-  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, log };
+  const store = await EventStore.open(databasePath, log, { role: opts.role });
+  const replication = new Replication(store, { id: opts.id, url: '' }, log, {
+    syncTimeoutMs: opts.syncTimeoutMs,
+    heartbeatMs: opts.heartbeatMs,
+  });
+  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, replication, log };
   let stopping = false;
   let inFlight = 0;
 
@@ -75,7 +88,17 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const address = server.address() as AddressInfo;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   const url = `http://${host}:${address.port}`;
-  log('started', { url, database: opts.database, path: databasePath, lsn: store.lsn, rows: store.rows });
+  replication.self.url = url;
+  replication.configure(opts.replicas);
+  log('started', {
+    url,
+    database: opts.database,
+    path: databasePath,
+    lsn: store.lsn,
+    rows: store.rows,
+    role: store.state.role,
+    epoch: store.state.epoch,
+  });
 
   let stopped: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
@@ -86,6 +109,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     while (inFlight > 0 && Date.now() < deadline) await sleep(20);
     if (inFlight > 0) log('drain_timeout', { inFlight });
     server.closeAllConnections();
+    replication.stop();
     await closed;
     await store.close();
     log('stopped', { lsn: store.lsn, rows: store.rows });

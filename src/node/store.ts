@@ -20,12 +20,14 @@ import {
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
 import { type Fingerprint, fingerprint, recordedFingerprint } from '../duckdb/fingerprint';
 import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
-import { TS_ISO_SQL_FORMAT } from '../duckdb/replay';
+import { type LogEvent, TS_ISO_SQL_FORMAT, applyEvents, formatIsoMicros } from '../duckdb/replay';
 import {
   SET_STATE_SQL,
   STATE_CHECKSUM,
   STATE_EPOCH,
+  STATE_HISTORY,
   STATE_LSN,
+  STATE_ROLE,
   UPDATE_CHECKSUM_SQL,
   type StoredPosition,
   UPDATE_LSN_SQL,
@@ -36,13 +38,55 @@ import { copyFast, removeQuietly, tempPathFor } from './files';
 import { type Logger, errorMessage, silentLogger } from './log';
 import { Gate, Mutex, type Release } from './mutex';
 
-/** Roles a node can have; replication will add more. */
-export type NodeRole = 'primary';
+/**
+ * primary: accepts writes and replicates them. replica: applies what its primary sends.
+ * fenced: a former primary that learnt of a newer epoch; refuses writes until it rejoins.
+ */
+export type NodeRole = 'primary' | 'replica' | 'fenced';
+export const NODE_ROLES: readonly NodeRole[] = ['primary', 'replica', 'fenced'];
 
-/** What replication and fencing build on: kept together so they can grow together. */
+/** Where a primary epoch began: the LSN its primary had reached when it was promoted. */
+export interface EpochStart {
+  epoch: number;
+  startLsn: number;
+}
+
+/** Role, fencing epoch and epoch history, kept in node_state so a restart resumes them. */
 export interface ReplicationState {
   role: NodeRole;
   epoch: number;
+  history: EpochStart[];
+}
+
+/** A committed batch as replication sends it. */
+export interface CommittedBatch {
+  lsn: number;
+  events: LogEvent[];
+}
+
+/** Writes go to the primary only. */
+export class NotPrimaryError extends Error {
+  constructor(readonly state: ReplicationState) {
+    super(
+      state.role === 'fenced'
+        ? `this node was primary of epoch ${state.epoch} and has been fenced: a newer primary exists; it accepts no writes until it rejoins as a replica`
+        : `this node is a ${state.role} (epoch ${state.epoch}); send writes to the primary`,
+    );
+    this.name = 'NotPrimaryError';
+  }
+}
+
+/** Replicated events that do not follow on from what this node has. */
+export class ReplicationGapError extends Error {
+  constructor(
+    readonly expectedLsn: number,
+    readonly gotLsn: number,
+  ) {
+    super(
+      `replicated events start at LSN ${gotLsn}; this node has LSN ${expectedLsn - 1} and needs ${expectedLsn} next`,
+    );
+    this.name = 'ReplicationGapError';
+  }
 }
 
 export interface NewEvent {
@@ -214,6 +258,19 @@ interface Opened {
   session: Session;
   position: StoredPosition;
   initial: Fingerprint;
+  /** Role and history as stored; undefined for a file no node has run on. */
+  role: NodeRole | undefined;
+  history: EpochStart[];
+}
+
+async function readRoleState(c: DuckDBConnection): Promise<{ role: NodeRole | undefined; history: EpochStart[] }> {
+  const rows = (
+    await c.runAndReadAll(`SELECT key, value FROM node_state WHERE key IN ('${STATE_ROLE}', '${STATE_HISTORY}')`)
+  ).getRows();
+  const values = new Map(rows.map(([k, v]) => [String(k), String(v)]));
+  const role = values.get(STATE_ROLE);
+  const history = values.has(STATE_HISTORY) ? (JSON.parse(values.get(STATE_HISTORY)!) as EpochStart[]) : [];
+  return { role: NODE_ROLES.includes(role as NodeRole) ? (role as NodeRole) : undefined, history };
 }
 
 /** What the file and its WAL looked like when maintenance closed them (dev:ino:size:mtime). */
@@ -251,7 +308,8 @@ async function openSession(path: string): Promise<Opened> {
     const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
     const updateChecksum = await writer.prepare(UPDATE_CHECKSUM_SQL);
     const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
-    return { session: { db, writer, updateLsn, updateChecksum, batchChecksum }, position, initial };
+    const { role, history } = await readRoleState(writer);
+    return { session: { db, writer, updateLsn, updateChecksum, batchChecksum }, position, initial, role, history };
   } catch (err) {
     try {
       db.close();
@@ -309,18 +367,147 @@ export class EventStore {
   /** Set once close() holds the lock: writes queued before close() still commit. */
   private closed = false;
 
+  /** Called after each local commit, under the write lock, in LSN order (replication). */
+  onCommit: ((batch: CommittedBatch) => void) | undefined;
+
   private constructor(
     opened: Opened,
     private readonly log: Logger,
+    initialRole: NodeRole,
   ) {
     this.path = opened.session.db.path;
-    this.state = { role: 'primary', epoch: opened.position.epoch };
+    this.state = { role: opened.role ?? initialRole, epoch: opened.position.epoch, history: opened.history };
     this.adopt(opened);
   }
 
-  /** Opens (or creates) the database file and resumes after its highest id and LSN. */
-  static async open(path: string, log: Logger = silentLogger): Promise<EventStore> {
-    return new EventStore(await openSession(path), log);
+  /**
+   * Opens (or creates) the database file and resumes after its highest id and LSN, in the role
+   * stored in the file; `role` applies to a file no node has run on yet (default primary).
+   */
+  static async open(path: string, log: Logger = silentLogger, options: { role?: NodeRole } = {}): Promise<EventStore> {
+    const store = new EventStore(await openSession(path), log, options.role ?? 'primary');
+    await store.setReplicationState(store.state);
+    return store;
+  }
+
+  /** Stores role, epoch and history (under the write lock, in one transaction). */
+  async setReplicationState(next: ReplicationState): Promise<void> {
+    const release = await this.lock.acquire();
+    try {
+      await this.persistReplicationState(next);
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Holds writes back, runs drain (which waits for what is committed to reach a replica), then
+   * stores the new state, all under the write lock: no write commits between the drain and the
+   * role change. Writes queued meanwhile find the node no longer primary.
+   */
+  async stepDown(next: ReplicationState, drain: () => Promise<boolean>): Promise<boolean> {
+    const release = await this.lock.acquire();
+    try {
+      const drained = await drain();
+      await this.persistReplicationState(next);
+      return drained;
+    } finally {
+      release();
+    }
+  }
+
+  private async persistReplicationState(next: ReplicationState): Promise<void> {
+    const { writer } = this.opened();
+    await writer.run('BEGIN TRANSACTION');
+    try {
+      await writer.run(SET_STATE_SQL, [STATE_ROLE, next.role]);
+      await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(next.epoch)]);
+      await writer.run(SET_STATE_SQL, [STATE_HISTORY, JSON.stringify(next.history)]);
+      await writer.run('COMMIT');
+    } catch (err) {
+      await writer.run('ROLLBACK').catch(() => undefined);
+      throw err;
+    }
+    this.state.role = next.role;
+    this.state.epoch = next.epoch;
+    this.state.history = next.history.map((h) => ({ ...h }));
+    this.log('replication_state', { role: next.role, epoch: next.epoch, lsn: this.currentLsn });
+  }
+
+  /**
+   * Applies batches a primary replicated (ids, LSNs and timestamps as the primary gave them), in
+   * one transaction with node_state. Events this node already has (lsn <= its LSN) are skipped, so
+   * a resend after a lost answer is harmless; events that do not follow on are refused.
+   */
+  async applyReplicated(events: readonly LogEvent[]): Promise<{ applied: number; lsn: number }> {
+    const release = await this.lock.acquire();
+    try {
+      const { writer } = this.opened();
+      if (this.state.role !== 'replica') throw new NotPrimaryError(this.state);
+      const fresh = events.filter((e) => e.lsn > this.currentLsn);
+      const first = fresh[0];
+      const last = fresh[fresh.length - 1];
+      if (!first || !last) return { applied: 0, lsn: this.currentLsn };
+      if (first.lsn !== this.currentLsn + 1) throw new ReplicationGapError(this.currentLsn + 1, first.lsn);
+      await applyEvents(writer, fresh);
+      const [checksum] = (
+        await writer.runAndReadAll(`SELECT value FROM node_state WHERE key = '${STATE_CHECKSUM}'`)
+      ).getRows()[0] ?? [null];
+      this.running = {
+        rows: this.running.rows + fresh.length,
+        minId: this.running.minId ?? first.id,
+        maxId: Math.max(this.running.maxId ?? 0, last.id),
+        maxLsn: last.lsn,
+        checksum: BigInt(String(checksum ?? '0')),
+      };
+      this.currentLsn = last.lsn;
+      this.lastId = Math.max(this.lastId, last.id);
+      this.rowCount += fresh.length;
+      return { applied: fresh.length, lsn: this.currentLsn };
+    } finally {
+      release();
+    }
+  }
+
+  /**
+   * Removes the events after lsn: the tail a former primary (or an asynchronous replica) holds
+   * beyond the point where a newer epoch began. No client was told those writes succeeded: an
+   * acknowledgement needs the synchronous replica, and the new epoch starts from it.
+   */
+  async truncateAfter(lsn: number): Promise<{ removed: number; lsn: number }> {
+    const release = await this.lock.acquire();
+    try {
+      const { writer } = this.opened();
+      if (this.state.role === 'primary') throw new Error('a primary never discards its own events');
+      if (lsn >= this.currentLsn) return { removed: 0, lsn: this.currentLsn };
+      await writer.run('BEGIN TRANSACTION');
+      let removed = 0;
+      try {
+        await writer.run(
+          `UPDATE node_state SET value = (value::HUGEINT - (SELECT coalesce(sum(hash(e)), 0) FROM events AS e WHERE e.lsn > ${lsn}))::VARCHAR WHERE key = '${STATE_CHECKSUM}'`,
+        );
+        const [count] =
+          (await writer.runAndReadAll(`SELECT count(*)::VARCHAR FROM events WHERE lsn > ${lsn}`)).getRows()[0] ?? [];
+        removed = Number(count ?? 0);
+        await writer.run(`DELETE FROM events WHERE lsn > ${lsn}`);
+        await writer.run(SET_STATE_SQL, [STATE_LSN, String(lsn)]);
+        await writer.run('COMMIT');
+      } catch (err) {
+        await writer.run('ROLLBACK').catch(() => undefined);
+        throw err;
+      }
+      await writer.run('CHECKPOINT');
+      const position = await readPosition(writer);
+      const fp = (await recordedFingerprint(writer)) ?? (await fingerprint(writer));
+      this.lastId = position.lastId;
+      this.currentLsn = position.lsn;
+      this.rowCount = position.rows;
+      this.running = { ...fp, checksum: BigInt(fp.checksum) };
+      this.log('truncated', { afterLsn: lsn, removed });
+      return { removed, lsn: this.currentLsn };
+    } finally {
+      release();
+    }
   }
 
   get lsn(): number {
@@ -344,15 +531,19 @@ export class EventStore {
     const rows = events.map((e) => ({ kind: e.kind, payload: JSON.stringify(e.payload) ?? 'null' }));
     // Refused before queuing: only writes already queued when maintenance began still commit.
     this.available();
+    if (this.state.role !== 'primary') throw new NotPrimaryError(this.state);
     const asked = performance.now();
     const release = await this.lock.acquire();
     this.longestWriteWaitMs = Math.max(this.longestWriteWaitMs, performance.now() - asked);
     try {
       // Queued before maintenance began: still commits, as long as the file is open.
       const { writer, updateLsn, updateChecksum, batchChecksum } = this.opened();
+      // Fenced or demoted while this write waited for the lock.
+      if (this.state.role !== 'primary') throw new NotPrimaryError(this.state);
       const lsn = this.currentLsn + 1;
       const firstId = this.lastId + 1;
-      const ts = new DuckDBTimestampValue(BigInt(Date.now()) * 1000n);
+      const micros = BigInt(Date.now()) * 1000n;
+      const ts = new DuckDBTimestampValue(micros);
       await writer.run('BEGIN TRANSACTION');
       try {
         // The appender writes into the open transaction: rows and LSN commit together or not at all.
@@ -394,6 +585,13 @@ export class EventStore {
       this.currentLsn = lsn;
       this.lastId = firstId + rows.length - 1;
       this.rowCount += rows.length;
+      if (this.onCommit) {
+        const iso = formatIsoMicros(micros);
+        this.onCommit({
+          lsn,
+          events: rows.map((row, i) => ({ id: firstId + i, lsn, ts: iso, kind: row.kind, payload: row.payload })),
+        });
+      }
       return { lsn, firstId, lastId: this.lastId, count: rows.length };
     } finally {
       release();
@@ -617,8 +815,12 @@ export class EventStore {
           throw new StaleWalError(walPath, walSize);
         }
         const opened = await openSession(this.path);
-        this.state.epoch = opened.position.epoch;
+        // A restored file carries the epoch of its source; this node's own epoch never goes back.
+        this.state.epoch = Math.max(this.state.epoch, opened.position.epoch);
         this.adopt(opened);
+        await opened.session.writer.run(SET_STATE_SQL, [STATE_EPOCH, String(this.state.epoch)]);
+        await opened.session.writer.run(SET_STATE_SQL, [STATE_ROLE, this.state.role]);
+        await opened.session.writer.run(SET_STATE_SQL, [STATE_HISTORY, JSON.stringify(this.state.history)]);
         const reason = this.maintenanceState.reason;
         this.maintenanceState = undefined;
         this.closedFiles = undefined;

@@ -1,0 +1,542 @@
+/**
+ * L0 replication and epoch fencing (DESIGN rule 7) for the reference node.
+ *
+ * The primary commits each batch locally, sends it to its replicas (POST /replicate), and
+ * acknowledges the client only once a synchronous replica has applied it: an acknowledged write
+ * is on two disks (RPO 0). Asynchronous replicas get the same stream without holding writes back.
+ * One sender per replica sends everything it has not yet applied, so concurrent writes share one
+ * round trip, and a replica that was away catches up by LSN from the primary's own table before it
+ * counts as in sync again.
+ *
+ * Every message carries the sender's epoch. A replica refuses an epoch older than its own; a
+ * primary that hears of a newer epoch fences itself (refuses writes, fails the writes waiting for
+ * acknowledgement): a returning old primary cannot acknowledge a write that is then lost. When a
+ * replica first hears from the primary of a newer epoch it discards any tail it holds beyond the
+ * LSN where that epoch began: no client was told those writes succeeded.
+ *
+ * Without an in-sync synchronous replica, writes wait (they are committed on the primary but not
+ * acknowledged) until the replica is back or the control plane allows degraded writes
+ * (POST /replication { allowDegraded: true }), which it records in the config center first, so a
+ * later failover knows the replica may lack acknowledged writes. See docs/node-api.md.
+ */
+import type { LogEvent } from '../duckdb/replay';
+import type { Logger } from './log';
+import { errorMessage } from './log';
+import { type CommittedBatch, type EpochStart, type EventStore, NotPrimaryError, type ReplicationState } from './store';
+
+export type ReplicaMode = 'sync' | 'async';
+
+export interface ReplicaSpec {
+  id: string;
+  url: string;
+  mode: ReplicaMode;
+}
+
+/** in-sync: applied everything up to the head at its last answer and answering since. */
+export type LinkState = 'connecting' | 'catching-up' | 'in-sync' | 'down' | 'diverged';
+
+export interface ReplicaStatus extends ReplicaSpec {
+  state: LinkState;
+  appliedLsn: number | null;
+  lagLsn: number | null;
+  /** Milliseconds since the replica last answered. */
+  lastAckMsAgo: number | null;
+  lastError: string | null;
+}
+
+/** What POST /replicate carries. */
+export interface ReplicateRequest {
+  epoch: number;
+  primary: { id: string; url: string };
+  history: EpochStart[];
+  events: LogEvent[];
+}
+
+export class StaleEpochError extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly current: number,
+    what = 'the request',
+    message = `${what} carries epoch ${epoch}, older than this node's epoch ${current}: a newer primary exists`,
+  ) {
+    super(message);
+    this.name = 'StaleEpochError';
+  }
+}
+
+/** Writes committed on the primary that no synchronous replica confirmed in time. */
+export class NotReplicatedError extends Error {
+  constructor(
+    readonly lsn: number,
+    readonly waitedMs: number,
+  ) {
+    super(
+      `LSN ${lsn} is committed on the primary but no synchronous replica confirmed it within ${waitedMs} ms; ` +
+        'it is not acknowledged (it may or may not survive a failover)',
+    );
+    this.name = 'NotReplicatedError';
+  }
+}
+
+export interface ReplicationOptions {
+  self: { id: string; url: string };
+  /** Idle primary → replica heartbeat; replicas report how long ago they heard from it. */
+  heartbeatMs?: number;
+  /** Per-request timeout of primary → replica calls. */
+  requestTimeoutMs?: number;
+  /** How long a write waits for a synchronous replica before it is answered 503. */
+  syncTimeoutMs?: number;
+  /** Most events per POST /replicate. */
+  maxBatchEvents?: number;
+}
+
+interface Waiter {
+  lsn: number;
+  resolve: () => void;
+  reject: (err: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+/** Keeps the newest committed batches so in-sync replicas are fed from memory, not the table. */
+const BUFFER_EVENTS = 50_000;
+
+export class Replication {
+  private links = new Map<string, ReplicaLink>();
+  private waiters: Waiter[] = [];
+  private buffer: CommittedBatch[] = [];
+  private bufferedEvents = 0;
+  private wake: Array<() => void> = [];
+  private stopped = false;
+  allowDegraded = false;
+  /** The replica's view of its primary: who, which epoch, when it last heard from it. */
+  primaryContact: { id: string; url: string; epoch: number; at: number } | undefined;
+  readonly heartbeatMs: number;
+  readonly requestTimeoutMs: number;
+  readonly syncTimeoutMs: number;
+  readonly maxBatchEvents: number;
+
+  constructor(
+    readonly store: EventStore,
+    /** This node as replicas see it; url is set once the server listens. */
+    readonly self: { id: string; url: string },
+    private readonly log: Logger,
+    options: Omit<ReplicationOptions, 'self'> = {},
+  ) {
+    this.heartbeatMs = options.heartbeatMs ?? 200;
+    this.requestTimeoutMs = options.requestTimeoutMs ?? 2_000;
+    this.syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
+    this.maxBatchEvents = options.maxBatchEvents ?? 20_000;
+    store.onCommit = (batch) => this.committed(batch);
+  }
+
+  get state(): ReplicationState {
+    return this.store.state;
+  }
+
+  /** Appends on the primary and resolves once the write is acknowledged (see the file comment). */
+  async append(events: Parameters<EventStore['append']>[0], clientEpoch?: number) {
+    this.checkClientEpoch(clientEpoch);
+    const result = await this.store.append(events);
+    await this.acknowledged(result.lsn);
+    return result;
+  }
+
+  /** A client that read a newer epoch from the config center is talking to a stale primary. */
+  checkClientEpoch(clientEpoch: number | undefined): void {
+    const { epoch } = this.store.state;
+    if (clientEpoch === undefined) return;
+    if (clientEpoch > epoch) {
+      throw new StaleEpochError(
+        epoch,
+        clientEpoch,
+        'this node',
+        `the write carries epoch ${clientEpoch}, newer than this node's epoch ${epoch}: this node is no longer the primary; read the primary from the config center`,
+      );
+    }
+    if (clientEpoch < epoch) throw new StaleEpochError(clientEpoch, epoch, 'the write');
+  }
+
+  /** The replicas the primary sends to; links to replicas no longer listed stop. */
+  configure(replicas: readonly ReplicaSpec[]): void {
+    const wanted = new Map(replicas.filter((r) => r.id !== this.self.id).map((r) => [r.id, r]));
+    for (const [id, link] of this.links) {
+      const spec = wanted.get(id);
+      if (!spec || spec.url !== link.spec.url) {
+        link.stop();
+        this.links.delete(id);
+      }
+    }
+    for (const [id, spec] of wanted) {
+      const existing = this.links.get(id);
+      if (existing) existing.spec.mode = spec.mode;
+      else if (this.store.state.role === 'primary') this.startLink(spec);
+    }
+    this.settle();
+  }
+
+  get replicas(): ReplicaSpec[] {
+    return [...this.links.values()].map((l) => ({ ...l.spec }));
+  }
+
+  status(): {
+    role: string;
+    epoch: number;
+    history: EpochStart[];
+    lsn: number;
+    allowDegraded: boolean;
+    syncState: 'standalone' | 'in-sync' | 'degraded' | 'waiting';
+    replicas: ReplicaStatus[];
+    primary?: { id: string; url: string; epoch: number; lastContactMsAgo: number };
+  } {
+    const { role, epoch, history } = this.store.state;
+    const sync = [...this.links.values()].filter((l) => l.spec.mode === 'sync');
+    const syncState =
+      role !== 'primary' || sync.length === 0
+        ? 'standalone'
+        : sync.some((l) => l.state === 'in-sync')
+          ? 'in-sync'
+          : this.allowDegraded
+            ? 'degraded'
+            : 'waiting';
+    return {
+      role,
+      epoch,
+      history,
+      lsn: this.store.lsn,
+      allowDegraded: this.allowDegraded,
+      syncState,
+      replicas: [...this.links.values()].map((l) => l.status(this.store.lsn)),
+      ...(this.primaryContact
+        ? {
+            primary: {
+              id: this.primaryContact.id,
+              url: this.primaryContact.url,
+              epoch: this.primaryContact.epoch,
+              lastContactMsAgo: Date.now() - this.primaryContact.at,
+            },
+          }
+        : {}),
+    };
+  }
+
+  /** Makes this node the primary of `epoch`, which must be newer than its own. */
+  async promote(epoch: number, replicas: readonly ReplicaSpec[], allowDegraded: boolean) {
+    const state = this.store.state;
+    if (state.role === 'primary' && state.epoch === epoch) {
+      // A retried promote (its answer was lost): same outcome.
+      this.allowDegraded = allowDegraded;
+      this.configure(replicas);
+      return { epoch, lsn: this.store.lsn, history: state.history };
+    }
+    if (epoch <= state.epoch) throw new StaleEpochError(epoch, state.epoch, 'the promotion');
+    if (state.role === 'fenced') {
+      throw new NotPrimaryError(state);
+    }
+    const history = [...state.history.filter((h) => h.epoch < epoch), { epoch, startLsn: this.store.lsn }];
+    await this.store.setReplicationState({ role: 'primary', epoch, history });
+    this.primaryContact = undefined;
+    this.allowDegraded = allowDegraded;
+    this.configure(replicas);
+    this.log('promoted', { epoch, lsn: this.store.lsn });
+    return { epoch, lsn: this.store.lsn, history };
+  }
+
+  /**
+   * Steps down: as a replica of `primary`, or fenced when none is named. A primary first lets the
+   * writes already committed reach a synchronous replica (up to drainMs), so a planned switchover
+   * loses nothing; writes still waiting after that fail (they were never acknowledged).
+   */
+  async demote(epoch: number, primary: { id: string; url: string } | undefined, drainMs = 0) {
+    const state = this.store.state;
+    if (epoch < state.epoch) throw new StaleEpochError(epoch, state.epoch, 'the demotion');
+    const role = primary ? 'replica' : 'fenced';
+    const drained = await this.store.stepDown({ role, epoch, history: state.history }, async () => {
+      if (state.role !== 'primary') return true;
+      const deadline = Date.now() + drainMs;
+      while (!this.satisfied(this.store.lsn) && Date.now() < deadline) await this.changed(50);
+      return this.satisfied(this.store.lsn);
+    });
+    this.stopLinks();
+    this.failWaiters(new NotPrimaryError(this.store.state));
+    if (primary) this.primaryContact = { ...primary, epoch, at: Date.now() };
+    this.log('demoted', { epoch, role, lsn: this.store.lsn, drained });
+    return { role, epoch, lsn: this.store.lsn, drained };
+  }
+
+  /** The replica side of POST /replicate. */
+  async receive(request: ReplicateRequest): Promise<{ lsn: number; epoch: number; truncated: number }> {
+    const state = this.store.state;
+    if (request.epoch < state.epoch) throw new StaleEpochError(request.epoch, state.epoch);
+    if (state.role === 'primary') {
+      if (request.epoch === state.epoch) {
+        throw new Error(`${request.primary.id} and this node both claim to be primary of epoch ${state.epoch}`);
+      }
+      // A newer primary exists: this one must not acknowledge anything again.
+      await this.fence(request.epoch);
+    }
+    if (this.store.state.role === 'fenced') throw new NotPrimaryError(this.store.state);
+    let truncated = 0;
+    if (request.epoch > state.epoch || !sameHistory(state.history, request.history)) {
+      const fork = forkPoint(state.history, request.history);
+      if (fork !== undefined && this.store.lsn > fork) {
+        truncated = (await this.store.truncateAfter(fork)).removed;
+        this.log('diverged_tail_discarded', { afterLsn: fork, removed: truncated, epoch: request.epoch });
+      }
+      await this.store.setReplicationState({ role: 'replica', epoch: request.epoch, history: request.history });
+    }
+    this.primaryContact = { ...request.primary, epoch: request.epoch, at: Date.now() };
+    const { lsn } = await this.store.applyReplicated(request.events);
+    return { lsn, epoch: request.epoch, truncated };
+  }
+
+  /** Learnt of a newer epoch while primary: refuse writes from now on. */
+  async fence(newerEpoch: number): Promise<void> {
+    const state = this.store.state;
+    if (state.role !== 'primary') return;
+    await this.store.setReplicationState({
+      role: 'fenced',
+      epoch: Math.max(state.epoch, newerEpoch),
+      history: state.history,
+    });
+    this.stopLinks();
+    this.failWaiters(new NotPrimaryError(this.store.state));
+    this.log('fenced', { epoch: newerEpoch, lsn: this.store.lsn });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stopLinks();
+    this.failWaiters(new Error('the node is stopping'));
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  /** Events after `afterLsn`, whole batches, from memory when possible, else from the table. */
+  async eventsAfter(afterLsn: number): Promise<LogEvent[]> {
+    const first = this.buffer[0];
+    if (first && first.lsn <= afterLsn + 1) {
+      const out: LogEvent[] = [];
+      for (const batch of this.buffer) {
+        if (batch.lsn <= afterLsn) continue;
+        if (out.length > 0 && out.length + batch.events.length > this.maxBatchEvents) break;
+        out.push(...batch.events);
+      }
+      return out;
+    }
+    const page = await this.store.events(afterLsn, this.maxBatchEvents);
+    return JSON.parse(Buffer.from(page.eventsJson).toString('utf8')) as LogEvent[];
+  }
+
+  /** Resolves on the next commit or state change, or after ms. */
+  changed(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.wake.push(done);
+    });
+  }
+
+  /** Called by links when a replica answers or fails. */
+  settle(): void {
+    const wake = this.wake;
+    this.wake = [];
+    for (const w of wake) w();
+    this.waiters = this.waiters.filter((w) => {
+      if (!this.satisfied(w.lsn)) return true;
+      clearTimeout(w.timer);
+      w.resolve();
+      return false;
+    });
+  }
+
+  satisfied(lsn: number): boolean {
+    const sync = [...this.links.values()].filter((l) => l.spec.mode === 'sync');
+    if (sync.length === 0) return true;
+    if (sync.some((l) => l.appliedLsn !== undefined && l.appliedLsn >= lsn && l.state !== 'diverged')) return true;
+    return this.allowDegraded && !sync.some((l) => l.state === 'in-sync');
+  }
+
+  private acknowledged(lsn: number): Promise<void> {
+    if (this.satisfied(lsn)) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const waiter: Waiter = {
+        lsn,
+        resolve,
+        reject,
+        timer: setTimeout(() => {
+          this.waiters = this.waiters.filter((w) => w !== waiter);
+          reject(new NotReplicatedError(lsn, this.syncTimeoutMs));
+        }, this.syncTimeoutMs),
+      };
+      this.waiters.push(waiter);
+    });
+  }
+
+  private committed(batch: CommittedBatch): void {
+    this.buffer.push(batch);
+    this.bufferedEvents += batch.events.length;
+    while (this.bufferedEvents > BUFFER_EVENTS && this.buffer.length > 1) {
+      this.bufferedEvents -= this.buffer.shift()!.events.length;
+    }
+    this.settle();
+  }
+
+  private startLink(spec: ReplicaSpec): void {
+    const link = new ReplicaLink({ ...spec }, this, this.log);
+    this.links.set(spec.id, link);
+    void link.run();
+  }
+
+  private stopLinks(): void {
+    for (const link of this.links.values()) link.stop();
+    this.links.clear();
+    this.settle();
+  }
+
+  private failWaiters(err: Error): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const w of waiters) {
+      clearTimeout(w.timer);
+      w.reject(err);
+    }
+  }
+
+  /** Links keep running while this node is primary. */
+  get running(): boolean {
+    return !this.stopped && this.store.state.role === 'primary';
+  }
+}
+
+/** One primary → replica sender. */
+class ReplicaLink {
+  state: LinkState = 'connecting';
+  appliedLsn: number | undefined;
+  lastAckAt: number | undefined;
+  lastError: string | null = null;
+  private stopped = false;
+
+  constructor(
+    readonly spec: ReplicaSpec,
+    private readonly owner: Replication,
+    private readonly log: Logger,
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+  }
+
+  status(head: number): ReplicaStatus {
+    return {
+      ...this.spec,
+      state: this.state,
+      appliedLsn: this.appliedLsn ?? null,
+      lagLsn: this.appliedLsn === undefined ? null : Math.max(0, head - this.appliedLsn),
+      lastAckMsAgo: this.lastAckAt === undefined ? null : Date.now() - this.lastAckAt,
+      lastError: this.lastError,
+    };
+  }
+
+  async run(): Promise<void> {
+    let lastSent = 0;
+    let failures = 0;
+    while (!this.stopped && this.owner.running) {
+      const head = this.owner.store.lsn;
+      const behind = this.appliedLsn !== undefined && this.appliedLsn < head;
+      const due = Date.now() - lastSent >= this.owner.heartbeatMs;
+      if (!behind && !due && this.appliedLsn !== undefined) {
+        await this.owner.changed(this.owner.heartbeatMs);
+        continue;
+      }
+      try {
+        const events = behind ? await this.owner.eventsAfter(this.appliedLsn!) : [];
+        lastSent = Date.now();
+        await this.send(events, head);
+        failures = 0;
+      } catch (err) {
+        if (this.stopped) break;
+        failures++;
+        if (this.state !== 'down') this.log('replica_down', { replica: this.spec.id, error: errorMessage(err) });
+        this.state = 'down';
+        this.lastError = errorMessage(err);
+        this.appliedLsn = undefined;
+        this.owner.settle();
+        await sleep(Math.min(1_000, 100 * failures));
+      }
+    }
+  }
+
+  private async send(events: LogEvent[], head: number): Promise<void> {
+    const { epoch, history } = this.owner.store.state;
+    const body: ReplicateRequest = { epoch, primary: this.owner.self, history, events };
+    const response = await fetch(`${this.spec.url}/replicate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(body),
+      signal: AbortSignal.timeout(this.owner.requestTimeoutMs),
+    });
+    const answer = (await response.json()) as {
+      lsn?: number;
+      epoch?: number;
+      error?: { code: string; message: string; lsn?: number; epoch?: number };
+    };
+    if (this.stopped) return;
+    if (response.ok && typeof answer.lsn === 'number') {
+      this.appliedLsn = answer.lsn;
+      this.lastAckAt = Date.now();
+      this.lastError = null;
+      if (answer.lsn > this.owner.store.lsn) {
+        this.state = 'diverged';
+        this.lastError = `the replica has LSN ${answer.lsn}, beyond this primary's ${this.owner.store.lsn}`;
+      } else if (answer.lsn >= head) {
+        if (this.state !== 'in-sync') this.log('replica_in_sync', { replica: this.spec.id, lsn: answer.lsn });
+        this.state = 'in-sync';
+      } else if (this.state !== 'in-sync') {
+        this.state = 'catching-up';
+      }
+      this.owner.settle();
+      return;
+    }
+    const code = answer.error?.code;
+    if (code === 'ReplicationGap' && typeof answer.error?.lsn === 'number') {
+      // It has less than this primary thought (it restarted, or was restored): resend from there.
+      this.appliedLsn = answer.error.lsn;
+      this.state = 'catching-up';
+      this.owner.settle();
+      return;
+    }
+    if (code === 'StaleEpoch') {
+      await this.owner.fence(answer.error?.epoch ?? epoch + 1);
+      return;
+    }
+    throw new Error(
+      `${this.spec.url}/replicate answered ${response.status} ${code ?? ''}: ${answer.error?.message ?? ''}`,
+    );
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function sameHistory(a: readonly EpochStart[], b: readonly EpochStart[]): boolean {
+  return a.length === b.length && a.every((h, i) => h.epoch === b[i]!.epoch && h.startLsn === b[i]!.startLsn);
+}
+
+/**
+ * Where this node's data may stop matching the primary's: the start LSN of the first epoch in the
+ * primary's history that this node's history does not have. Undefined: nothing to discard.
+ */
+export function forkPoint(mine: readonly EpochStart[], theirs: readonly EpochStart[]): number | undefined {
+  for (let i = 0; i < theirs.length; i++) {
+    const t = theirs[i]!;
+    const m = mine[i];
+    if (!m || m.epoch !== t.epoch || m.startLsn !== t.startLsn) {
+      return m && m.epoch === t.epoch ? Math.min(m.startLsn, t.startLsn) : t.startLsn;
+    }
+  }
+  return undefined;
+}

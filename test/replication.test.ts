@@ -1,0 +1,249 @@
+/**
+ * L0 replication and epoch fencing of the reference node, with every node a real process on
+ * loopback: acknowledged writes are on the synchronous replica, a stopped replica holds writes
+ * back until degraded writes are allowed, a returning replica catches up by LSN, a returning old
+ * primary is fenced by the newer epoch and rejoins with its unacknowledged tail discarded.
+ */
+import assert from 'node:assert/strict';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { NodeProcess } from '../src/dev/node-process';
+import { freePort } from '../src/net';
+
+interface Reply<T> {
+  status: number;
+  body: T;
+}
+type Health = {
+  role: string;
+  epoch: number;
+  lsn: number;
+  rows: number;
+  syncState: string;
+  allowDegraded: boolean;
+  history: Array<{ epoch: number; startLsn: number }>;
+  replicas: Array<{ id: string; state: string; appliedLsn: number | null; lagLsn: number | null }>;
+  primary?: { id: string; lastContactMsAgo: number };
+};
+type Stats = { rows: number; checksum: string; maxLsn: number | null; maxId: number | null };
+type ErrorBody = { error: { code: string; message: string; epoch?: number; lsn?: number } };
+
+async function call<T>(url: string, method: 'GET' | 'POST', body?: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(url, {
+    method,
+    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    body: body === undefined ? undefined : JSON.stringify(body),
+    signal: AbortSignal.timeout(60_000),
+  });
+  return { status: res.status, body: (await res.json()) as T } as Reply<T>;
+}
+
+const append = (node: NodeProcess, n: number, tag: string, headers: Record<string, string> = {}) =>
+  call<{ lsn: number; firstId: number; lastId: number } & ErrorBody>(
+    `${node.url}/events`,
+    'POST',
+    { events: Array.from({ length: n }, (_, i) => ({ kind: 'test', payload: { tag, i } })) },
+    headers,
+  );
+const health = async (node: NodeProcess) => (await call<Health>(`${node.url}/health`, 'GET')).body;
+const stats = async (node: NodeProcess) => (await call<Stats>(`${node.url}/stats`, 'GET')).body;
+
+async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await fn();
+      if (v !== undefined && v !== false) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
+    await sleep(100);
+  }
+}
+
+async function sameData(a: NodeProcess, b: NodeProcess): Promise<void> {
+  await eventually(`${b.id} to hold what ${a.id} holds`, async () => {
+    const [x, y] = await Promise.all([stats(a), stats(b)]);
+    return x.rows === y.rows && x.checksum === y.checksum && x.maxLsn === y.maxLsn ? true : undefined;
+  });
+}
+
+void describe('replication and fencing (real node processes)', () => {
+  let dir: string;
+  let n1: NodeProcess;
+  let n2: NodeProcess;
+  let n3: NodeProcess;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kimiclaw-repl-'));
+    const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
+    n1 = new NodeProcess('node1', dir, 'kimiclaw', p1);
+    n2 = new NodeProcess('node2', dir, 'kimiclaw', p2);
+    n3 = new NodeProcess('node3', dir, 'kimiclaw', p3);
+    n2.args = ['--role', 'replica'];
+    n3.args = ['--role', 'replica'];
+    n1.args = [
+      '--role',
+      'primary',
+      '--replica',
+      `node2=http://127.0.0.1:${p2},sync`,
+      '--replica',
+      `node3=http://127.0.0.1:${p3},async`,
+      '--sync-timeout-ms',
+      '20000',
+    ];
+    await Promise.all([n2.start(), n3.start()]);
+    await n1.start();
+  });
+  after(async () => {
+    await Promise.all([n1, n2, n3].map((n) => n.stop('SIGKILL')));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void test('an acknowledged write is already on the synchronous replica', async () => {
+    await eventually('node2 in sync', async () => (await health(n1)).syncState === 'in-sync');
+    for (let i = 0; i < 20; i++) {
+      const ack = await append(n1, 5, `a${i}`);
+      assert.equal(ack.status, 200, JSON.stringify(ack.body));
+      const replica = await health(n2);
+      assert.ok(replica.lsn >= ack.body.lsn, `node2 has LSN ${replica.lsn} when ${ack.body.lsn} was acknowledged`);
+    }
+    await sameData(n1, n2);
+    await sameData(n1, n3);
+    const h = await health(n1);
+    assert.equal(h.role, 'primary');
+    assert.deepEqual(
+      h.replicas.map((r) => [r.id, r.state]),
+      [
+        ['node2', 'in-sync'],
+        ['node3', 'in-sync'],
+      ],
+    );
+    const r = await health(n2);
+    assert.equal(r.role, 'replica');
+    assert.equal(r.primary?.id, 'node1');
+    assert.ok(r.primary.lastContactMsAgo < 2_000, `last contact ${r.primary.lastContactMsAgo} ms ago`);
+    // A replica takes no writes.
+    const refused = await append(n2, 1, 'x');
+    assert.equal(refused.status, 409);
+    assert.equal(refused.body.error.code, 'NotPrimary');
+  });
+
+  void test('without the synchronous replica writes wait; allowed degraded writes go on; it catches up', async () => {
+    await n2.stop('SIGKILL');
+    const pending = append(n1, 3, 'while-down');
+    await sleep(1_500);
+    const early = await Promise.race([pending.then(() => 'answered'), sleep(10).then(() => 'waiting')]);
+    assert.equal(early, 'waiting', 'a write was acknowledged without the synchronous replica');
+    assert.equal((await health(n1)).syncState, 'waiting');
+    const allowed = await call<Health>(`${n1.url}/replication`, 'POST', { epoch: 1, allowDegraded: true });
+    assert.equal(allowed.status, 200);
+    assert.equal((await pending).status, 200);
+    assert.equal((await health(n1)).syncState, 'degraded');
+    for (let i = 0; i < 5; i++) assert.equal((await append(n1, 10, `degraded${i}`)).status, 200);
+
+    await n2.start();
+    await eventually('node2 back in sync', async () => (await health(n1)).syncState === 'in-sync');
+    await sameData(n1, n2);
+    const lag = (await health(n1)).replicas.find((r) => r.id === 'node2');
+    assert.equal(lag?.lagLsn !== null && lag!.lagLsn <= 1, true, JSON.stringify(lag));
+    // In sync again: acknowledgements need it again.
+    await call(`${n1.url}/replication`, 'POST', { epoch: 1, allowDegraded: false });
+    const ack = await append(n1, 2, 'after');
+    assert.ok((await health(n2)).lsn >= ack.body.lsn);
+  });
+
+  void test('bad replication requests are refused and change nothing', async () => {
+    const before = await health(n1);
+    // Promotion needs a newer epoch than the node's own.
+    const stale = await call<ErrorBody>(`${n3.url}/promote`, 'POST', { epoch: 1 });
+    assert.equal(stale.status, 409);
+    assert.equal(stale.body.error.code, 'StaleEpoch');
+    const bad = await call<ErrorBody & { error: { field?: string } }>(`${n1.url}/replication`, 'POST', {
+      epoch: 1,
+      replicas: [{ id: 'x', url: 'ftp://nowhere', mode: 'sync' }],
+    });
+    assert.equal(bad.status, 400);
+    assert.match(bad.body.error.message, /http\(s\) URL/);
+    const mode = await call<ErrorBody>(`${n1.url}/replication`, 'POST', {
+      epoch: 1,
+      replicas: [{ id: 'x', url: 'http://127.0.0.1:1', mode: 'sometimes' }],
+    });
+    assert.equal(mode.status, 400);
+    assert.match(mode.body.error.message, /"sync".*"async"/);
+    const wrongEpoch = await call<ErrorBody>(`${n1.url}/replication`, 'POST', { epoch: 7, allowDegraded: true });
+    assert.equal(wrongEpoch.status, 409);
+    const after = await health(n1);
+    assert.equal((await health(n3)).role, 'replica');
+    assert.equal(after.epoch, before.epoch);
+    assert.equal(after.allowDegraded, before.allowDegraded);
+    assert.deepEqual(
+      after.replicas.map((r) => r.id),
+      before.replicas.map((r) => r.id),
+    );
+  });
+
+  void test('failover: the old primary returns fenced, its unacknowledged tail is discarded, it rejoins', async () => {
+    // node2 frozen: node1 commits a batch locally that no replica confirms, then dies.
+    const lastAcked = (await append(n1, 4, 'last-acked')).body;
+    await sleep(300);
+    n2.signal('SIGSTOP');
+    const unacked = append(n1, 7, 'never-acknowledged').catch(() => undefined);
+    await sleep(500);
+    await n1.stop('SIGKILL');
+    await unacked;
+    n2.signal('SIGCONT');
+
+    // Promote node2 at epoch 2 (what the failover workflow does), node3 as its async replica.
+    const promoted = await call<{ epoch: number; lsn: number }>(`${n2.url}/promote`, 'POST', {
+      epoch: 2,
+      replicas: [{ id: 'node3', url: n3.url, mode: 'async' }],
+    });
+    assert.equal(promoted.status, 200, JSON.stringify(promoted.body));
+    assert.ok(promoted.body.lsn >= lastAcked.lsn, 'the new primary holds every acknowledged write');
+    const onNew = await append(n2, 3, 'epoch2', { 'x-kimiclaw-epoch': '2' });
+    assert.equal(onNew.status, 200);
+    // A client still on epoch 1 is told so.
+    const staleClient = await append(n2, 1, 'old-client', { 'x-kimiclaw-epoch': '1' });
+    assert.equal(staleClient.status, 409);
+    assert.equal(staleClient.body.error.code, 'StaleEpoch');
+
+    // node1 comes back believing it is primary of epoch 1, with node2 as its synchronous replica.
+    await n1.start();
+    assert.equal((await health(n1)).role, 'primary');
+    const split = await append(n1, 2, 'split-brain');
+    assert.equal(split.status, 409, `a write to the returning old primary was answered ${split.status}`);
+    assert.match(split.body.error.code, /Fenced|StaleEpoch|NotPrimary/);
+    assert.equal((await health(n1)).role, 'fenced');
+    const fencedWrite = await append(n1, 1, 'still-fenced');
+    assert.equal(fencedWrite.body.error.code, 'Fenced');
+
+    // Rejoin: demote to replica of node2, node2 adds it back as synchronous replica.
+    const demoted = await call<{ role: string }>(`${n1.url}/demote`, 'POST', {
+      epoch: 2,
+      primary: { id: 'node2', url: n2.url },
+    });
+    assert.equal(demoted.body.role, 'replica');
+    await call(`${n2.url}/replication`, 'POST', {
+      epoch: 2,
+      replicas: [
+        { id: 'node1', url: n1.url, mode: 'sync' },
+        { id: 'node3', url: n3.url, mode: 'async' },
+      ],
+    });
+    await eventually('node1 in sync with node2', async () => (await health(n2)).syncState === 'in-sync');
+    await sameData(n2, n1);
+    await sameData(n2, n3);
+    const h1 = await health(n1);
+    assert.equal(h1.epoch, 2);
+    assert.deepEqual(
+      h1.history.map((h) => h.epoch),
+      [2],
+    );
+  });
+});
