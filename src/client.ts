@@ -6,6 +6,15 @@
  *   const result = await handle.result();
  */
 import {
+  FailoverInputSchema,
+  SwitchoverInputSchema,
+  failoverWorkflowId,
+  monitorWorkflowId,
+  type FailoverInput,
+  type SwitchoverInput,
+} from './failover/input';
+import type { failover, monitorCluster, switchover } from './workflows/cluster';
+import {
   Client,
   Connection,
   WorkflowNotFoundError,
@@ -89,6 +98,48 @@ export class KimiclawDr {
       args: [{ database }],
       workflowIdConflictPolicy: 'USE_EXISTING',
       typedSearchAttributes: new TypedSearchAttributes([{ key: DrDatabase, value: database }]),
+    });
+  }
+
+  /** The database a failover input names, or the first with several nodes (as the workflow picks). */
+  clusterName(cluster?: string): string {
+    if (cluster) return cluster;
+    const multi = this.config.databases.find((d) => d.nodes.length > 1);
+    return (multi ?? this.config.databases[0]!).name;
+  }
+
+  /** Starts `failover` under the cluster's one id: a second start while one runs is refused. */
+  async startFailover(input: FailoverInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof failover>> {
+    const parsed = parseInput(FailoverInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const cluster = this.clusterName(parsed.value.cluster);
+    return this.client.workflow.start<typeof failover>('failover', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: failoverWorkflowId(cluster),
+      args: [{ ...input, cluster }],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+  }
+
+  async startSwitchover(input: SwitchoverInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof switchover>> {
+    const parsed = parseInput(SwitchoverInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const cluster = this.clusterName(parsed.value.cluster);
+    return this.client.workflow.start<typeof switchover>('switchover', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: `switchover-${cluster}-${Date.now()}`,
+      args: [{ ...input, cluster }],
+    });
+  }
+
+  /** Starts the cluster's monitor unless it already runs (one per cluster). */
+  async ensureMonitor(cluster?: string): Promise<WorkflowHandleWithFirstExecutionRunId<typeof monitorCluster>> {
+    const name = this.clusterName(cluster);
+    return this.client.workflow.start<typeof monitorCluster>('monitorCluster', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: monitorWorkflowId(name),
+      args: [{ cluster: name }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
     });
   }
 

@@ -177,6 +177,61 @@ const ArchiveSchema = z
   })
   .prefault({});
 
+const WebhookSchema = z.object({
+  url: z.url({ protocol: /^https?$/, error: 'must be an http(s) URL such as https://hooks.example.com/kimiclaw' }),
+  /** HMAC-SHA256 key: receivers verify x-kimiclaw-signature with it. */
+  secret: z.string().min(1).optional(),
+  name: z.string().min(1).optional(),
+});
+
+const ConfigCenterSchema = z
+  .discriminatedUnion(
+    'kind',
+    [
+      z.object({
+        kind: z.literal('etcd'),
+        endpoints: z
+          .array(z.url({ protocol: /^https?$/, error: 'must be an etcd client URL such as http://127.0.0.1:2379' }))
+          .min(1, 'list at least one etcd endpoint'),
+        timeoutMs: z.number().int().min(100).max(60_000).default(2_000),
+      }),
+      z.object({
+        kind: z.literal('file'),
+        /** The single-host default: one JSON file beside the data. */
+        path: z.string().min(1).default('.data/config-center.json'),
+      }),
+    ],
+    { error: 'must be { "kind": "etcd", "endpoints": [...] } or { "kind": "file", "path"?: string }' },
+  )
+  .prefault({ kind: 'file' });
+
+/**
+ * Failover (issue: zero-loss automatic failover). A database with several nodes is a cluster:
+ * its name is the cluster's name, its first node the initial primary, the others its replicas.
+ */
+const ClusterSchema = z
+  .object({
+    configCenter: ConfigCenterSchema,
+    /** How often monitorCluster probes every node. */
+    probeInterval: PositiveDurationSchema.default(500),
+    /** Consecutive failed probes of the primary before it is suspected. */
+    failureThreshold: z.number().int().min(1).max(100).default(3),
+    /** The replica's vantage point: it must not have heard from the primary for this long. */
+    replicaSilence: PositiveDurationSchema.default(1_000),
+    /** Replicas that acknowledge each write before the client is answered (the rest are async). */
+    syncReplicas: z.number().int().min(0).max(8).default(1),
+    /**
+     * When the synchronous replica is gone: "degrade" keeps writes flowing on the primary alone
+     * (recorded in the config center first, so a failover meanwhile refuses to promote a replica
+     * that may lack acknowledged writes); "block" holds writes until a replica is back (RPO 0 always).
+     */
+    whenSyncReplicaDown: z.enum(['degrade', 'block']).default('degrade'),
+    /** How long the primary must be without an in-sync synchronous replica before degrading. */
+    degradeAfter: PositiveDurationSchema.default(2_000),
+    webhooks: z.array(WebhookSchema).default([]),
+  })
+  .prefault({});
+
 const MetricsSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -192,6 +247,7 @@ export const ConfigSchema = z
     backup: BackupSchema,
     schedules: SchedulesSchema,
     archive: ArchiveSchema,
+    cluster: ClusterSchema,
     metrics: MetricsSchema,
   })
   .superRefine(
@@ -254,6 +310,16 @@ const ENV_FIELDS: Array<{ env: string; path: string[]; kind: 'string' | 'boolean
   { env: 'AWS_SECRET_ACCESS_KEY', path: ['storage', 'secretAccessKey'], kind: 'string' },
   { env: 'DR_METRICS_PORT', path: ['metrics', 'port'], kind: 'number' },
 ];
+
+/** ETCD_ENDPOINTS=http://a:2379,http://b:2379 selects etcd as the config center. */
+function etcdFromEnv(env: NodeJS.ProcessEnv, raw: Record<string, unknown>, fromEnv: Map<string, string>): void {
+  const endpoints = env.ETCD_ENDPOINTS?.split(',')
+    .map((e) => e.trim())
+    .filter(Boolean);
+  if (!endpoints?.length) return;
+  setPath(raw, ['cluster', 'configCenter'], { kind: 'etcd', endpoints });
+  fromEnv.set('cluster.configCenter', 'ETCD_ENDPOINTS');
+}
 
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
@@ -321,6 +387,7 @@ export function loadRawConfig(options: LoadConfigOptions = {}): RawConfig {
     setPath(raw, path, envValue(value, kind));
     fromEnv.set(path.join('.'), name);
   }
+  etcdFromEnv(env, raw, fromEnv);
   return { raw, file, fromEnv };
 }
 

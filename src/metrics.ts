@@ -95,6 +95,41 @@ export class DrMetrics {
     registers: [this.registry],
   });
 
+  readonly replicationLagLsn = new Gauge({
+    name: 'replication_lag_lsn',
+    help: 'Batches the replica has not applied yet, as its primary reports it (probed by monitorCluster)',
+    labelNames: ['database', 'replica', 'mode'] as const,
+    registers: [this.registry],
+  });
+
+  readonly replicationLastAck = new Gauge({
+    name: 'replication_last_ack_seconds',
+    help: 'Seconds since the replica last confirmed to its primary',
+    labelNames: ['database', 'replica', 'mode'] as const,
+    registers: [this.registry],
+  });
+
+  readonly clusterEpoch = new Gauge({
+    name: 'cluster_epoch',
+    help: 'Fencing epoch of the current primary',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly failovers = new Counter({
+    name: 'failovers_total',
+    help: 'Completed failovers and switchovers',
+    labelNames: ['database', 'kind'] as const,
+    registers: [this.registry],
+  });
+
+  readonly failoverRtoSeconds = new Gauge({
+    name: 'failover_rto_seconds',
+    help: 'Time from the primary failing (first failed probe) to the new primary being published, last failover',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
   private readonly lastSuccess = new Map<string, number>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

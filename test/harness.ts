@@ -19,7 +19,9 @@ import {
   type TemporalDevServer,
   type Versitygw,
 } from '../src/dev/servers';
+import { type EtcdServer, startEtcd } from '../src/dev/etcd';
 import { NodeProcess } from '../src/dev/node-process';
+import { freePort } from '../src/net';
 import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';
 
@@ -52,6 +54,11 @@ export interface HarnessOptions {
   objectLock?: boolean;
   /** Size of a generated events database each node starts with. */
   seedBytes?: number;
+  /**
+   * The nodes form a replicated cluster: the first is primary, the second its synchronous
+   * replica, any others asynchronous; etcd (a real one, on loopback) is the config center.
+   */
+  cluster?: boolean;
 }
 
 export class Harness {
@@ -63,6 +70,7 @@ export class Harness {
   worker: RunningWorker | undefined;
   dir = '';
   taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
+  etcd: EtcdServer | undefined;
   configFile = '';
   rawConfig: ConfigInput = { storage: { bucket: BUCKET }, databases: [] };
   private variants: RunningWorker[] = [];
@@ -92,15 +100,34 @@ export class Harness {
     this.temporal = temporal;
     this.s3 = s3;
     await createBucket(s3.endpoint, CREDS, BUCKET, { objectLock: options.objectLock });
-    for (const id of options.nodes ?? ['node1']) {
-      const node = new NodeProcess(id, join(this.dir, 'nodes'));
+    const ids = options.nodes ?? ['node1'];
+    const ports = options.cluster ? await Promise.all(ids.map(() => freePort())) : ids.map(() => 0);
+    if (options.cluster) this.etcd = await startEtcd({ dataDir: join(this.dir, 'etcd') });
+    for (const [i, id] of ids.entries()) {
+      const node = new NodeProcess(id, join(this.dir, 'nodes'), 'kimiclaw', ports[i]);
+      if (options.cluster) {
+        node.args =
+          i === 0
+            ? [
+                '--role',
+                'primary',
+                ...ids
+                  .slice(1)
+                  .flatMap((other, j) => [
+                    '--replica',
+                    `${other}=http://127.0.0.1:${ports[j + 1]},${j === 0 ? 'sync' : 'async'}`,
+                  ]),
+              ]
+            : ['--role', 'replica'];
+      }
       if (options.seedBytes) {
         await mkdir(node.dataDir, { recursive: true });
         await generateDatabase(join(node.dataDir, `${node.database}.duckdb`), { targetBytes: options.seedBytes });
       }
-      await node.start();
       this.nodes.push(node);
     }
+    // Replicas first, so the primary finds them listening.
+    for (const node of [...this.nodes.slice(1), ...this.nodes.slice(0, 1)]) await node.start();
     const base: ConfigInput = {
       temporal: { address: temporal.address, taskQueue: this.taskQueue },
       storage: {
@@ -112,6 +139,14 @@ export class Harness {
       },
       databases: [{ name: 'kimiclaw', nodes: this.nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
       metrics: { port: 0 },
+      ...(this.etcd
+        ? {
+            cluster: {
+              configCenter: { kind: 'etcd' as const, endpoints: [this.etcd.endpoint] },
+              probeInterval: '300ms',
+            },
+          }
+        : {}),
     };
     this.rawConfig = options.config ? options.config(base) : base;
     this.config = parseConfig(this.rawConfig, 'test harness');
@@ -179,7 +214,9 @@ export class Harness {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     await this.client?.connection.close().catch(() => undefined);
     await Promise.all(this.nodes.map((n) => n.stop('SIGKILL')));
-    await Promise.all([this.temporal?.stop(), this.s3?.stop()].map((p) => p?.catch(() => undefined)));
+    await Promise.all(
+      [this.temporal?.stop(), this.s3?.stop(), this.etcd?.stop()].map((p) => p?.catch(() => undefined)),
+    );
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }
 }

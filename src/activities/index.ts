@@ -9,6 +9,7 @@ import type { Stores } from '../storage/stores';
 import { createArchiveActivities } from './archive';
 import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities } from './catalog';
+import { createClusterActivities } from './cluster';
 import { createRestoreActivities } from './restore';
 import { classifyFailures } from './failures';
 
@@ -24,6 +25,7 @@ export function createActivities(deps: ActivityDeps) {
     ...createArtifactActivities(deps),
     ...createArchiveActivities(deps),
     ...createRestoreActivities(deps),
+    ...createClusterActivities(deps),
   });
 }
 

@@ -370,6 +370,95 @@ archive
     });
   });
 
+const cluster = program.command('cluster').description('replication, failover and switchover of a multi-node database');
+
+cluster
+  .command('status')
+  .description('each node: role, epoch, LSN, replication lag; the primary and sync records of the config center')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .option('--json', 'print JSON')
+  .action(async (opts: { cluster?: string; json?: boolean }) => {
+    const cfg = config();
+    const { createClusterActivities } = await import('../activities/cluster');
+    const { DrMetrics } = await import('../metrics');
+    const status = await createClusterActivities({
+      config: cfg,
+      stores: new Stores(cfg),
+      metrics: new DrMetrics(),
+    }).clusterStatus({ cluster: opts.cluster });
+    if (opts.json) return printJson(status);
+    const p = status.primary;
+    console.log(`cluster ${status.cluster} — config center: ${status.configCenter}`);
+    console.log(p ? `primary: ${p.node} (${p.url}), epoch ${p.epoch}, since ${p.since}` : 'primary: none recorded yet');
+    if (status.sync) {
+      console.log(
+        status.sync.degraded
+          ? `sync: DEGRADED since ${status.sync.since} (the primary acknowledges writes alone)`
+          : `sync: standby ${status.sync.standbys.join(', ')} holds every acknowledged write`,
+      );
+    }
+    for (const n of status.nodes) {
+      if (!n.reachable) {
+        console.log(`  ${n.id.padEnd(10)} unreachable (${n.error})  ${n.url}`);
+        continue;
+      }
+      console.log(`  ${n.id.padEnd(10)} ${String(n.role).padEnd(8)} epoch ${n.epoch}  LSN ${n.lsn}  ${n.url}`);
+      for (const r of n.replicas ?? []) {
+        console.log(
+          `      → ${r.id} ${r.mode} ${r.state}, applied LSN ${r.appliedLsn ?? '?'}, lag ${r.lagLsn ?? '?'} batches, last ack ${r.lastAckMsAgo ?? '?'} ms ago`,
+        );
+      }
+    }
+  });
+
+cluster
+  .command('failover')
+  .description('fail over from the primary: fence, elect, promote, publish, notify (workflow failover-<cluster>)')
+  .requiredOption('--node <id>', 'the failed primary')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .option('--reason <text>', 'why')
+  .option('--force', 'even if the node still answers, or no replica is proven to hold every acknowledged write')
+  .option('--wait', 'wait for the result')
+  .action(async (opts: { node: string; cluster?: string; reason?: string; force?: boolean; wait?: boolean }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.startFailover({
+      failedNode: opts.node,
+      ...(opts.cluster ? { cluster: opts.cluster } : {}),
+      ...(opts.reason ? { reason: opts.reason } : {}),
+      ...(opts.force ? { force: true } : {}),
+    });
+    console.log(`failover started: ${handle.workflowId}`);
+    if (opts.wait) printJson(await handle.result());
+  });
+
+cluster
+  .command('switchover')
+  .description('move the primary to an in-sync replica with no write lost (planned maintenance)')
+  .option('--to <id>', 'the replica to promote (default: the most advanced in-sync one)')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .option('--reason <text>', 'why')
+  .option('--wait', 'wait for the result')
+  .action(async (opts: { to?: string; cluster?: string; reason?: string; wait?: boolean }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.startSwitchover({
+      ...(opts.to ? { to: opts.to } : {}),
+      ...(opts.cluster ? { cluster: opts.cluster } : {}),
+      ...(opts.reason ? { reason: opts.reason } : {}),
+    });
+    console.log(`switchover started: ${handle.workflowId}`);
+    if (opts.wait) printJson(await handle.result());
+  });
+
+cluster
+  .command('monitor')
+  .description('start monitorCluster (one per cluster; a running one is left alone)')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .action(async (opts: { cluster?: string }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.ensureMonitor(opts.cluster);
+    console.log(`monitor ${handle.workflowId} is running`);
+  });
+
 program
   .command('setup')
   .description('register the Dr* search attributes in the Temporal namespace (for an existing cluster)')

@@ -2,3 +2,4 @@ export * from './backup';
 export * from './archive';
 export * from './restore';
 export * from './restore-test';
+export * from './cluster';

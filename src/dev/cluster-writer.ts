@@ -1,0 +1,76 @@
+/**
+ * A client of a replicated kimiclaw cluster, as tests and bench:failover use it: follows the
+ * primary record in the config center, sends each batch with the epoch it read, and on any error
+ * re-reads the record and retries. Every batch carries unique sequence numbers; `acked` lists the
+ * ones a primary acknowledged, so a test can prove none of them is lost.
+ */
+import { type ConfigCenter, readPrimary } from '../config-center';
+
+export interface ClusterWriter {
+  /** Sequence numbers of acknowledged events. */
+  acked: number[];
+  /** Epoch-ms of each acknowledgement and who gave it, in order. */
+  acks: Array<{ at: number; node: string; epoch: number; lsn: number }>;
+  errors: number;
+  stop(): Promise<void>;
+}
+
+export function startClusterWriter(
+  center: ConfigCenter,
+  options: { key?: string; batch?: number; pauseMs?: number } = {},
+): ClusterWriter {
+  const batch = options.batch ?? 5;
+  let seq = 0;
+  let stopped = false;
+  const writer: ClusterWriter = { acked: [], acks: [], errors: 0, stop: async () => undefined };
+  const loop = (async () => {
+    let target: { node: string; url: string; epoch: number } | undefined;
+    while (!stopped) {
+      try {
+        target ??= (await readPrimary(center, options.key)).record;
+        if (!target) throw new Error('no primary recorded yet');
+        const seqs = Array.from({ length: batch }, () => ++seq);
+        const res = await fetch(`${target.url}/events`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-kimiclaw-epoch': String(target.epoch) },
+          body: JSON.stringify({ events: seqs.map((s) => ({ kind: 'bench', payload: { seq: s } })) }),
+          signal: AbortSignal.timeout(5_000),
+        });
+        const body = (await res.json()) as { lsn?: number };
+        if (!res.ok) throw new Error(`HTTP ${res.status}`);
+        writer.acked.push(...seqs);
+        writer.acks.push({ at: Date.now(), node: target.node, epoch: target.epoch, lsn: body.lsn ?? 0 });
+        if (options.pauseMs) await sleep(options.pauseMs);
+      } catch {
+        writer.errors++;
+        target = undefined;
+        await sleep(50);
+      }
+    }
+  })();
+  writer.stop = async () => {
+    stopped = true;
+    await loop;
+  };
+  return writer;
+}
+
+/** Every `seq` present on a node, read through GET /events. */
+export async function sequencesOn(url: string): Promise<Set<number>> {
+  const seen = new Set<number>();
+  let after = 0;
+  for (;;) {
+    const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`);
+    const page = (await res.json()) as { events: Array<{ payload: string }>; lastLsn: number; more: boolean };
+    for (const e of page.events) {
+      const payload = JSON.parse(e.payload) as { seq?: number };
+      if (typeof payload.seq === 'number') seen.add(payload.seq);
+    }
+    if (!page.more) return seen;
+    after = page.lastLsn;
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
