@@ -246,4 +246,23 @@ void describe('replication and fencing (real node processes)', () => {
       [2],
     );
   });
+  void test('a write waiting for its replica when the primary is fenced is refused, never acknowledged', async () => {
+    // node2 is primary of epoch 2 with node1 as synchronous replica; freeze node1.
+    n1.signal('SIGSTOP');
+    try {
+      const pending = append(n2, 2, 'waiting-when-fenced');
+      await sleep(500);
+      const fenced = await call<{ role: string }>(`${n2.url}/demote`, 'POST', { epoch: 3 });
+      assert.equal(fenced.body.role, 'fenced');
+      const answer = await pending;
+      assert.equal(
+        answer.status,
+        409,
+        `the waiting write was answered ${answer.status} ${JSON.stringify(answer.body)}`,
+      );
+      assert.match(answer.body.error.code, /Fenced|NotPrimary/);
+    } finally {
+      n1.signal('SIGCONT');
+    }
+  });
 });

@@ -256,8 +256,8 @@ export class Replication {
       while (!this.satisfied(this.store.lsn) && Date.now() < deadline) await this.changed(50);
       return this.satisfied(this.store.lsn);
     });
-    this.stopLinks();
     this.failWaiters(new NotPrimaryError(this.store.state));
+    this.stopLinks();
     if (primary) this.primaryContact = { ...primary, epoch, at: Date.now() };
     this.log('demoted', { epoch, role, lsn: this.store.lsn, drained });
     return { role, epoch, lsn: this.store.lsn, drained };
@@ -298,15 +298,15 @@ export class Replication {
       epoch: Math.max(state.epoch, newerEpoch),
       history: state.history,
     });
-    this.stopLinks();
     this.failWaiters(new NotPrimaryError(this.store.state));
+    this.stopLinks();
     this.log('fenced', { epoch: newerEpoch, lsn: this.store.lsn });
   }
 
   stop(): void {
     this.stopped = true;
-    this.stopLinks();
     this.failWaiters(new Error('the node is stopping'));
+    this.stopLinks();
   }
 
   // --- internals -------------------------------------------------------------------------------
@@ -353,6 +353,8 @@ export class Replication {
   }
 
   satisfied(lsn: number): boolean {
+    // A node that is no longer primary acknowledges nothing, whatever its links say.
+    if (this.stopped || this.store.state.role !== 'primary') return false;
     const sync = [...this.links.values()].filter((l) => l.spec.mode === 'sync');
     if (sync.length === 0) return true;
     if (sync.some((l) => l.appliedLsn !== undefined && l.appliedLsn >= lsn && l.state !== 'diverged')) return true;
