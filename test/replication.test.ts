@@ -140,10 +140,16 @@ void describe('replication and fencing (real node processes)', () => {
     await sleep(1_500);
     const early = await Promise.race([pending.then(() => 'answered'), sleep(10).then(() => 'waiting')]);
     assert.equal(early, 'waiting', 'a write was acknowledged without the synchronous replica');
-    assert.equal((await health(n1)).syncState, 'waiting');
+    const h = await health(n1);
+    assert.equal(h.syncState, 'waiting');
+    // The committed but unacknowledged batch is not served to the log archive.
+    const page = await call<{ events: unknown[] }>(`${n1.url}/events?afterLsn=${h.lsn - 1}`, 'GET');
+    assert.equal(page.body.events.length, 0, 'an unacknowledged batch was served by GET /events');
     const allowed = await call<Health>(`${n1.url}/replication`, 'POST', { epoch: 1, allowDegraded: true });
     assert.equal(allowed.status, 200);
     assert.equal((await pending).status, 200);
+    const served = await call<{ events: unknown[] }>(`${n1.url}/events?afterLsn=${h.lsn - 1}`, 'GET');
+    assert.equal(served.body.events.length, 3, 'once acknowledged (degraded), the batch is served');
     assert.equal((await health(n1)).syncState, 'degraded');
     for (let i = 0; i < 5; i++) assert.equal((await append(n1, 10, `degraded${i}`)).status, 200);
 

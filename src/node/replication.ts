@@ -107,6 +107,8 @@ export class Replication {
   private bufferedEvents = 0;
   private wake: Array<() => void> = [];
   private stopped = false;
+  /** Monotonic: the highest LSN known to be acknowledged. */
+  private ackedThrough = 0;
   allowDegraded = false;
   /** The replica's view of its primary: who, which epoch, when it last heard from it. */
   primaryContact: { id: string; url: string; epoch: number; at: number } | undefined;
@@ -350,6 +352,24 @@ export class Replication {
       w.resolve();
       return false;
     });
+  }
+
+  /**
+   * The highest LSN that is acknowledged (or would be, for a write waiting now): what the log
+   * archive may ship. Committed batches above it may still be discarded by a failover.
+   */
+  get acknowledgedLsn(): number {
+    const head = this.store.lsn;
+    if (this.store.state.role !== 'primary' || this.satisfied(head)) {
+      this.ackedThrough = Math.max(this.ackedThrough, head);
+      return head;
+    }
+    for (const link of this.links.values()) {
+      if (link.spec.mode === 'sync' && link.appliedLsn !== undefined && link.state !== 'diverged') {
+        this.ackedThrough = Math.max(this.ackedThrough, Math.min(head, link.appliedLsn));
+      }
+    }
+    return Math.min(head, this.ackedThrough);
   }
 
   satisfied(lsn: number): boolean {

@@ -72,10 +72,14 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/events',
-    summary: 'committed events with lsn > afterLsn, whole batches, in (lsn, id) order (?afterLsn=N&limit=M&toLsn=T)',
-    handle: async (_req, url, { store }) => {
+    summary: 'acknowledged events with lsn > afterLsn, whole batches, in (lsn, id) order (?afterLsn=N&limit=M&toLsn=T)',
+    handle: async (_req, url, { store, replication }) => {
       const query = parseInput(EventsQuerySchema, Object.fromEntries(url.searchParams));
-      const page = await lsnChecked(store.events(query.afterLsn, query.limit, query.toLsn));
+      // Only acknowledged batches: one committed but not yet on a synchronous replica may be
+      // discarded by a failover, and must not reach the log archive.
+      const acked = replication.acknowledgedLsn;
+      const toLsn = Math.max(query.afterLsn, Math.min(query.toLsn ?? acked, acked));
+      const page = await lsnChecked(store.events(query.afterLsn, query.limit, toLsn));
       const { fromLsn, lastLsn, headLsn, more } = page;
       const tail = JSON.stringify({ fromLsn, lastLsn, headLsn, more }).slice(1);
       return { status: 200, parts: ['{"events":', page.eventsJson, ',', tail] };
