@@ -359,3 +359,58 @@ void describe('loadConfig', () => {
     assert.ok(missingProblems[0]?.startsWith(`cannot read ${missing}: `), missingProblems[0]);
   });
 });
+
+void describe('cluster config', () => {
+  void test('defaults: a JSON file config center, 500 ms probes, one synchronous replica, degrade', () => {
+    const c = parseConfig(minimal()).cluster;
+    assert.deepEqual(c.configCenter, { kind: 'file', path: '.data/config-center.json' });
+    assert.equal(c.probeInterval, 500);
+    assert.equal(c.failureThreshold, 3);
+    assert.equal(c.syncReplicas, 1);
+    assert.equal(c.whenSyncReplicaDown, 'degrade');
+    assert.deepEqual(c.webhooks, []);
+  });
+
+  void test('ETCD_ENDPOINTS selects etcd', () => {
+    const c = loadConfig({
+      file: undefined,
+      env: { DR_CONFIG: '', ETCD_ENDPOINTS: 'http://127.0.0.1:2379, http://10.0.0.2:2379' },
+      defaults: minimal() as ConfigInput,
+    });
+    assert.deepEqual(c.cluster.configCenter, {
+      kind: 'etcd',
+      endpoints: ['http://127.0.0.1:2379', 'http://10.0.0.2:2379'],
+      timeoutMs: 2_000,
+    });
+  });
+
+  void test('bad webhook URLs, config centers and policies are named with the accepted values', () => {
+    const problems = problemsOf(() =>
+      parseConfig(
+        minimal({
+          cluster: {
+            webhooks: [{ url: 'ftp://hooks.example.com' }, { url: 'not a url' }],
+            whenSyncReplicaDown: 'panic',
+            configCenter: { kind: 'zookeeper' },
+          },
+        }),
+      ),
+    );
+    assert.ok(
+      problems.some((p) => /^cluster\.webhooks\.0\.url: must be an http\(s\) URL/.test(p)),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => /^cluster\.webhooks\.1\.url: must be an http\(s\) URL/.test(p)),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => /^cluster\.whenSyncReplicaDown: .*"degrade", "block"/.test(p)),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) => /^cluster\.configCenter.*etcd.*file/.test(p)),
+      problems.join('\n'),
+    );
+  });
+});
