@@ -459,13 +459,16 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     return since;
   }
 
-  /** recoverNode: waits until the node answers at all (retried by Temporal until it does). */
+  /** recoverNode: waits (heartbeating what it sees) until the node answers at all. */
   async function awaitNode(input: { cluster: string; node: string }): Promise<NodeView> {
+    const ctx = Context.current();
     const node = nodeOf(clusterOf(input.cluster), input.node);
-    const view = await probeNode(node, 2_000);
-    if (!view.reachable)
-      throw new Unavailable(`waiting for node ${node.id} at ${node.url} to come back: ${view.error}`);
-    return view;
+    for (;;) {
+      const view = await probeNode(node, 2_000);
+      if (view.reachable) return view;
+      ctx.heartbeat({ waiting: `node ${node.id} at ${node.url}: ${view.error}` });
+      await ctx.sleep(1_000);
+    }
   }
 
   /** Rejoins a node as replica of the recorded primary, and has the primary send to it. */
@@ -494,7 +497,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       const link = primary?.replicas?.find((r) => r.id === input.node);
       if (link?.state === 'in-sync') return { lsn: link.appliedLsn ?? 0 };
       ctx.heartbeat({ state: link?.state ?? 'unknown', lagLsn: link?.lagLsn ?? null });
-      await sleep(500);
+      await ctx.sleep(500);
     }
   }
 
@@ -506,7 +509,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       const v = await probeNode(node, 2_000);
       if (v.reachable && (v.lsn ?? 0) >= input.lsn) return { lsn: v.lsn ?? 0 };
       ctx.heartbeat({ lsn: v.lsn, want: input.lsn });
-      await sleep(50);
+      await ctx.sleep(50);
     }
   }
 

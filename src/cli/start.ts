@@ -12,8 +12,10 @@ import { EMBEDDED_CONFIG_FILE, loadRawConfig, validateConfig, type Config } from
 import { KimiclawDr, connectTemporal } from '../client';
 import { NodeProcess } from '../dev/node-process';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../dev/servers';
-import { isPortFree } from '../net';
-import { startWriter, type RunningWriter } from '../node/writer';
+import { freePort, isPortFree } from '../net';
+import { primaryKey } from '../activities/cluster';
+import { type ConfigCenter, openConfigCenter } from '../config-center';
+import { type ClusterWriter, startClusterWriter } from '../dev/cluster-writer';
 import { applySchedules } from '../schedules';
 import { registerSearchAttributes } from '../search-attributes';
 import { startWorker } from '../worker';
@@ -44,6 +46,7 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     storage?: Record<string, unknown>;
     databases?: unknown[];
     metrics?: Record<string, unknown>;
+    cluster?: Record<string, unknown>;
   };
   const stops: Stop[] = [];
   let stopping = false;
@@ -96,16 +99,52 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       };
     }
 
-    let writer: RunningWriter | undefined;
+    let writer: ClusterWriter | undefined;
+    let center: ConfigCenter | undefined;
     if (!raw.databases) {
-      say('starting a kimiclaw node (database in .data/nodes/node1) and a steady event writer …');
-      const node = new NodeProcess('node1', join(dataDir, 'nodes'), DEFAULT_DATABASE, (await preferredPort(7171)) ?? 0);
-      await node.start();
-      stops.push({ name: 'kimiclaw node', stop: () => node.stop('SIGTERM') });
-      writer = startWriter({ url: node.url, eventsPerBatch: 20, intervalMs: 200 });
-      stops.push({ name: 'event writer', stop: () => writer!.stop() });
-      raw.databases = [{ name: DEFAULT_DATABASE, nodes: [{ id: node.id, url: node.url, dataDir: node.dataDir }] }];
+      say('starting two kimiclaw nodes (node1 primary, node2 its synchronous replica; .data/nodes) …');
+      const root = join(dataDir, 'nodes');
+      const ports = [
+        (await preferredPort(7171)) ?? (await freePort()),
+        (await preferredPort(7172)) ?? (await freePort()),
+      ];
+      const nodes = ['node1', 'node2'].map((id, i) => new NodeProcess(id, root, DEFAULT_DATABASE, ports[i]));
+      // Each names the other: whichever is primary (a restart keeps the roles) replicates to it.
+      nodes[0]!.args = ['--role', 'primary', '--replica', `node2=http://127.0.0.1:${ports[1]},sync`];
+      nodes[1]!.args = ['--role', 'replica', '--replica', `node1=http://127.0.0.1:${ports[0]},sync`];
+      for (const node of [nodes[1]!, nodes[0]!]) {
+        await node.start();
+        stops.push({ name: `kimiclaw ${node.id}`, stop: () => node.stop('SIGTERM') });
+      }
+      const restarting = new Set<string>();
+      // Like systemd: a node that dies is started again a few seconds later (and rejoins as a
+      // replica through recoverNode when it was failed over meanwhile).
+      const supervisor = setInterval(() => {
+        for (const node of nodes) {
+          if (stopping || node.running || restarting.has(node.id)) continue;
+          restarting.add(node.id);
+          say(`${node.id} exited; starting it again in 5 s`);
+          setTimeout(() => {
+            if (stopping) return;
+            node.start().then(
+              () => restarting.delete(node.id),
+              (err: unknown) => {
+                say(`${node.id} did not start: ${(err as Error).message}`);
+                restarting.delete(node.id);
+              },
+            );
+          }, 5_000);
+        }
+      }, 1_000);
+      stops.push({ name: 'node supervisor', stop: async () => clearInterval(supervisor) });
+      raw.databases = [
+        {
+          name: DEFAULT_DATABASE,
+          nodes: nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })),
+        },
+      ];
     }
+    raw.cluster ??= { configCenter: { kind: 'file', path: join(dataDir, 'config-center.json') } };
 
     const config: Config = validateConfig(rawConfig);
     // Later CLI calls on this host (another terminal) find the servers started here.
@@ -136,7 +175,15 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     const applied = await applySchedules(client, config);
     const dr = new KimiclawDr(client, config);
     for (const db of config.databases) await dr.ensureLogArchive(db.name);
+    const clusters = config.databases.filter((d) => d.nodes.length > 1).map((d) => d.name);
+    for (const name of clusters) await dr.ensureMonitor(name);
     await client.connection.close();
+    if (clusters.length > 0) {
+      // A small steady load that follows the primary through failovers, as a client would.
+      center = openConfigCenter(config.cluster.configCenter);
+      writer = startClusterWriter(center, { key: primaryKey(clusters[0]!), batch: 20, pauseMs: 200 });
+      stops.push({ name: 'event writer', stop: () => writer!.stop().then(() => center!.close()) });
+    }
     const schedules = [...applied.created, ...applied.updated, ...applied.unchanged];
 
     const ui = uiUrl ?? `your Temporal UI (${config.temporal.address})`;
@@ -150,6 +197,9 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       `  node          ${config.databases.map((d) => d.nodes.map((n) => `${d.name}/${n.id} ${n.url}`).join(', ')).join('; ')}`,
     );
     say(`  schedules     ${schedules.join(', ')}`);
+    if (clusters.length > 0) {
+      say(`  failover      monitor-${clusters.join(', monitor-')}; config center ${describeCenter(config)}`);
+    }
     say(
       `  log archive   ${config.databases.map((d) => `archive-log-${d.name}`).join(', ')} (every ${config.archive.interval / 1000} s)`,
     );
@@ -162,6 +212,14 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       `  • Workflows → "Start Workflow": type "backup", task queue "${config.temporal.taskQueue}", input {"tier": "L2"}.`,
     );
     say('  • Open a backup workflow: its result lists rows, LSN, SHA-256, sizes and what was pruned.');
+    if (clusters.length > 0) {
+      say(
+        '  • Kill the primary (kill -9 the node1 process): monitor-kimiclaw starts failover-kimiclaw within seconds;',
+      );
+      say(
+        '    or start "switchover" with input {"to": "node2"}; `npm run kimiclaw-dr -- cluster status` shows roles and lag.',
+      );
+    }
     say('');
     say('Or from another terminal:');
     say('  npm run kimiclaw-dr -- backup --tier L2 --wait');
@@ -174,4 +232,9 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     await stopAll();
     throw err;
   }
+}
+
+function describeCenter(config: Config): string {
+  const c = config.cluster.configCenter;
+  return c.kind === 'etcd' ? `etcd ${c.endpoints.join(', ')}` : `file ${c.path}`;
 }
