@@ -76,7 +76,7 @@ export class DrMetrics {
 
   readonly rtoSeconds = new Gauge({
     name: 'rto_seconds',
-    help: 'Measured recovery time of the last restore: start to the node answering with the restored data',
+    help: 'Measured recovery time of the last recovery: a restore (start to the node answering with the restored data) or a failover (first failed probe to the new primary published)',
     labelNames: ['database'] as const,
     registers: [this.registry],
   });

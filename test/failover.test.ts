@@ -151,6 +151,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const metrics = await h.worker!.metrics.registry.metrics();
     assert.match(metrics, /failovers_total\{database="kimiclaw",kind="failover"\} 1/);
     assert.match(metrics, /failover_rto_seconds\{database="kimiclaw"\} \d/);
+    assert.match(metrics, /^rto_seconds\{database="kimiclaw"\} \d/m);
   });
 
   void test('the old primary returns believing it is primary: refused, demoted, rejoins with all data', async () => {

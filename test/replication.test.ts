@@ -272,3 +272,46 @@ void describe('replication and fencing (real node processes)', () => {
     }
   });
 });
+
+void describe('a replica too far behind is sent a snapshot, then the log', () => {
+  let dir: string;
+  let primary: NodeProcess;
+  let replica: NodeProcess;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kimiclaw-bootstrap-'));
+    const [p1, p2] = [await freePort(), await freePort()];
+    primary = new NodeProcess('node1', dir, 'kimiclaw', p1);
+    replica = new NodeProcess('node2', dir, 'kimiclaw', p2);
+    primary.args = ['--role', 'primary', '--bootstrap-lag-lsn', '50'];
+    replica.args = ['--role', 'replica'];
+    await primary.start();
+  });
+  after(async () => {
+    await Promise.all([primary, replica].map((n) => n.stop('SIGKILL')));
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  void test('a new replica is bootstrapped from a verified snapshot and catches up from its LSN', async () => {
+    // Standalone first: 120 batches the replica will not get as log.
+    for (let i = 0; i < 120; i++) assert.equal((await append(primary, 20, `before${i}`)).status, 200);
+    await replica.start();
+    const set = await call<Health>(`${primary.url}/replication`, 'POST', {
+      epoch: 1,
+      replicas: [{ id: 'node2', url: replica.url, mode: 'sync' }],
+    });
+    assert.equal(set.status, 200, JSON.stringify(set.body));
+    // Writes go on meanwhile; they wait for the replica and are acknowledged once it has them.
+    const during = await Promise.all(Array.from({ length: 5 }, (_, i) => append(primary, 10, `during${i}`)));
+    for (const d of during) assert.equal(d.status, 200, JSON.stringify(d.body));
+    await eventually('in sync', async () => (await health(primary)).syncState === 'in-sync');
+    await sameData(primary, replica);
+    const link = (
+      await call<{ replicas: Array<{ id: string; bootstraps: number }> }>(`${primary.url}/replication`, 'GET')
+    ).body.replicas[0]!;
+    assert.equal(link.bootstraps, 1, 'sent one snapshot');
+    const r = await health(replica);
+    assert.equal(r.role, 'replica');
+    assert.equal(r.epoch, 1);
+  });
+});

@@ -529,6 +529,8 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function recordFailover(input: { cluster: string; kind: 'failover' | 'switchover'; rtoSeconds: number }) {
     metrics.failovers.inc({ database: input.cluster, kind: input.kind });
     metrics.failoverRtoSeconds.set({ database: input.cluster }, input.rtoSeconds);
+    // The plan's rto_seconds: the last recovery of the database, a restore's or a failover's.
+    if (input.kind === 'failover') metrics.rtoSeconds.set({ database: input.cluster }, input.rtoSeconds);
   }
 
   return {

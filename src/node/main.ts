@@ -2,6 +2,7 @@
  * Runs one kimiclaw node as a process:
  *   npx tsx src/node/main.ts --id node1 --data-dir DIR [--port 0] [--host 127.0.0.1] [--database kimiclaw]
  *     [--role primary|replica] [--replica node2=http://127.0.0.1:7002[,sync|async]]... [--sync-timeout-ms 30000]
+ *     [--bootstrap-lag-lsn 100000]
  * Prints exactly one line to stdout once listening, {"event":"listening","url":...,"id":...}, so a
  * parent can read the URL; everything else is JSON lines on stderr. SIGTERM/SIGINT stop it
  * cleanly (in-flight writes finish, checkpoint, exit 0).
@@ -12,7 +13,8 @@ import { startNode } from './server';
 
 const USAGE =
   'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]\n' +
-  '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]';
+  '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]\n' +
+  '               [--bootstrap-lag-lsn 100000]';
 
 /** --replica node2=http://127.0.0.1:7002,sync → { id, url, mode } (sync by default). */
 function parseReplica(text: string): { id: string; url: string; mode: 'sync' | 'async' } {
@@ -33,6 +35,7 @@ async function main(): Promise<void> {
       role: { type: 'string', default: 'primary' },
       replica: { type: 'string', multiple: true, default: [] },
       'sync-timeout-ms': { type: 'string', default: '30000' },
+      'bootstrap-lag-lsn': { type: 'string', default: '100000' },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -55,6 +58,7 @@ async function main(): Promise<void> {
     role: values.role as 'primary' | 'replica',
     replicas: values.replica.map(parseReplica),
     syncTimeoutMs: Number(values['sync-timeout-ms']),
+    bootstrapLagLsn: Number(values['bootstrap-lag-lsn']),
     log,
   });
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);

@@ -19,7 +19,15 @@
  * (POST /replication { allowDegraded: true }), which it records in the config center first, so a
  * later failover knows the replica may lack acknowledged writes. See docs/node-api.md.
  */
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm } from 'node:fs/promises';
+import type { IncomingMessage } from 'node:http';
+import { dirname, join } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import type { Fingerprint } from '../duckdb/fingerprint';
 import type { LogEvent } from '../duckdb/replay';
+import { fingerprintFile, recordedFingerprintFile } from '../duckdb/verify';
 import type { Logger } from './log';
 import { errorMessage } from './log';
 import { type CommittedBatch, type EpochStart, type EventStore, NotPrimaryError, type ReplicationState } from './store';
@@ -42,6 +50,8 @@ export interface ReplicaStatus extends ReplicaSpec {
   /** Milliseconds since the replica last answered. */
   lastAckMsAgo: number | null;
   lastError: string | null;
+  /** Snapshots sent to it because it was too far behind for the log. */
+  bootstraps: number;
 }
 
 /** What POST /replicate carries. */
@@ -88,7 +98,20 @@ export interface ReplicationOptions {
   syncTimeoutMs?: number;
   /** Most events per POST /replicate. */
   maxBatchEvents?: number;
+  /** A replica further behind than this many LSNs is sent a snapshot instead of the log. */
+  bootstrapLagLsn?: number;
 }
+
+/** What the primary sends beside a snapshot (header x-kimiclaw-snapshot, JSON). */
+export interface SnapshotMeta {
+  epoch: number;
+  primary: { id: string; url: string };
+  history: EpochStart[];
+  lsn: number;
+  fingerprint: Fingerprint;
+}
+
+export const SNAPSHOT_HEADER = 'x-kimiclaw-snapshot';
 
 interface Waiter {
   lsn: number;
@@ -116,6 +139,7 @@ export class Replication {
   readonly requestTimeoutMs: number;
   readonly syncTimeoutMs: number;
   readonly maxBatchEvents: number;
+  readonly bootstrapLagLsn: number;
 
   constructor(
     readonly store: EventStore,
@@ -128,6 +152,7 @@ export class Replication {
     this.requestTimeoutMs = options.requestTimeoutMs ?? 2_000;
     this.syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.maxBatchEvents = options.maxBatchEvents ?? 20_000;
+    this.bootstrapLagLsn = options.bootstrapLagLsn ?? 100_000;
     store.onCommit = (batch) => this.committed(batch);
   }
 
@@ -291,6 +316,46 @@ export class Replication {
     return { lsn, epoch: request.epoch, truncated };
   }
 
+  /**
+   * The replica side of POST /replication/snapshot: a consistent copy of the primary's database
+   * (its body) replaces this node's file when the log would take too long. It is written beside
+   * the database, opened by DuckDB in a child process and compared with the fingerprint the
+   * primary sent, and only then swapped in (maintenance closes the file meanwhile).
+   */
+  async receiveSnapshot(body: IncomingMessage, meta: SnapshotMeta): Promise<{ lsn: number; epoch: number }> {
+    const state = this.store.state;
+    if (meta.epoch < state.epoch) throw new StaleEpochError(meta.epoch, state.epoch);
+    if (state.role !== 'replica') throw new NotPrimaryError(state);
+    const dir = join(dirname(this.store.path), 'replication-incoming');
+    await mkdir(dir, { recursive: true });
+    const incoming = join(dir, `snapshot-${meta.lsn}-${Date.now()}.duckdb`);
+    try {
+      await pipeline(body, createWriteStream(incoming));
+      const found = (await recordedFingerprintFile(incoming)) ?? (await fingerprintFile(incoming));
+      const expected = meta.fingerprint;
+      const fields = ['rows', 'minId', 'maxId', 'maxLsn', 'checksum'] as const;
+      const differs = fields.filter((f) => found[f] !== expected[f]);
+      if (differs.length > 0) {
+        throw new Error(
+          `the snapshot received does not match the primary's fingerprint (${differs.map((f) => `${f}: ${String(found[f])} ≠ ${String(expected[f])}`).join(', ')})`,
+        );
+      }
+      await this.store.enterMaintenance('replication bootstrap from a snapshot');
+      try {
+        await rm(`${this.store.path}.wal`, { force: true });
+        await rename(incoming, this.store.path);
+      } finally {
+        await this.store.exitMaintenance();
+      }
+      await this.store.setReplicationState({ role: 'replica', epoch: meta.epoch, history: meta.history });
+      this.primaryContact = { ...meta.primary, epoch: meta.epoch, at: Date.now() };
+      this.log('bootstrapped', { lsn: this.store.lsn, rows: this.store.rows, from: meta.primary.id });
+      return { lsn: this.store.lsn, epoch: meta.epoch };
+    } finally {
+      await rm(incoming, { force: true });
+    }
+  }
+
   /** Learnt of a newer epoch while primary: refuse writes from now on. */
   async fence(newerEpoch: number): Promise<void> {
     const state = this.store.state;
@@ -439,6 +504,7 @@ class ReplicaLink {
   appliedLsn: number | undefined;
   lastAckAt: number | undefined;
   lastError: string | null = null;
+  bootstraps = 0;
   private stopped = false;
 
   constructor(
@@ -459,6 +525,7 @@ class ReplicaLink {
       lagLsn: this.appliedLsn === undefined ? null : Math.max(0, head - this.appliedLsn),
       lastAckMsAgo: this.lastAckAt === undefined ? null : Date.now() - this.lastAckAt,
       lastError: this.lastError,
+      bootstraps: this.bootstraps,
     };
   }
 
@@ -474,6 +541,10 @@ class ReplicaLink {
         continue;
       }
       try {
+        if (behind && head - this.appliedLsn! > this.owner.bootstrapLagLsn) {
+          await this.bootstrap();
+          continue;
+        }
         const events = behind ? await this.owner.eventsAfter(this.appliedLsn!) : [];
         lastSent = Date.now();
         await this.send(events, head);
@@ -488,6 +559,50 @@ class ReplicaLink {
         this.owner.settle();
         await sleep(Math.min(1_000, 100 * failures));
       }
+    }
+  }
+
+  /** Sends a consistent snapshot of this primary; the log continues from its LSN. */
+  private async bootstrap(): Promise<void> {
+    const store = this.owner.store;
+    const dir = join(dirname(store.path), 'replication-outgoing');
+    const path = join(dir, `${this.spec.id}-${Date.now()}.duckdb`);
+    this.state = 'catching-up';
+    this.log('replica_bootstrap', { replica: this.spec.id, appliedLsn: this.appliedLsn, head: store.lsn });
+    try {
+      const snap = await store.snapshot(path);
+      const { epoch, history } = store.state;
+      const meta: SnapshotMeta = {
+        epoch,
+        primary: this.owner.self,
+        history,
+        lsn: snap.lsn,
+        fingerprint: {
+          rows: snap.rows,
+          minId: snap.minId,
+          maxId: snap.maxId,
+          maxLsn: snap.maxLsn,
+          checksum: snap.checksum,
+        },
+      };
+      const response = await fetch(`${this.spec.url}/replication/snapshot`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/octet-stream', [SNAPSHOT_HEADER]: JSON.stringify(meta) },
+        body: Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>,
+        duplex: 'half',
+        signal: AbortSignal.timeout(30 * 60_000),
+      } as RequestInit);
+      const answer = (await response.json()) as { lsn?: number; error?: { code: string; message: string } };
+      if (!response.ok || typeof answer.lsn !== 'number') {
+        throw new Error(
+          `${this.spec.url}/replication/snapshot answered ${response.status}: ${answer.error?.message ?? ''}`,
+        );
+      }
+      this.appliedLsn = answer.lsn;
+      this.bootstraps++;
+      this.lastAckAt = Date.now();
+    } finally {
+      await rm(path, { force: true });
     }
   }
 

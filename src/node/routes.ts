@@ -3,7 +3,7 @@ import type { IncomingMessage } from 'node:http';
 import { HttpError, parseInput, readJsonBody } from './http';
 import type { Logger } from './log';
 import { InvalidPathError, resolveSnapshotPath } from './paths';
-import { NotReplicatedError, type Replication, StaleEpochError } from './replication';
+import { NotReplicatedError, type Replication, SNAPSHOT_HEADER, StaleEpochError } from './replication';
 import {
   AppendRequestSchema,
   DemoteRequestSchema,
@@ -12,6 +12,7 @@ import {
   PromoteRequestSchema,
   ReplicateRequestSchema,
   ReplicationRequestSchema,
+  SnapshotMetaSchema,
   SnapshotRequestSchema,
   StatsQuerySchema,
 } from './schemas';
@@ -106,6 +107,23 @@ export const ROUTES: readonly Route[] = [
     handle: async (req, _url, { replication }) => {
       const body = parseInput(ReplicateRequestSchema, await readJsonBody(req));
       return ok(await replicationChecked(replication, replication.receive(body)));
+    },
+  },
+  {
+    method: 'POST',
+    path: '/replication/snapshot',
+    summary:
+      'primary → replica far behind: the body is a consistent copy of the primary database (header x-kimiclaw-snapshot)',
+    handle: async (req, _url, { replication }) => {
+      const header = req.headers[SNAPSHOT_HEADER];
+      let meta: unknown;
+      try {
+        meta = JSON.parse(typeof header === 'string' ? header : '');
+      } catch {
+        throw new HttpError(400, 'InvalidRequest', `${SNAPSHOT_HEADER}: must be JSON`, SNAPSHOT_HEADER);
+      }
+      const parsed = parseInput(SnapshotMetaSchema, meta);
+      return ok(await replicationChecked(replication, replication.receiveSnapshot(req, parsed)));
     },
   },
   {

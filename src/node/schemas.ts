@@ -228,3 +228,23 @@ export const ReplicationRequestSchema = z.strictObject(
   },
   strictBody('{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean }'),
 );
+
+const nullableCount = z.number().int().nullable();
+
+/** Header x-kimiclaw-snapshot of POST /replication/snapshot (JSON). */
+export const SnapshotMetaSchema = z.strictObject(
+  {
+    epoch: epochField,
+    primary: nodeRef,
+    history: z.array(z.strictObject({ epoch: epochField, startLsn: z.number().int().min(0) })),
+    lsn: z.number().int().min(0),
+    fingerprint: z.strictObject({
+      rows: z.number().int().min(0),
+      minId: nullableCount,
+      maxId: nullableCount,
+      maxLsn: nullableCount,
+      checksum: z.string().regex(/^-?\d+$/),
+    }),
+  },
+  strictBody('{ "epoch", "primary", "history", "lsn", "fingerprint" }'),
+);

@@ -31,6 +31,8 @@ const NodeOptionsSchema = z.object({
   /** How long a write waits for a synchronous replica before it is answered 503 NotReplicated. */
   syncTimeoutMs: z.number().int().min(1).default(30_000),
   heartbeatMs: z.number().int().min(10).default(200),
+  /** A replica further behind than this many LSNs gets a snapshot instead of the log. */
+  bootstrapLagLsn: z.number().int().min(1).default(100_000),
 });
 
 export type NodeOptions = z.input<typeof NodeOptionsSchema> & { log?: Logger };
@@ -55,6 +57,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const replication = new Replication(store, { id: opts.id, url: '' }, log, {
     syncTimeoutMs: opts.syncTimeoutMs,
     heartbeatMs: opts.heartbeatMs,
+    bootstrapLagLsn: opts.bootstrapLagLsn,
   });
   const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, replication, log };
   let stopping = false;
