@@ -14,24 +14,9 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, SwitchoverResult } from '../src/workflows/cluster';
-import { Harness } from './harness';
+import { Harness, failureMessages, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(200);
-  }
-}
 
 const health = async (url: string) =>
   (await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).json()) as {
@@ -41,14 +26,6 @@ const health = async (url: string) =>
     syncState: string;
     history: Array<{ epoch: number }>;
   };
-
-function messages(err: unknown): string {
-  const out: string[] = [];
-  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    out.push(String(e.message));
-  }
-  return out.join(' / ');
-}
 
 void describe('failover while etcd is down and the worker is killed', () => {
   let h: Harness;
@@ -84,9 +61,9 @@ void describe('failover while etcd is down and the worker is killed', () => {
       epoch: 1,
       since: new Date().toISOString(),
     });
-    await eventually('replica in sync', async () => (await health(primary.url)).syncState === 'in-sync');
+    await waitFor('replica in sync', async () => (await health(primary.url)).syncState === 'in-sync');
     const writer = startClusterWriter(center, { key: KEY });
-    await eventually('writes', async () => writer.acked.length >= 200);
+    await waitFor('writes', async () => writer.acked.length >= 200);
 
     await h.etcd!.stop();
     await primary.stop('SIGKILL');
@@ -121,7 +98,7 @@ void describe('failover while etcd is down and the worker is killed', () => {
       writer.acked.filter((s) => !present.has(s)),
       [],
     );
-    await eventually('one notification', async () => hooks.received.length === 1);
+    await waitFor('one notification', async () => hooks.received.length === 1);
     await sleep(1_000);
     assert.equal(hooks.received.length, 1);
   });
@@ -131,7 +108,7 @@ void describe('failover while etcd is down and the worker is killed', () => {
     await h.nodes[1]!.stop('SIGKILL');
     const handle = await dr.startFailover({ failedNode: 'node2' });
     await assert.rejects(handle.result(), (err: unknown) => {
-      assert.match(messages(err), /no eligible replica: no healthy replica to promote.*nothing was promoted/);
+      assert.match(failureMessages(err), /no eligible replica: no healthy replica to promote.*nothing was promoted/);
       return true;
     });
     const record = (await readPrimary(center, KEY)).record!;
@@ -139,7 +116,7 @@ void describe('failover while etcd is down and the worker is killed', () => {
     await assert.rejects(
       (await dr.startFailover({ cluster: 'nope', failedNode: 'node1' })).result(),
       (err: unknown) => {
-        assert.match(messages(err), /unknown cluster "nope"; the clusters are: kimiclaw/);
+        assert.match(failureMessages(err), /unknown cluster "nope"; the clusters are: kimiclaw/);
         return true;
       },
     );
@@ -210,7 +187,7 @@ void describe('monitorCluster does not fail over a flapping or cut-off probe pat
     await dr.ensureMonitor();
     const center = openConfigCenter(h.config.cluster.configCenter);
     try {
-      await eventually('the primary record', async () => (await readPrimary(center, KEY)).record);
+      await waitFor('the primary record', async () => (await readPrimary(center, KEY)).record);
       // Flapping: up and down every probe or two.
       for (let i = 0; i < 16; i++) {
         proxy.up = i % 2 === 0;
@@ -251,16 +228,16 @@ void describe('switchover', () => {
         epoch: 1,
         since: new Date().toISOString(),
       });
-      await eventually('in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
+      await waitFor('in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
       const writer = startClusterWriter(center, { key: KEY });
-      await eventually('writes', async () => writer.acked.length >= 200);
+      await waitFor('writes', async () => writer.acked.length >= 200);
       const there = (await (await dr.startSwitchover({ to: 'node2', reason: 'test' })).result()) as SwitchoverResult;
       assert.deepEqual([there.from, there.to, there.epoch], ['node1', 'node2', 2]);
-      await eventually('writes on node2', async () => writer.acks.filter((a) => a.node === 'node2').length > 50);
-      await eventually('node1 in sync again', async () => (await health(h.nodes[1]!.url)).syncState === 'in-sync');
+      await waitFor('writes on node2', async () => writer.acks.filter((a) => a.node === 'node2').length > 50);
+      await waitFor('node1 in sync again', async () => (await health(h.nodes[1]!.url)).syncState === 'in-sync');
       const back = (await (await dr.startSwitchover({})).result()) as SwitchoverResult;
       assert.deepEqual([back.from, back.to, back.epoch], ['node2', 'node1', 3]);
-      await eventually(
+      await waitFor(
         'writes on node1',
         async () => writer.acks.filter((a) => a.node === 'node1' && a.epoch === 3).length > 50,
       );
@@ -277,7 +254,7 @@ void describe('switchover', () => {
       assert.ok(there.writePauseMs < 10_000, `writes paused ${there.writePauseMs} ms`);
       const refused = await dr.startSwitchover({ to: 'node1' });
       await assert.rejects(refused.result(), (err: unknown) => {
-        assert.match(messages(err), /to: node1 is already the primary/);
+        assert.match(failureMessages(err), /to: node1 is already the primary/);
         return true;
       });
     } finally {

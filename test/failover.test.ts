@@ -13,34 +13,10 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, RecoverNodeResult } from '../src/workflows/cluster';
-import { Harness, runCli } from './harness';
+import { Harness, failureMessages, runCli, waitFor } from './harness';
 
 const SECRET = 'webhook-test-secret';
 const KEY = '/services/kimiclaw/primary';
-
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(200);
-  }
-}
-
-/** Every message along a failure's cause chain (workflow → activity → application failure). */
-function messages(err: unknown): string {
-  const out: string[] = [];
-  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
-    out.push(String(e.message));
-  }
-  return out.join(' / ');
-}
 
 const health = async (url: string) =>
   (await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).json()) as {
@@ -78,7 +54,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
 
   void test('bad requests are refused, naming the field, and change nothing', async () => {
     await dr.ensureMonitor();
-    await eventually('the primary record', async () => (await readPrimary(center, KEY)).record);
+    await waitFor('the primary record', async () => (await readPrimary(center, KEY)).record);
     const before = (await readPrimary(center, KEY)).record!;
 
     const healthy = await dr.startFailover({ failedNode: 'node1' });
@@ -94,7 +70,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     });
     const unknown = await dr.startFailover({ failedNode: 'node9' });
     await assert.rejects(unknown.result(), (err: unknown) => {
-      assert.match(messages(err), /unknown node "node9".*node1, node2/);
+      assert.match(failureMessages(err), /unknown node "node9".*node1, node2/);
       return true;
     });
     await assert.rejects(dr.startFailover({ failedNode: '' }), /failedNode/);
@@ -110,15 +86,15 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
   });
 
   void test('SIGKILL of the primary under writes: failover, no acknowledged write lost, one notification each', async () => {
-    await eventually('replica in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
+    await waitFor('replica in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
     const writer = startClusterWriter(center, { key: KEY });
-    await eventually('writes flowing', async () => writer.acked.length >= 500);
+    await waitFor('writes flowing', async () => writer.acked.length >= 500);
     await h.nodes[0]!.stop('SIGKILL');
     const killedAt = Date.now();
     const ackedBeforeKill = [...writer.acked];
-    await eventually('writes on the new primary', async () => writer.acks.some((a) => a.node === 'node2'), 60_000);
+    await waitFor('writes on the new primary', async () => writer.acks.some((a) => a.node === 'node2'), 60_000);
     const firstOnNew = writer.acks.find((a) => a.node === 'node2')!;
-    await eventually(
+    await waitFor(
       'more writes on the new primary',
       async () => writer.acks.filter((a) => a.node === 'node2').length > 20,
     );
@@ -141,7 +117,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     assert.ok(result.rtoSeconds > 0 && result.rtoSeconds < 30, `rto ${result.rtoSeconds}`);
     assert.ok(firstOnNew.at - killedAt < 30_000);
 
-    await eventually('the webhook', async () => hooks.received.length === 1);
+    await waitFor('the webhook', async () => hooks.received.length === 1);
     await sleep(1_500);
     assert.equal(hooks.received.length, 1, 'exactly one notification');
     assert.equal(hooks.received[0]!.signatureValid, true);
@@ -185,7 +161,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const replica = h.nodes[0]!;
     await replica.stop('SIGKILL');
     const writer = startClusterWriter(center, { key: KEY });
-    await eventually('writes flowing without the replica', async () => writer.acked.length >= 100, 30_000);
+    await waitFor('writes flowing without the replica', async () => writer.acked.length >= 100, 30_000);
     await writer.stop();
     assert.equal((await readPrimary(center, KEY)).record!.node, 'node2');
     assert.equal((await health(primary.url)).syncState, 'degraded');
@@ -193,8 +169,8 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     assert.equal(sync.degraded, true, 'the degradation is recorded before writes go on alone');
     // A failover now would refuse: no replica is proven to hold every acknowledged write.
     await replica.start();
-    await eventually('replica back in sync', async () => (await health(primary.url)).syncState === 'in-sync');
-    await eventually(
+    await waitFor('replica back in sync', async () => (await health(primary.url)).syncState === 'in-sync');
+    await waitFor(
       'sync record restored',
       async () => !((await center.get('/services/kimiclaw/sync')).value as { degraded: boolean }).degraded,
     );

@@ -260,3 +260,24 @@ export async function eventually<T>(
   }
   throw new Error(`timed out waiting for ${what}${last ? `: ${(last as Error).message}` : ''}`);
 }
+
+/** Waits until fn answers something other than undefined or false (a condition, a value). */
+export function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 60_000): Promise<T> {
+  return eventually(
+    async () => {
+      const value = await fn();
+      return value === false ? undefined : value;
+    },
+    what,
+    timeoutMs,
+  );
+}
+
+/** Every message along a failure's cause chain (workflow → activity → application failure). */
+export function failureMessages(err: unknown): string {
+  const out: string[] = [];
+  for (let e = err as { message?: string; cause?: unknown } | undefined; e; e = e.cause as typeof e) {
+    out.push(String(e.message));
+  }
+  return out.join(' / ');
+}

@@ -12,6 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { NodeProcess } from '../src/dev/node-process';
 import { freePort } from '../src/net';
+import { waitFor } from './harness';
 
 interface Reply<T> {
   status: number;
@@ -51,23 +52,8 @@ const append = (node: NodeProcess, n: number, tag: string, headers: Record<strin
 const health = async (node: NodeProcess) => (await call<Health>(`${node.url}/health`, 'GET')).body;
 const stats = async (node: NodeProcess) => (await call<Stats>(`${node.url}/stats`, 'GET')).body;
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let last: unknown;
-  for (;;) {
-    try {
-      const v = await fn();
-      if (v !== undefined && v !== false) return v;
-    } catch (err) {
-      last = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${String(last)}` : ''}`);
-    await sleep(100);
-  }
-}
-
 async function sameData(a: NodeProcess, b: NodeProcess): Promise<void> {
-  await eventually(`${b.id} to hold what ${a.id} holds`, async () => {
+  await waitFor(`${b.id} to hold what ${a.id} holds`, async () => {
     const [x, y] = await Promise.all([stats(a), stats(b)]);
     return x.rows === y.rows && x.checksum === y.checksum && x.maxLsn === y.maxLsn ? true : undefined;
   });
@@ -106,7 +92,7 @@ void describe('replication and fencing (real node processes)', () => {
   });
 
   void test('an acknowledged write is already on the synchronous replica', async () => {
-    await eventually('node2 in sync', async () => (await health(n1)).syncState === 'in-sync');
+    await waitFor('node2 in sync', async () => (await health(n1)).syncState === 'in-sync');
     for (let i = 0; i < 20; i++) {
       const ack = await append(n1, 5, `a${i}`);
       assert.equal(ack.status, 200, JSON.stringify(ack.body));
@@ -154,7 +140,7 @@ void describe('replication and fencing (real node processes)', () => {
     for (let i = 0; i < 5; i++) assert.equal((await append(n1, 10, `degraded${i}`)).status, 200);
 
     await n2.start();
-    await eventually('node2 back in sync', async () => (await health(n1)).syncState === 'in-sync');
+    await waitFor('node2 back in sync', async () => (await health(n1)).syncState === 'in-sync');
     await sameData(n1, n2);
     const lag = (await health(n1)).replicas.find((r) => r.id === 'node2');
     assert.equal(lag?.lagLsn !== null && lag!.lagLsn <= 1, true, JSON.stringify(lag));
@@ -242,7 +228,7 @@ void describe('replication and fencing (real node processes)', () => {
         { id: 'node3', url: n3.url, mode: 'async' },
       ],
     });
-    await eventually('node1 in sync with node2', async () => (await health(n2)).syncState === 'in-sync');
+    await waitFor('node1 in sync with node2', async () => (await health(n2)).syncState === 'in-sync');
     await sameData(n2, n1);
     await sameData(n2, n3);
     const h1 = await health(n1);
@@ -304,7 +290,7 @@ void describe('a replica too far behind is sent a snapshot, then the log', () =>
     // Writes go on meanwhile; they wait for the replica and are acknowledged once it has them.
     const during = await Promise.all(Array.from({ length: 5 }, (_, i) => append(primary, 10, `during${i}`)));
     for (const d of during) assert.equal(d.status, 200, JSON.stringify(d.body));
-    await eventually('in sync', async () => (await health(primary)).syncState === 'in-sync');
+    await waitFor('in sync', async () => (await health(primary)).syncState === 'in-sync');
     await sameData(primary, replica);
     const link = (
       await call<{ replicas: Array<{ id: string; bootstraps: number }> }>(`${primary.url}/replication`, 'GET')

@@ -13,21 +13,18 @@
  * decides whether to die from a signal by whether it is the only listener.)
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { constants as fsConstants } from 'node:fs';
-import { access, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rename, rm, stat } from 'node:fs/promises';
 import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { freePort } from '../net';
-import { findOnPath, toolsCacheDir } from './tools';
+import { findOnPath, isExecutable, toolsCacheDir, withLock } from './tools';
 
 const LOOPBACK = '127.0.0.1';
 const PACKAGE = 'etcd-server';
 const START_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 5_000;
-/** Downloading and unpacking takes seconds; a lock this old was left by a dead process. */
-const STALE_LOCK_MS = 5 * 60_000;
 
 export const ETCD_MISSING_MESSAGE =
   'etcd is needed for the config center tests and was not found on PATH, and it cannot be ' +
@@ -57,9 +54,10 @@ async function findOrFetch(options: EnsureEtcdOptions): Promise<string> {
   if (cached) return cached;
   const cacheDir = toolsCacheDir();
   await mkdir(cacheDir, { recursive: true });
-  return withLockDir(join(cacheDir, `.${PACKAGE}.lock`), async () => {
+  const log = options.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  return withLock(join(cacheDir, `.${PACKAGE}.lock`), log, `unpacking ${PACKAGE}`, async () => {
     // Whoever held the lock before us may have just unpacked it.
-    return (await findCached()) ?? fetchFromDebian(cacheDir, options.log ?? ((l) => process.stderr.write(`${l}\n`)));
+    return (await findCached()) ?? fetchFromDebian(cacheDir, log);
   });
 }
 
@@ -122,39 +120,6 @@ async function aptDownload(aptGet: string, cwd: string): Promise<void> {
       `could not fetch ${PACKAGE} with apt-get (${output || (err as Error).message}); ` +
         `as root run \`apt-get update && apt-get install ${PACKAGE}\`, or put etcd ≥ 3.4 on PATH`,
     );
-  }
-}
-
-async function isExecutable(file: string): Promise<boolean> {
-  try {
-    await access(file, fsConstants.X_OK);
-    return (await stat(file)).isFile();
-  } catch {
-    return false;
-  }
-}
-
-/** mkdir is atomic: whoever creates the directory holds the lock. */
-async function withLockDir<T>(lockDir: string, work: () => Promise<T>): Promise<T> {
-  for (;;) {
-    try {
-      await mkdir(lockDir);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const since = (await stat(lockDir).catch(() => undefined))?.mtimeMs;
-    if (since !== undefined && Date.now() - since > STALE_LOCK_MS) {
-      await rm(lockDir, { recursive: true, force: true });
-      continue;
-    }
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  try {
-    await writeFile(join(lockDir, 'owner'), `${process.pid}\n`);
-    return await work();
-  } finally {
-    await rm(lockDir, { recursive: true, force: true });
   }
 }
 

@@ -87,7 +87,8 @@ export function cachedToolPath(name: string, version: string, binary = name): st
   return join(toolsCacheDir(), `${name}-v${version}`, binary);
 }
 
-async function isExecutable(file: string): Promise<boolean> {
+/** Whether file is a regular file this process may execute. */
+export async function isExecutable(file: string): Promise<boolean> {
   try {
     await access(file, fsConstants.X_OK);
     return (await stat(file)).isFile();
@@ -163,7 +164,7 @@ async function ensureGoTool(tool: GoTool, options: EnsureOptions): Promise<strin
   await mkdir(cacheDir, { recursive: true });
   const lockDir = join(cacheDir, `.${tool.name}-v${tool.version}.lock`);
   const startedAt = Date.now();
-  await withLock(lockDir, log, `${tool.name} v${tool.version}`, async () => {
+  await withLock(lockDir, log, `building ${tool.name} v${tool.version}`, async () => {
     // Whoever held the lock before us may have just built it.
     const builtMeanwhile = (await stat(target).catch(() => undefined))?.mtimeMs;
     if (builtMeanwhile !== undefined && (!options.rebuild || builtMeanwhile >= startedAt)) {
@@ -225,7 +226,7 @@ async function installZstd(log: (line: string) => void): Promise<string> {
   const cacheDir = toolsCacheDir();
   await mkdir(cacheDir, { recursive: true });
   // apt-get holds its own lock and fails rather than waits: serialise our callers first.
-  await withLock(join(cacheDir, '.zstd-apt.lock'), log, 'zstd', async () => {
+  await withLock(join(cacheDir, '.zstd-apt.lock'), log, 'installing zstd', async () => {
     if (await findOnPath('zstd')) return;
     log('installing the `zstd` command with apt-get (once per machine)');
     const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
@@ -277,12 +278,12 @@ interface LockOwner {
 
 /** Runs `work` while holding a lock directory (mkdir is atomic, also on NFS-less shared disks).
  *  A lock whose owner process is gone, or that is older than any build can take, is broken. */
-async function withLock(
+export async function withLock<T>(
   lockDir: string,
   log: (line: string) => void,
   what: string,
-  work: () => Promise<void>,
-): Promise<void> {
+  work: () => Promise<T>,
+): Promise<T> {
   let announced = false;
   for (;;) {
     try {
@@ -296,7 +297,7 @@ async function withLock(
       continue;
     }
     if (!announced) {
-      log(`waiting for another process that is building ${what} (lock ${lockDir})`);
+      log(`waiting for another process that is ${what} (lock ${lockDir})`);
       announced = true;
     }
     await new Promise((r) => setTimeout(r, LOCK_POLL_MS));
@@ -304,7 +305,7 @@ async function withLock(
   const owner: LockOwner = { pid: process.pid, host: hostname(), since: Date.now() };
   await writeFile(join(lockDir, 'owner.json'), JSON.stringify(owner));
   try {
-    await work();
+    return await work();
   } finally {
     await rm(lockDir, { recursive: true, force: true });
   }
