@@ -5,8 +5,10 @@
  *
  *   node --import tsx src/worker.ts
  */
+import { inspect } from 'node:util';
 import {
   DefaultLogger,
+  type LogEntry,
   NativeConnection,
   Runtime,
   Worker,
@@ -46,13 +48,25 @@ const HEARTBEAT_THROTTLE = '1s';
 
 let sdkMetricsAddress: string | undefined;
 
+/**
+ * The SDK's log lines on stderr, minus the warning that a node queue has no workflows: those
+ * queues carry only the activities that need the node's disk, by design.
+ */
+function logLine(entry: LogEntry): void {
+  if (entry.message.startsWith('No workflows registered')) return;
+  const time = new Date(Number(entry.timestampNanos / 1_000_000n)).toISOString();
+  const meta =
+    entry.meta && Object.keys(entry.meta).length > 0 ? ` ${inspect(entry.meta, { breakLength: Infinity })}` : '';
+  process.stderr.write(`${time} [${entry.level}] ${entry.message}${meta}\n`);
+}
+
 /** Temporal's own SDK metrics on a loopback port; /metrics appends them. */
 async function installSdkMetrics(): Promise<string> {
   if (!sdkMetricsAddress) {
     sdkMetricsAddress = `127.0.0.1:${await freePort()}`;
     Runtime.install({
       // Worker state changes and bundling are INFO; DR_LOG_LEVEL=INFO shows them.
-      logger: new DefaultLogger((process.env.DR_LOG_LEVEL ?? 'WARN') as LogLevel),
+      logger: new DefaultLogger((process.env.DR_LOG_LEVEL ?? 'WARN') as LogLevel, logLine),
       telemetryOptions: { metrics: { prometheus: { bindAddress: sdkMetricsAddress } } },
     });
   }

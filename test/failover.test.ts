@@ -74,6 +74,15 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
       return true;
     });
     await assert.rejects(dr.startFailover({ failedNode: '' }), /failedNode/);
+    const wrongId = await h.client.workflow.start('failover', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: 'my-failover',
+      args: [{ failedNode: 'node1' }],
+    });
+    await assert.rejects(wrongId.result(), (err: unknown) => {
+      assert.match(failureMessages(err), /start failover with the workflow id "failover-kimiclaw"/);
+      return true;
+    });
 
     const cli = await runCli(['cluster', 'status'], h.env());
     assert.equal(cli.code, 0, cli.stderr);

@@ -120,6 +120,12 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     { key: DrScenario, value: 'failover' },
   ]);
   const outcome = (value: string) => upsertSearchAttributes([{ key: DrOutcome, value }]);
+  if (workflowInfo().workflowId !== failoverWorkflowId(cluster)) {
+    outcome('refused');
+    failInput(
+      `workflow id: start failover with the workflow id "${failoverWorkflowId(cluster)}" (not "${workflowInfo().workflowId}"), so that two failovers of ${cluster} can never run at once`,
+    );
+  }
 
   let t = mark();
   const confirmed = await fast.confirmFailure({ cluster, node: request.failedNode });
