@@ -6,6 +6,7 @@
  *       count the events;
  *   (b) the `restore` workflow in place (newest verified backup + archived log, swap, health
  *       check), several rounds each; medians, MB/s, the ratio and the measured RTO;
+ *   (c) the same from an L1 snapshot on the node's disk (what it picks when one is there);
  * then the log archive's lag under a steady write load: for sampled LSNs, the time from the
  * node acknowledging it to its segment being in the object store (p50/p99/max).
  */
@@ -125,6 +126,22 @@ async function main(): Promise<void> {
       await rm(result.movedAside!, { force: true });
     }
     log(`  (b) median per step: ${medianSteps(steps)}`);
+
+    // (c) what a restore picks when the hourly L1 snapshot is there: no download at all.
+    const l1 = await (await dr.startBackup({ tier: 'L1', reason: 'bench:restore' })).result();
+    const fromL1: number[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const started = performance.now();
+      const handle = await client.workflow.start<typeof restore>('restore', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: `bench-restore-l1-${Date.now()}`,
+        args: [{ backupId: l1.backupId }],
+      });
+      const result = await handle.result();
+      fromL1.push((performance.now() - started) / 1000);
+      log(`  (c) restore from L1 round ${round}: ${fromL1.at(-1)!.toFixed(1)} s (${result.backupId})`);
+      await rm(result.movedAside!, { force: true });
+    }
     const bytes = backup.bytesBefore;
     log('');
     log(
@@ -134,6 +151,9 @@ async function main(): Promise<void> {
       `(b) restore workflow (in place)           median ${median(ours).toFixed(1)} s  ${(bytes / MB / median(ours)).toFixed(0)} MB/s`,
     );
     log(`speed-up (a)/(b)                          ${(median(plan) / median(ours)).toFixed(1)}×  (target ≥ 3×)`);
+    log(
+      `(c) restore workflow from L1 (local disk) median ${median(fromL1).toFixed(1)} s  ${(median(plan) / median(fromL1)).toFixed(1)}× the plan (it picks L1 when the hourly snapshot is there)`,
+    );
     log(
       `measured RTO                              median ${median(rtos).toFixed(1)} s, max ${Math.max(...rtos).toFixed(1)} s  (target ≤ 30 s)`,
     );
