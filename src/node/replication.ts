@@ -463,6 +463,13 @@ export class Replication {
   }
 
   private committed(batch: CommittedBatch): void {
+    if (this.links.size === 0) {
+      // Standalone: nothing to feed. Emptied, so the buffer never has a hole in its LSNs.
+      this.buffer = [];
+      this.bufferedEvents = 0;
+      this.settle();
+      return;
+    }
     this.buffer.push(batch);
     this.bufferedEvents += batch.events.length;
     while (this.bufferedEvents > BUFFER_EVENTS && this.buffer.length > 1) {
