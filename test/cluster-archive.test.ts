@@ -16,16 +16,9 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { parseSegmentKey } from '../src/restore/segments';
 import { Stores } from '../src/storage/stores';
-import { Harness, waitFor } from './harness';
+import { Harness, nodeHealth, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
-
-const health = async (url: string) =>
-  (await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).json()) as {
-    role: string;
-    lsn: number;
-    syncState: string;
-  };
 
 /** Every archived event, checking that the segments tile 1..end with no gap and no overlap. */
 async function archivedEvents(stores: Stores): Promise<LogEvent[]> {
@@ -75,7 +68,7 @@ void describe('the log archive across a failover', () => {
     await dr.ensureMonitor();
     await dr.ensureLogArchive('kimiclaw');
     await waitFor('the primary record', async () => (await readPrimary(center, KEY)).record);
-    await waitFor('in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
+    await waitFor('in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
     const writer = startClusterWriter(center, { key: KEY });
     await waitFor('writes', async () => writer.acked.length >= 300);
     // A committed batch no replica confirms: node2 dies, a write to node1 waits (degradeAfter is
@@ -104,7 +97,7 @@ void describe('the log archive across a failover', () => {
       db.close();
     }
 
-    const head = (await health(h.nodes[1]!.url)).lsn;
+    const head = (await nodeHealth(h.nodes[1]!.url)).lsn;
     const events = await waitFor(
       'the archive to reach the new primary',
       async () => {
@@ -152,7 +145,7 @@ void describe('whenSyncReplicaDown: "block"', () => {
   void test('a lost replica holds writes back, never degraded, until it is back', async () => {
     await dr.ensureMonitor();
     const primary = h.nodes[0]!;
-    await waitFor('in sync', async () => (await health(primary.url)).syncState === 'in-sync');
+    await waitFor('in sync', async () => (await nodeHealth(primary.url)).syncState === 'in-sync');
     await h.nodes[1]!.stop('SIGKILL');
     const pending = fetch(`${primary.url}/events`, {
       method: 'POST',
@@ -162,10 +155,10 @@ void describe('whenSyncReplicaDown: "block"', () => {
     await sleep(4_000);
     const early = await Promise.race([pending.then(() => 'answered'), sleep(10).then(() => 'waiting')]);
     assert.equal(early, 'waiting', 'a write was acknowledged without the synchronous replica');
-    assert.equal((await health(primary.url)).syncState, 'waiting');
+    assert.equal((await nodeHealth(primary.url)).syncState, 'waiting');
     await h.nodes[1]!.start();
     const answer = await pending;
     assert.equal(answer.status, 200);
-    assert.equal((await health(primary.url)).syncState, 'in-sync');
+    assert.equal((await nodeHealth(primary.url)).syncState, 'in-sync');
   });
 });

@@ -14,18 +14,9 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, SwitchoverResult } from '../src/workflows/cluster';
-import { Harness, failureMessages, waitFor } from './harness';
+import { Harness, failureMessages, nodeHealth, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
-
-const health = async (url: string) =>
-  (await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).json()) as {
-    role: string;
-    epoch: number;
-    lsn: number;
-    syncState: string;
-    history: Array<{ epoch: number }>;
-  };
 
 void describe('failover while etcd is down and the worker is killed', () => {
   let h: Harness;
@@ -61,7 +52,7 @@ void describe('failover while etcd is down and the worker is killed', () => {
       epoch: 1,
       since: new Date().toISOString(),
     });
-    await waitFor('replica in sync', async () => (await health(primary.url)).syncState === 'in-sync');
+    await waitFor('replica in sync', async () => (await nodeHealth(primary.url)).syncState === 'in-sync');
     const writer = startClusterWriter(center, { key: KEY });
     await waitFor('writes', async () => writer.acked.length >= 200);
 
@@ -70,7 +61,7 @@ void describe('failover while etcd is down and the worker is killed', () => {
     await writer.stop();
     const handle = await dr.startFailover({ failedNode: 'node1', reason: 'test: etcd down' });
     await sleep(3_000);
-    assert.equal((await health(h.nodes[1]!.url)).role, 'replica', 'promoted without the config center');
+    assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica', 'promoted without the config center');
     const description = await handle.describe();
     assert.equal(description.status.name, 'RUNNING');
 
@@ -78,13 +69,13 @@ void describe('failover while etcd is down and the worker is killed', () => {
     await sleep(500);
     await h.etcd!.restart();
     await sleep(1_000);
-    assert.equal((await health(h.nodes[1]!.url)).role, 'replica', 'promoted with no worker running');
+    assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica', 'promoted with no worker running');
     worker = await h.spawnReadyWorker();
 
     const result = (await handle.result()) as FailoverResult;
     assert.equal(result.newPrimary, 'node2');
     assert.equal(result.epoch, 2);
-    const node2 = await health(h.nodes[1]!.url);
+    const node2 = await nodeHealth(h.nodes[1]!.url);
     assert.equal(node2.role, 'primary');
     assert.equal(node2.epoch, 2, 'one epoch bump: one promotion');
     assert.deepEqual(
@@ -198,8 +189,8 @@ void describe('monitorCluster does not fail over a flapping or cut-off probe pat
       await sleep(5_000);
       proxy.up = true;
       await assert.rejects(h.client.workflow.getHandle('failover-kimiclaw').describe(), WorkflowNotFoundError);
-      assert.equal((await health(h.nodes[0]!.url)).role, 'primary');
-      assert.equal((await health(h.nodes[1]!.url)).role, 'replica');
+      assert.equal((await nodeHealth(h.nodes[0]!.url)).role, 'primary');
+      assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica');
       assert.equal((await readPrimary(center, KEY)).record!.epoch, 1);
     } finally {
       await center.close();
@@ -228,13 +219,13 @@ void describe('switchover', () => {
         epoch: 1,
         since: new Date().toISOString(),
       });
-      await waitFor('in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
+      await waitFor('in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
       const writer = startClusterWriter(center, { key: KEY });
       await waitFor('writes', async () => writer.acked.length >= 200);
       const there = (await (await dr.startSwitchover({ to: 'node2', reason: 'test' })).result()) as SwitchoverResult;
       assert.deepEqual([there.from, there.to, there.epoch], ['node1', 'node2', 2]);
       await waitFor('writes on node2', async () => writer.acks.filter((a) => a.node === 'node2').length > 50);
-      await waitFor('node1 in sync again', async () => (await health(h.nodes[1]!.url)).syncState === 'in-sync');
+      await waitFor('node1 in sync again', async () => (await nodeHealth(h.nodes[1]!.url)).syncState === 'in-sync');
       const back = (await (await dr.startSwitchover({})).result()) as SwitchoverResult;
       assert.deepEqual([back.from, back.to, back.epoch], ['node2', 'node1', 3]);
       await waitFor(
@@ -244,7 +235,7 @@ void describe('switchover', () => {
       await writer.stop();
       for (const node of h.nodes) {
         const present = await sequencesOn(node.url).catch(() => new Set<number>());
-        if ((await health(node.url)).role !== 'primary') continue;
+        if ((await nodeHealth(node.url)).role !== 'primary') continue;
         assert.deepEqual(
           writer.acked.filter((s) => !present.has(s)),
           [],

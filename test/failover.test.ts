@@ -13,19 +13,10 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, RecoverNodeResult } from '../src/workflows/cluster';
-import { Harness, failureMessages, runCli, waitFor } from './harness';
+import { Harness, failureMessages, nodeHealth, runCli, waitFor } from './harness';
 
 const SECRET = 'webhook-test-secret';
 const KEY = '/services/kimiclaw/primary';
-
-const health = async (url: string) =>
-  (await (await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) })).json()) as {
-    role: string;
-    epoch: number;
-    lsn: number;
-    syncState: string;
-    replicas: Array<{ id: string; state: string }>;
-  };
 
 void describe('failover (Temporal, etcd, node processes, webhook receiver)', () => {
   let h: Harness;
@@ -90,12 +81,12 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     assert.match(cli.stdout, /node2 +replica/);
 
     assert.deepEqual((await readPrimary(center, KEY)).record, before);
-    assert.equal((await health(h.nodes[0]!.url)).role, 'primary');
+    assert.equal((await nodeHealth(h.nodes[0]!.url)).role, 'primary');
     assert.equal(hooks.received.length, 0);
   });
 
   void test('SIGKILL of the primary under writes: failover, no acknowledged write lost, one notification each', async () => {
-    await waitFor('replica in sync', async () => (await health(h.nodes[0]!.url)).syncState === 'in-sync');
+    await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
     const writer = startClusterWriter(center, { key: KEY });
     await waitFor('writes flowing', async () => writer.acked.length >= 500);
     await h.nodes[0]!.stop('SIGKILL');
@@ -155,7 +146,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const recovered = (await h.client.workflow.getHandle('recover-kimiclaw-node1').result()) as RecoverNodeResult;
     assert.equal(recovered.role, 'replica');
     assert.equal(recovered.epoch, 2);
-    const [a, b] = await Promise.all([health(old.url), health(h.nodes[1]!.url)]);
+    const [a, b] = await Promise.all([nodeHealth(old.url), nodeHealth(h.nodes[1]!.url)]);
     assert.equal(a.role, 'replica');
     assert.equal(b.replicas.find((r) => r.id === 'node1')?.state, 'in-sync');
     const [onOld, onNew] = await Promise.all([sequencesOn(old.url), sequencesOn(h.nodes[1]!.url)]);
@@ -173,12 +164,12 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     await waitFor('writes flowing without the replica', async () => writer.acked.length >= 100, 30_000);
     await writer.stop();
     assert.equal((await readPrimary(center, KEY)).record!.node, 'node2');
-    assert.equal((await health(primary.url)).syncState, 'degraded');
+    assert.equal((await nodeHealth(primary.url)).syncState, 'degraded');
     const sync = (await center.get('/services/kimiclaw/sync')).value as { degraded: boolean };
     assert.equal(sync.degraded, true, 'the degradation is recorded before writes go on alone');
     // A failover now would refuse: no replica is proven to hold every acknowledged write.
     await replica.start();
-    await waitFor('replica back in sync', async () => (await health(primary.url)).syncState === 'in-sync');
+    await waitFor('replica back in sync', async () => (await nodeHealth(primary.url)).syncState === 'in-sync');
     await waitFor(
       'sync record restored',
       async () => !((await center.get('/services/kimiclaw/sync')).value as { degraded: boolean }).degraded,

@@ -281,3 +281,18 @@ export function failureMessages(err: unknown): string {
   }
   return out.join(' / ');
 }
+
+/** What a node's GET /health says about replication (the fields the cluster tests read). */
+export interface NodeHealthView {
+  role: string;
+  epoch: number;
+  lsn: number;
+  syncState: string;
+  history: Array<{ epoch: number; startLsn: number }>;
+  replicas: Array<{ id: string; state: string }>;
+}
+
+export async function nodeHealth(url: string): Promise<NodeHealthView> {
+  const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
+  return (await res.json()) as NodeHealthView;
+}
