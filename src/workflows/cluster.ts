@@ -176,7 +176,9 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const config = published - t;
 
   t = mark();
-  const notified = await notifyAll(webhooks, {
+  // Notifications are retried until delivered: a receiver that is down must not hold back the
+  // recovery of the failed node, so recoverNode starts while they are on their way.
+  const notifying = notifyAll(webhooks, {
     type: 'primary-changed',
     cluster,
     database: cluster,
@@ -186,20 +188,26 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
     reason: request.reason ?? request.evidence ?? 'failover',
     kind: 'failover',
     at: since,
-  });
-  const notify = mark() - t;
+  }).then((delivered) => ({ delivered, at: mark() }));
 
   const recoverId = recoverWorkflowId(cluster, request.failedNode);
-  await startChild(recoverNode, {
-    workflowId: recoverId,
-    args: [{ cluster, node: request.failedNode }],
-    parentClosePolicy: ParentClosePolicy.ABANDON,
-    workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-  });
+  try {
+    await startChild(recoverNode, {
+      workflowId: recoverId,
+      args: [{ cluster, node: request.failedNode }],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    });
+  } catch (err) {
+    // One recovery of that node is already waiting for it: it rejoins it to the new primary.
+    if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+  }
 
   const from = request.detectedAt ?? t0;
   const rtoSeconds = (published - from) / 1000;
   await fast.recordFailover({ cluster, kind: 'failover', rtoSeconds });
+  const { delivered: notified, at: notifiedAt } = await notifying;
+  const notify = notifiedAt - t;
   outcome('success');
   return {
     cluster,
