@@ -60,6 +60,13 @@ const MaintenanceSchema = z
   .object({ status: z.string(), lsn: z.number().optional(), fingerprint: z.object(FingerprintFields).optional() })
   .loose();
 
+const PromoteSchema = z.object({ epoch: z.number(), lsn: z.number() }).loose();
+const DemoteSchema = z.object({ role: z.string(), epoch: z.number(), lsn: z.number(), drained: z.boolean() }).loose();
+const ReplicationStatusSchema = z.object({ role: z.string(), epoch: z.number() }).loose();
+
+type ReplicaSpec = { id: string; url: string; mode: 'sync' | 'async' };
+type NodeRef = { id: string; url: string };
+
 const ErrorSchema = z.object({
   error: z.object({ code: z.string(), message: z.string(), field: z.string().optional() }),
 });
@@ -97,6 +104,21 @@ export class NodeClient {
 
   append(events: Array<{ kind: string; payload: unknown }>): Promise<AppendResult> {
     return this.call('POST', '/events', { events }, AppendSchema);
+  }
+
+  /** Makes the node primary of `epoch`, replicating to `replicas` (docs/node-api.md, fencing). */
+  promote(body: { epoch: number; replicas: ReplicaSpec[]; allowDegraded: boolean }) {
+    return this.call('POST', '/promote', body, PromoteSchema);
+  }
+
+  /** Steps the node down at `epoch`: replica of `primary`, or fenced without one. */
+  demote(body: { epoch: number; primary?: NodeRef; drainMs?: number }, timeoutMs = this.timeoutMs) {
+    return this.call('POST', '/demote', body, DemoteSchema, timeoutMs);
+  }
+
+  /** On the primary of `epoch`: its replicas, or whether it may acknowledge without one. */
+  setReplication(body: { epoch: number; replicas?: ReplicaSpec[]; allowDegraded?: boolean }) {
+    return this.call('POST', '/replication', body, ReplicationStatusSchema);
   }
 
   private async call<T>(

@@ -13,6 +13,7 @@ import { Context } from '@temporalio/activity';
 import type { DatabaseConfig, NodeConfig } from '../config';
 import { type ConfigCenter, type PrimaryRecord, casPrimary, openConfigCenter, readPrimary } from '../config-center';
 import { InputProblem, Unavailable } from '../errors';
+import { NodeClient } from '../node-client';
 import { type PrimaryChangeEvent, deliverWebhook } from '../notify/webhook';
 import type { ActivityDeps } from './index';
 
@@ -83,38 +84,8 @@ export async function probeNode(node: { id: string; url: string }, timeoutMs = P
   }
 }
 
-async function post<T>(url: string, path: string, body: unknown, timeoutMs = 5_000): Promise<T> {
-  let res: Response;
-  try {
-    res = await fetch(new URL(path, url), {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(timeoutMs),
-    });
-  } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
-    throw new Unavailable(`waiting for ${url} to answer POST ${path}: ${cause}`);
-  }
-  const answer = (await res.json()) as T & { error?: { code: string; message: string } };
-  if (!res.ok) {
-    const message = `${url} refused POST ${path}: ${answer.error?.code ?? res.status}: ${answer.error?.message ?? ''}`;
-    if (res.status >= 500) throw new Unavailable(message);
-    throw new NodeRefused(answer.error?.code ?? String(res.status), message);
-  }
-  return answer;
-}
-
-/** A node answered 4xx: the request does not fit its state (e.g. StaleEpoch). Not retried. */
-export class NodeRefused extends InputProblem {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super('node', message);
-    this.name = 'NodeRefused';
-  }
-}
+/** The typed client of a configured node, with failover's short timeouts. */
+const clientOf = (node: { id: string; url: string }, timeoutMs = 5_000) => new NodeClient(node.id, node.url, timeoutMs);
 
 /** Which nodes replicate synchronously: the first `count` healthy ones in config order. */
 export function replicaSpecs(
@@ -288,7 +259,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   }): Promise<{ answered: boolean; detail: string }> {
     const node = nodeOf(clusterOf(input.cluster), input.node);
     try {
-      const r = await post<{ role: string }>(node.url, '/demote', { epoch: input.epoch }, 1_000);
+      const r = await clientOf(node, 1_000).demote({ epoch: input.epoch });
       return { answered: true, detail: `node ${node.id} is now ${r.role}` };
     } catch (err) {
       return { answered: false, detail: (err as Error).message };
@@ -317,11 +288,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       // Record first: a failover meanwhile must know this primary may acknowledge alone.
       await writeSync(db.name, { epoch: input.epoch, standbys: [], degraded: true, since: new Date().toISOString() });
     }
-    const answer = await post<{ epoch: number; lsn: number }>(node.url, '/promote', {
-      epoch: input.epoch,
-      replicas,
-      allowDegraded: degrade && !syncUp,
-    });
+    const answer = await clientOf(node).promote({ epoch: input.epoch, replicas, allowDegraded: degrade && !syncUp });
     return { node: node.id, url: node.url, lsn: answer.lsn, replicas };
   }
 
@@ -447,14 +414,14 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           degraded: false,
           since: new Date().toISOString(),
         });
-      if (primary.allowDegraded) await post(primary.url, '/replication', { epoch: record.epoch, allowDegraded: false });
+      if (primary.allowDegraded) await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: false });
       return undefined;
     }
     if (primary.syncState !== 'waiting') return undefined;
     const since = waitingSince ?? Date.now();
     if (config.cluster.whenSyncReplicaDown === 'degrade' && Date.now() - since >= config.cluster.degradeAfter) {
       await writeSync(cluster, { epoch: record.epoch, standbys: [], degraded: true, since: new Date().toISOString() });
-      await post(primary.url, '/replication', { epoch: record.epoch, allowDegraded: true });
+      await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: true });
     }
     return since;
   }
@@ -479,11 +446,11 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     if (!record) throw new Unavailable(`no primary is recorded for ${db.name} yet`);
     if (record.node === node.id) return { epoch: record.epoch, role: 'primary' };
     const primaryNode = nodeOf(db, record.node);
-    await post(node.url, '/demote', { epoch: record.epoch, primary: { id: primaryNode.id, url: primaryNode.url } });
+    await clientOf(node).demote({ epoch: record.epoch, primary: { id: primaryNode.id, url: primaryNode.url } });
     const views = await Promise.all(db.nodes.map((n) => probeNode(n, 1_000)));
     const healthy = new Set(views.filter((v) => v.reachable).map((v) => v.id));
     const replicas = replicaSpecs(db, primaryNode.id, healthy, config.cluster.syncReplicas);
-    await post(primaryNode.url, '/replication', { epoch: record.epoch, replicas });
+    await clientOf(primaryNode).setReplication({ epoch: record.epoch, replicas });
     return { epoch: record.epoch, role: 'replica' };
   }
 
@@ -518,9 +485,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     const db = clusterOf(input.cluster);
     const node = nodeOf(db, input.node);
     const target = nodeOf(db, input.to);
-    return post<{ role: string; lsn: number; drained: boolean }>(
-      node.url,
-      '/demote',
+    return clientOf(node).demote(
       { epoch: input.epoch, primary: { id: target.id, url: target.url }, drainMs: 10_000 },
       20_000,
     );
