@@ -18,9 +18,9 @@ COPY tsconfig.json ./
 COPY bin ./bin
 COPY src ./src
 
-# The node's DuckDB file and its L1 snapshots live in /data; a named volume mounted there takes
-# this ownership, so the unprivileged user can write it.
-RUN mkdir -p /data && chown node:node /data
+# The node's DuckDB file and its L1 snapshots live in /data, the node token in /secrets; a named
+# volume mounted there takes this ownership, so the unprivileged user can write it.
+RUN mkdir -p /data /secrets && chown node:node /data /secrets
 USER node
 ENV NODE_ENV=production
 

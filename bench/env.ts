@@ -12,6 +12,7 @@ import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { KimiclawDr } from '../src/client';
 import { parseConfig, type Config } from '../src/config';
 import { NodeProcess } from '../src/dev/node-process';
+import { newNodeToken } from '../src/dev/token-file';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../src/dev/servers';
 import { generateDatabase, parseSize } from '../src/node/generate';
 import { startWorker } from '../src/worker';
@@ -47,6 +48,9 @@ export async function startBenchEnv(options: { dir?: string; size: string }): Pr
   ]);
   await createBucket(s3.endpoint, CREDS, BUCKET);
   const node = new NodeProcess('node1', join(root, 'nodes'));
+  // A fresh token per run, handed over as the environment, never argv.
+  const token = newNodeToken();
+  node.env = { KIMICLAW_NODE_TOKENS: token };
   await mkdir(node.dataDir, { recursive: true });
   const dbPath = join(node.dataDir, 'kimiclaw.duckdb');
   if (existsSync(dbPath)) {
@@ -69,6 +73,7 @@ export async function startBenchEnv(options: { dir?: string; size: string }): Pr
       },
       databases: [{ name: 'kimiclaw', nodes: [{ id: node.id, url: node.url, dataDir: node.dataDir }] }],
       metrics: { port: 0 },
+      nodeAuth: { token },
     },
     'bench',
   );

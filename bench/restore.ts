@@ -69,7 +69,7 @@ async function main(): Promise<void> {
   log(`bench:restore — ${args.size} database, ${rounds} rounds each`);
   const env = await startBenchEnv({ dir: args.dir, size: args.size });
   const { root, dbPath, node, config, client, dr, s3Client } = env;
-  const nodeClient = new NodeClient(node.id, node.url);
+  const nodeClient = new NodeClient(node.id, node.url, config.nodeAuth.token);
   const stores = new Stores(config);
 
   try {
@@ -163,6 +163,7 @@ async function main(): Promise<void> {
     const acked = new Map<number, number>();
     const archived = new Map<number, number>();
     const writer = startWriter({
+      token: config.nodeAuth.token,
       url: node.url,
       eventsPerBatch: 20,
       intervalMs: 50,

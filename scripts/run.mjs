@@ -9,8 +9,9 @@
 //   node scripts/run.mjs bench FILE [args...]
 //   node scripts/run.mjs typecheck | lint  (no tools needed)
 import { spawn, spawnSync } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { createWriteStream, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -77,13 +78,30 @@ function ensureTools() {
   if (result.status !== 0) process.exit(result.status ?? 1);
 }
 
-/** Runs a child with the terminal, passes on termination signals, and resolves with its exit. */
-function runChild(command, args, cwd = process.cwd()) {
+/**
+ * Runs a child with the terminal, passes on termination signals, and resolves with its exit.
+ * With `tee`, its output also goes to that file (the terminal still sees it as it comes).
+ */
+function runChild(command, args, cwd = process.cwd(), { env: extraEnv = {}, tee } = {}) {
   return new Promise((resolveExit) => {
     // The pinned AWS SDK supports Node 20; its notice concerns releases we do not install, and
     // printed on every CLI call it would bury the output operators read.
-    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env };
-    const child = spawn(command, args, { stdio: 'inherit', cwd, env });
+    const env = { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', ...process.env, ...extraEnv };
+    const child = spawn(command, args, { stdio: tee ? ['inherit', 'pipe', 'pipe'] : 'inherit', cwd, env });
+    if (tee) {
+      const log = createWriteStream(tee, { flags: 'a' });
+      let open = 2;
+      for (const [from, to] of [
+        [child.stdout, process.stdout],
+        [child.stderr, process.stderr],
+      ]) {
+        from.on('data', (chunk) => {
+          to.write(chunk);
+          log.write(chunk);
+        });
+        from.on('end', () => --open === 0 && log.end());
+      }
+    }
     const forward = (signal) => {
       // Ctrl-C in a terminal already reached the child (same process group); sending it again
       // would look like a second Ctrl-C, which programs treat as "force quit".
@@ -143,6 +161,25 @@ function findTestFiles(dir = join(ROOT, 'test')) {
   return found.sort();
 }
 
+/**
+ * Every place in `dir` (recursively) where one of `secrets` appears, as "file:line (name)"; the
+ * secret itself is never part of the answer.
+ */
+function findSecrets(dir, secrets) {
+  const found = [];
+  for (const entry of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (!entry.isFile()) continue;
+    const file = join(entry.parentPath, entry.name);
+    const lines = readFileSync(file, 'utf8').split('\n');
+    lines.forEach((line, i) => {
+      for (const [name, value] of Object.entries(secrets)) {
+        if (line.includes(value)) found.push(`${relative(dir, file)}:${i + 1} (${name})`);
+      }
+    });
+  }
+  return found;
+}
+
 async function test(files) {
   // Checked first: a typo should not cost a full type-check and lint before it is reported.
   const concurrency = process.env.KIMICLAW_TEST_CONCURRENCY || '1';
@@ -155,15 +192,41 @@ async function test(files) {
   // The runner starts in the repo root; name the caller's files from there.
   const selected = files.length ? files.map((f) => relative(ROOT, resolve(f))) : findTestFiles();
   if (!selected.length) fail('no test files found under test/ (looking for *.test.ts)');
+  // Output now goes through a pipe: keep the reporter a terminal would have chosen.
+  const reporter = process.stdout.isTTY ? ['--test-reporter=spec', '--test-reporter-destination=stdout'] : [];
   const args = [
     '--import',
     tsxImport(),
     '--test',
     `--test-concurrency=${concurrency}`,
     '--test-timeout=600000',
+    ...reporter,
     ...selected,
   ];
-  exitLike(await runChild(process.execPath, args, ROOT));
+  // The node tokens of this run, and a directory for every log its processes write: the
+  // harness tees nodes, workers, CLI calls, Temporal and versitygw there, and the runner's own
+  // output (in-process workers, failure messages) goes there too. A token in any of them fails
+  // the run, even when every test passed.
+  const secrets = {
+    KIMICLAW_TEST_NODE_TOKEN: randomBytes(32).toString('base64url'),
+    KIMICLAW_TEST_EVENTS_TOKEN: randomBytes(32).toString('base64url'),
+  };
+  const logDir = mkdtempSync(join(tmpdir(), 'kimiclaw-dr-test-logs-'));
+  const result = await runChild(process.execPath, args, ROOT, {
+    env: { ...secrets, KIMICLAW_TEST_LOG_DIR: logDir },
+    tee: join(logDir, 'node-test.log'),
+  });
+  const leaks = findSecrets(logDir, secrets);
+  if (leaks.length > 0) {
+    process.stderr.write(`kimiclaw-dr: a node token of this run appears in ${leaks.length} log line(s):\n`);
+    for (const leak of leaks.slice(0, 50)) process.stderr.write(`  ${leak}\n`);
+    process.stderr.write(`kimiclaw-dr: the logs are kept in ${logDir}\n`);
+    exitLike({ code: 1, signal: null });
+    return;
+  }
+  if (result.code === 0 && !result.signal) rmSync(logDir, { recursive: true, force: true });
+  else process.stderr.write(`kimiclaw-dr: the logs of this run are kept in ${logDir}\n`);
+  exitLike(result);
 }
 
 async function main(argv) {

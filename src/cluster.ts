@@ -12,7 +12,8 @@ export async function findPrimary(db: DatabaseConfig): Promise<{ node: NodeConfi
   const answers = await Promise.all(
     db.nodes.map(async (node) => {
       try {
-        return { node, health: await new NodeClient(node.id, node.url, 5_000).health() };
+        // GET /health is open: no credential goes out where none is needed.
+        return { node, health: await new NodeClient(node.id, node.url, undefined, 5_000).health() };
       } catch (err) {
         problems.push((err as Error).message);
         return undefined;

@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_TASK_QUEUE, NameSchema } from './domain';
 import { DURATION_UNITS, parseDuration } from './duration';
+import { NodeToken, TOKEN_RULE, isToken, readTokenFile } from './node-token';
 
 export { TIERS, TierSchema, NameSchema, DEFAULT_TASK_QUEUE } from './domain';
 export type { Tier } from './domain';
@@ -74,6 +75,11 @@ const StorageSchema = z.object({
   uploadLimitMiBps: z.number().positive().optional(),
   /** Bandwidth limit of restore downloads in MiB/s; absent means as fast as the link allows. */
   downloadLimitMiBps: z.number().positive().optional(),
+  /**
+   * A request to the store that receives nothing for this long is abandoned (and retried where the
+   * caller retries): a store that hangs must not hang the archiver, a restore or the CLI.
+   */
+  idleTimeout: PositiveDurationSchema.default(30_000),
 });
 
 const RetentionSchema = z
@@ -228,8 +234,37 @@ const ClusterSchema = z
     whenSyncReplicaDown: z.enum(['degrade', 'block']).default('degrade'),
     /** How long the primary must be without an in-sync synchronous replica before degrading. */
     degradeAfter: PositiveDurationSchema.default(2_000),
+    /**
+     * The topology lease: one failover, switchover, restore or rebuild of a cluster at a time. Its
+     * holder renews it every ttl/3; a holder that died loses it after `ttl`. A failover finding it
+     * held waits up to `failoverWait` for it (every other operation is refused at once).
+     */
+    lease: z
+      .object({
+        ttl: PositiveDurationSchema.default(15_000),
+        failoverWait: PositiveDurationSchema.default(60_000),
+      })
+      .prefault({}),
     webhooks: z.array(WebhookSchema).default([]),
   })
+  .prefault({});
+
+/**
+ * The credential sent to kimiclaw nodes (docs/node-api.md, "Authentication"): a control token the
+ * nodes accept. `tokenFile` is read when the config is loaded (the node's token file format, the
+ * first token is sent); `token` is meant for the environment (KIMICLAW_NODE_TOKEN). Neither: calls
+ * go without a credential, which only a node run with --insecure-no-auth accepts.
+ */
+const NodeAuthSchema = z
+  .object({
+    tokenFile: z.string().min(1).optional(),
+    token: z
+      .string()
+      .refine(isToken, TOKEN_RULE)
+      .transform((t) => new NodeToken(t))
+      .optional(),
+  })
+  .refine((a) => !(a.token && a.tokenFile), 'give "token" or "tokenFile", not both')
   .prefault({});
 
 const MetricsSchema = z
@@ -249,6 +284,7 @@ export const ConfigSchema = z
     archive: ArchiveSchema,
     cluster: ClusterSchema,
     metrics: MetricsSchema,
+    nodeAuth: NodeAuthSchema,
   })
   .superRefine(
     (c, ctx) => {
@@ -321,6 +357,17 @@ function etcdFromEnv(env: NodeJS.ProcessEnv, raw: Record<string, unknown>, fromE
   fromEnv.set('cluster.configCenter', 'ETCD_ENDPOINTS');
 }
 
+/** KIMICLAW_NODE_TOKEN or KIMICLAW_NODE_TOKEN_FILE replaces what the file says of nodeAuth. */
+function nodeAuthFromEnv(env: NodeJS.ProcessEnv, raw: Record<string, unknown>, fromEnv: Map<string, string>): void {
+  const token = env.KIMICLAW_NODE_TOKEN || undefined;
+  const tokenFile = env.KIMICLAW_NODE_TOKEN_FILE || undefined;
+  if (!token && !tokenFile) return;
+  setPath(raw, ['nodeAuth'], { token, tokenFile });
+  if (token) fromEnv.set('nodeAuth.token', 'KIMICLAW_NODE_TOKEN');
+  if (tokenFile) fromEnv.set('nodeAuth.tokenFile', 'KIMICLAW_NODE_TOKEN_FILE');
+  if (token && tokenFile) fromEnv.set('nodeAuth', 'KIMICLAW_NODE_TOKEN and KIMICLAW_NODE_TOKEN_FILE');
+}
+
 function setPath(target: Record<string, unknown>, path: string[], value: unknown): void {
   let node = target;
   for (const key of path.slice(0, -1)) {
@@ -341,7 +388,7 @@ function envValue(raw: string, kind: 'string' | 'boolean' | 'number'): unknown {
 export function parseConfig(input: unknown, source = 'config'): Config {
   const result = ConfigSchema.safeParse(input);
   if (!result.success) throw new ConfigError(describeZodIssues(result.error), source);
-  return result.data;
+  return readNodeToken(result.data, process.cwd(), source);
 }
 
 export interface LoadConfigOptions {
@@ -388,6 +435,7 @@ export function loadRawConfig(options: LoadConfigOptions = {}): RawConfig {
     fromEnv.set(path.join('.'), name);
   }
   etcdFromEnv(env, raw, fromEnv);
+  nodeAuthFromEnv(env, raw, fromEnv);
   return { raw, file, fromEnv };
 }
 
@@ -401,7 +449,8 @@ export function validateConfig({ raw, file, fromEnv }: RawConfig): Config {
       source,
     );
   }
-  return resolvePaths(result.data, file ? resolve(file, '..') : process.cwd());
+  const base = file ? resolve(file, '..') : process.cwd();
+  return readNodeToken(resolvePaths(result.data, base), base, source, fromEnv);
 }
 
 /** Reads the file and the environment and validates the result. */
@@ -431,6 +480,20 @@ function resolvePaths(config: Config, base: string): Config {
       if (!isAbsolute(node.dataDir)) node.dataDir = resolve(base, node.dataDir);
       if (node.backupDir && !isAbsolute(node.backupDir)) node.backupDir = resolve(base, node.backupDir);
     }
+  }
+  return config;
+}
+
+/** Reads nodeAuth.tokenFile at load, so a missing or bad file fails at start, naming the field. */
+function readNodeToken(config: Config, base: string, source: string, fromEnv = new Map<string, string>()): Config {
+  const file = config.nodeAuth.tokenFile;
+  if (file === undefined) return config;
+  const path = isAbsolute(file) ? file : resolve(base, file);
+  try {
+    config.nodeAuth = { tokenFile: path, token: new NodeToken(readTokenFile(path)[0]!) };
+  } catch (err) {
+    const env = fromEnv.get('nodeAuth.tokenFile');
+    throw new ConfigError([`nodeAuth.tokenFile${env ? ` (env ${env})` : ''}: ${(err as Error).message}`], source);
   }
   return config;
 }

@@ -1,9 +1,12 @@
 /**
  * A typed client for the kimiclaw node's HTTP API (docs/node-api.md). Errors say which node did
- * not answer and why, and whether waiting could help.
+ * not answer and why, and whether waiting could help. Every call carries the configured
+ * credential (config nodeAuth); a refused one is a config problem, not worth a retry.
  */
 import { z } from 'zod';
-import { InputProblem, Unavailable, networkErrorCode } from './errors';
+import { FINGERPRINT_VERSIONS } from './duckdb/row-checksum';
+import { ConfigProblem, InputProblem, Unavailable, networkErrorCode } from './errors';
+import type { NodeToken } from './node-token';
 
 const HealthSchema = z.object({
   status: z.string(),
@@ -22,6 +25,8 @@ const FingerprintFields = {
   maxId: z.number().nullable(),
   maxLsn: z.number().nullable(),
   checksum: z.string(),
+  /** A node that does not say computes version 1 (docs/fingerprint.md). */
+  fingerprintVersion: z.literal(FINGERPRINT_VERSIONS).default(1),
 };
 
 const StatsSchema = z.object({
@@ -75,6 +80,8 @@ export class NodeClient {
   constructor(
     readonly nodeId: string,
     readonly url: string,
+    /** config.nodeAuth.token; undefined only against a node run with --insecure-no-auth. */
+    private readonly token: NodeToken | undefined,
     private readonly timeoutMs = 10_000,
   ) {}
 
@@ -133,7 +140,10 @@ export class NodeClient {
     try {
       response = await fetch(new URL(path, this.url), {
         method,
-        headers: body === undefined ? undefined : { 'content-type': 'application/json' },
+        headers: {
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(this.token ? { authorization: this.token.authorization() } : {}),
+        },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: AbortSignal.timeout(timeoutMs),
       });
@@ -153,6 +163,13 @@ export class NodeClient {
     if (!response.ok) {
       const parsed = ErrorSchema.safeParse(json);
       const message = parsed.success ? parsed.data.error.message : text.slice(0, 300);
+      if (response.status === 401 || response.status === 403) {
+        const sent = this.token ? 'the configured credential' : 'no credential';
+        throw new ConfigProblem(
+          'nodeAuth',
+          `${what} refused ${sent} (HTTP ${response.status}: ${message}); set nodeAuth.tokenFile or KIMICLAW_NODE_TOKEN to a control token the node accepts`,
+        );
+      }
       if (response.status >= 400 && response.status < 500 && parsed.success) {
         throw new InputProblem(parsed.data.error.field ?? parsed.data.error.code, `${what} refused: ${message}`);
       }

@@ -30,12 +30,19 @@ import { DuckDBInstance } from '@duckdb/node-api';
 import type { Fingerprint } from '../src/duckdb/fingerprint';
 import { DatabaseStillOpenError, isOpenInProcess, openDatabase } from '../src/duckdb/open';
 import { type LogEvent, applyEvents, formatIsoMicros, parseIsoMicros } from '../src/duckdb/replay';
-import { ADD_TO_CHECKSUM_SQL, SET_STATE_SQL, STATE_CHECKSUM, ensureSchema } from '../src/duckdb/schema';
+import {
+  ADD_TO_CHECKSUM_SQL,
+  SET_STATE_SQL,
+  STATE_CHECKSUM,
+  STATE_FINGERPRINT_VERSION,
+  ensureSchema,
+} from '../src/duckdb/schema';
 import { fingerprintFile, recordedFingerprintFile } from '../src/duckdb/verify';
 import { generateDatabase } from '../src/node/generate';
 import { Gate, Mutex } from '../src/node/mutex';
 import { startWriter } from '../src/node/writer';
 import { type AppendResult, EventStore, MaintenanceError } from '../src/node/store';
+import { AUTH, EVENTS_CREDENTIAL, NODE_TOKEN_ENV, teeToLog } from './credentials';
 
 const REPO = resolve(__dirname, '..');
 const MAIN = join(REPO, 'src/node/main.ts');
@@ -69,8 +76,9 @@ async function spawnNode(dataDir: string, id = 'node1'): Promise<NodeProcess> {
       '--database',
       'kimiclaw',
     ],
-    { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] },
+    { cwd: REPO, env: { ...process.env, ...NODE_TOKEN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
+  teeToLog([child.stdout, child.stderr], `node-${id}`);
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
@@ -124,7 +132,7 @@ async function call<T = Record<string, unknown>>(
 ): Promise<Reply<T>> {
   const res = await fetch(url, {
     method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    headers: body === undefined ? AUTH : { 'content-type': 'application/json', ...AUTH },
     body: body === undefined ? undefined : typeof body === 'string' ? body : JSON.stringify(body),
   });
   return { status: res.status, body: (await res.json()) as T };
@@ -135,8 +143,8 @@ type Snapshot = Fingerprint & { path: string; lsn: number; bytes: number; stallM
 type ErrorReply = { error: { code: string; message: string; field?: string; routes?: string[] } };
 
 function fingerprintOf(value: Fingerprint): Fingerprint {
-  const { rows, minId, maxId, maxLsn, checksum } = value;
-  return { rows, minId, maxId, maxLsn, checksum };
+  const { rows, minId, maxId, maxLsn, checksum, fingerprintVersion } = value;
+  return { rows, minId, maxId, maxLsn, checksum, fingerprintVersion };
 }
 
 const events = (n: number, kind = 'click'): Array<{ kind: string; payload: unknown }> =>
@@ -183,6 +191,7 @@ void describe('node API', () => {
       rows: 4,
       allowDegraded: false,
       syncState: 'standalone',
+      auth: 'bearer',
       replicas: [],
     });
 
@@ -262,7 +271,7 @@ void describe('node API', () => {
     assert.equal(reply.body.error.code, 'NotFound');
     assert.ok(
       reply.body.error.routes?.includes(
-        'POST /snapshot: write a consistent copy of the database to { path } inside the data directory',
+        'POST /snapshot (control credential): write a consistent copy of the database to { path } inside the data directory',
       ),
     );
     for (const path of ['/snapshot', '/maintenance']) {
@@ -270,13 +279,19 @@ void describe('node API', () => {
       assert.equal(wrongMethod.status, 405, path);
       assert.equal(wrongMethod.body.error.code, 'MethodNotAllowed', path);
     }
-    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('GET /events: ')));
-    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('POST /maintenance: ')));
+    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('GET /events (events credential): ')));
+    assert.ok(reply.body.error.routes?.some((r) => r.startsWith('POST /maintenance (control credential): ')));
   });
 
   void test('a snapshot taken while a writer posts batches is consistent with what was acknowledged', async () => {
     const acks: AppendResult[] = [];
-    const writer = startWriter({ url: node.url, eventsPerBatch: 50, intervalMs: 5, onAck: (a) => acks.push(a) });
+    const writer = startWriter({
+      token: EVENTS_CREDENTIAL,
+      url: node.url,
+      eventsPerBatch: 50,
+      intervalMs: 5,
+      onAck: (a) => acks.push(a),
+    });
     try {
       while (acks.length < 10) await sleep(10);
       const target = join(dataDir, 'snapshots', 'during-writes.duckdb');
@@ -410,7 +425,13 @@ void describe('durability across process death', () => {
   void test('SIGKILL in the middle of a write stream keeps everything acknowledged up to the last ack', async () => {
     let node = await spawnNode(dataDir);
     const acks: AppendResult[] = [];
-    const writer = startWriter({ url: node.url, eventsPerBatch: 40, intervalMs: 1, onAck: (a) => acks.push(a) });
+    const writer = startWriter({
+      token: EVENTS_CREDENTIAL,
+      url: node.url,
+      eventsPerBatch: 40,
+      intervalMs: 1,
+      onAck: (a) => acks.push(a),
+    });
     while (acks.length < 30) await sleep(5);
     await node.kill('SIGKILL');
     await writer.stop();
@@ -497,7 +518,7 @@ void describe('snapshots next to long reads', () => {
 
   void test('a /stats read running while writes commit does not make the snapshot fail', async () => {
     const node = await spawnNode(dir, 'node3');
-    const writer = startWriter({ url: node.url, eventsPerBatch: 20, intervalMs: 1 });
+    const writer = startWriter({ token: EVENTS_CREDENTIAL, url: node.url, eventsPerBatch: 20, intervalMs: 1 });
     try {
       for (let i = 0; i < 5; i++) {
         await sleep(50);
@@ -894,6 +915,7 @@ void describe('log paging (GET /events)', () => {
       await ensureSchema(c);
       // A file that records its checksum keeps it up to date batch by batch.
       await c.run(SET_STATE_SQL, [STATE_CHECKSUM, '0']);
+      await c.run(SET_STATE_SQL, [STATE_FINGERPRINT_VERSION, '2']);
       for (const p of await allPages(node.url, 0, 500)) {
         const result = await applyEvents(c, p.events);
         applied += result.count;
@@ -969,7 +991,13 @@ void describe('log paging (GET /events)', () => {
   void test('pages read while a writer posts contain only whole committed batches', async () => {
     const start = (await call<Stats>(`${node.url}/stats`, 'GET')).body.lsn;
     const acks: AppendResult[] = [];
-    const writer = startWriter({ url: node.url, eventsPerBatch: 7, intervalMs: 2, onAck: (a) => acks.push(a) });
+    const writer = startWriter({
+      token: EVENTS_CREDENTIAL,
+      url: node.url,
+      eventsPerBatch: 7,
+      intervalMs: 2,
+      onAck: (a) => acks.push(a),
+    });
     const seen: LogEvent[] = [];
     let after = start;
     try {

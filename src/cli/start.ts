@@ -3,9 +3,13 @@
  * started here: a Temporal dev server with its Web UI (state under .data), an S3-compatible
  * server, a reference kimiclaw node with a small steady writer. Then the worker, the schedules,
  * and a banner that says where to click. Ctrl-C stops everything in reverse order.
+ *
+ * The nodes it starts require a control token: the configured one (nodeAuth), else one made on
+ * the first run in .data/node-token (mode 0600). It reaches the nodes through --token-file or
+ * their environment, and the worker, the writer and later CLI calls through the config.
  */
 import { mkdir, writeFile } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { DEFAULT_DATABASE } from '../domain';
 import { EMBEDDED_CONFIG_FILE, loadRawConfig, validateConfig, type Config } from '../config';
@@ -16,6 +20,7 @@ import { freePort, isPortFree } from '../net';
 import { primaryKey } from '../activities/cluster';
 import { type ConfigCenter, openConfigCenter } from '../config-center';
 import { type ClusterWriter, startClusterWriter } from '../dev/cluster-writer';
+import { ensureTokenFile } from '../dev/token-file';
 import { applySchedules } from '../schedules';
 import { registerSearchAttributes } from '../search-attributes';
 import { startWorker } from '../worker';
@@ -47,6 +52,7 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     databases?: unknown[];
     metrics?: Record<string, unknown>;
     cluster?: Record<string, unknown>;
+    nodeAuth?: { token?: unknown; tokenFile?: unknown };
   };
   const stops: Stop[] = [];
   let stopping = false;
@@ -60,7 +66,8 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     }
   };
   const stopped = new Promise<void>((resolveStopped) => {
-    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    // SIGHUP too (the terminal closed): the nodes would take it as "reload the tokens" and stay.
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
       process.once(signal, () => void stopAll().then(resolveStopped));
     }
   });
@@ -108,10 +115,30 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
         (await preferredPort(7171)) ?? (await freePort()),
         (await preferredPort(7172)) ?? (await freePort()),
       ];
-      const nodes = ['node1', 'node2'].map((id, i) => new NodeProcess(id, root, DEFAULT_DATABASE, ports[i]));
+      const configDir = rawConfig.file ? dirname(resolve(rawConfig.file)) : process.cwd();
+      const credential = await nodeCredential(raw, configDir, dataDir);
+      if (credential.created) say(`made a node control token in ${credential.tokenFile} (mode 0600)`);
+      const nodes = ['node1', 'node2'].map((id, i) => {
+        const node = new NodeProcess(id, root, DEFAULT_DATABASE, ports[i]);
+        node.env = credential.env;
+        node.logFile = join(root, `${id}.log`);
+        return node;
+      });
       // Each names the other: whichever is primary (a restart keeps the roles) replicates to it.
-      nodes[0]!.args = ['--role', 'primary', '--replica', `node2=http://127.0.0.1:${ports[1]},sync`];
-      nodes[1]!.args = ['--role', 'replica', '--replica', `node1=http://127.0.0.1:${ports[0]},sync`];
+      nodes[0]!.args = [
+        '--role',
+        'primary',
+        '--replica',
+        `node2=http://127.0.0.1:${ports[1]},sync`,
+        ...credential.args,
+      ];
+      nodes[1]!.args = [
+        '--role',
+        'replica',
+        '--replica',
+        `node1=http://127.0.0.1:${ports[0]},sync`,
+        ...credential.args,
+      ];
       for (const node of [nodes[1]!, nodes[0]!]) {
         await node.start();
         stops.push({ name: `kimiclaw ${node.id}`, stop: () => node.stop('SIGTERM') });
@@ -147,8 +174,11 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     raw.cluster ??= { configCenter: { kind: 'file', path: join(dataDir, 'config-center.json') } };
 
     const config: Config = validateConfig(rawConfig);
-    // Later CLI calls on this host (another terminal) find the servers started here.
-    await writeFile(join(dataDir, 'kimiclaw-dr.json'), `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
+    // Later CLI calls on this host (another terminal) find the servers started here. A token from
+    // the environment is not written down: that terminal needs KIMICLAW_NODE_TOKEN as well.
+    const { tokenFile } = config.nodeAuth;
+    const written = { ...raw, nodeAuth: tokenFile ? { tokenFile } : undefined };
+    await writeFile(join(dataDir, 'kimiclaw-dr.json'), `${JSON.stringify(written, null, 2)}\n`, { mode: 0o600 });
 
     if (!uiUrl) {
       const connection = await Connection.connect({
@@ -181,7 +211,12 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     if (clusters.length > 0) {
       // A small steady load that follows the primary through failovers, as a client would.
       center = openConfigCenter(config.cluster.configCenter);
-      writer = startClusterWriter(center, { key: primaryKey(clusters[0]!), batch: 20, pauseMs: 200 });
+      writer = startClusterWriter(center, {
+        token: config.nodeAuth.token,
+        key: primaryKey(clusters[0]!),
+        batch: 20,
+        pauseMs: 200,
+      });
       stops.push({ name: 'event writer', stop: () => writer!.stop().then(() => center!.close()) });
     }
     const schedules = [...applied.created, ...applied.updated, ...applied.unchanged];
@@ -196,6 +231,7 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     say(
       `  node          ${config.databases.map((d) => d.nodes.map((n) => `${d.name}/${n.id} ${n.url}`).join(', ')).join('; ')}`,
     );
+    say(`  node token    ${describeNodeAuth(config)}`);
     say(`  schedules     ${schedules.join(', ')}`);
     if (clusters.length > 0) {
       say(`  failover      monitor-${clusters.join(', monitor-')}; config center ${describeCenter(config)}`);
@@ -232,6 +268,36 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
     await stopAll();
     throw err;
   }
+}
+
+/**
+ * The credential of the nodes `start` runs: the configured token or token file, else a token file
+ * made in .data/ on the first run (and recorded in `raw`, so the worker and the CLI send it).
+ */
+async function nodeCredential(
+  raw: { nodeAuth?: { token?: unknown; tokenFile?: unknown } },
+  configDir: string,
+  dataDir: string,
+): Promise<{ args: string[]; env: Record<string, string>; tokenFile?: string; created: boolean }> {
+  const { token, tokenFile } = raw.nodeAuth ?? {};
+  if (typeof token === 'string' && token !== '') {
+    return { args: [], env: { KIMICLAW_NODE_TOKENS: token }, created: false };
+  }
+  if (typeof tokenFile === 'string' && tokenFile !== '') {
+    const path = resolve(configDir, tokenFile);
+    return { args: ['--token-file', path], env: {}, tokenFile: path, created: false };
+  }
+  const path = join(dataDir, 'node-token');
+  const created = await ensureTokenFile(path);
+  raw.nodeAuth = { tokenFile: path };
+  return { args: ['--token-file', path], env: {}, tokenFile: path, created };
+}
+
+/** Where the node credential comes from, never the credential itself. */
+function describeNodeAuth(config: Config): string {
+  const { token, tokenFile } = config.nodeAuth;
+  if (tokenFile) return `${tokenFile} (sent as Authorization: Bearer; docs/node-api.md)`;
+  return token ? 'from KIMICLAW_NODE_TOKEN' : 'none configured: nodes must run with --insecure-no-auth';
 }
 
 function describeCenter(config: Config): string {

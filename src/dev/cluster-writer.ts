@@ -5,6 +5,7 @@
  * ones a primary acknowledged, so a test can prove none of them is lost.
  */
 import { type ConfigCenter, readPrimary } from '../config-center';
+import type { NodeToken } from '../node-token';
 
 export interface ClusterWriter {
   /** Sequence numbers of acknowledged events. */
@@ -17,7 +18,8 @@ export interface ClusterWriter {
 
 export function startClusterWriter(
   center: ConfigCenter,
-  options: { key?: string; batch?: number; pauseMs?: number } = {},
+  /** `token`: an events (or control) token the nodes accept; undefined only for nodes run open. */
+  options: { token: NodeToken | undefined; key?: string; batch?: number; pauseMs?: number },
 ): ClusterWriter {
   const batch = options.batch ?? 5;
   let seq = 0;
@@ -32,7 +34,11 @@ export function startClusterWriter(
         const seqs = Array.from({ length: batch }, () => ++seq);
         const res = await fetch(`${target.url}/events`, {
           method: 'POST',
-          headers: { 'content-type': 'application/json', 'x-kimiclaw-epoch': String(target.epoch) },
+          headers: {
+            'content-type': 'application/json',
+            'x-kimiclaw-epoch': String(target.epoch),
+            ...authorization(options.token),
+          },
           body: JSON.stringify({ events: seqs.map((s) => ({ kind: 'bench', payload: { seq: s } })) }),
           signal: AbortSignal.timeout(5_000),
         });
@@ -56,11 +62,12 @@ export function startClusterWriter(
 }
 
 /** Every `seq` present on a node, read through GET /events. */
-export async function sequencesOn(url: string): Promise<Set<number>> {
+export async function sequencesOn(url: string, token: NodeToken | undefined): Promise<Set<number>> {
   const seen = new Set<number>();
   let after = 0;
   for (;;) {
-    const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`);
+    const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`, { headers: authorization(token) });
+    if (!res.ok) throw new Error(`${url}/events answered HTTP ${res.status}`);
     const page = (await res.json()) as { events: Array<{ payload: string }>; lastLsn: number; more: boolean };
     for (const e of page.events) {
       const payload = JSON.parse(e.payload) as { seq?: number };
@@ -69,6 +76,10 @@ export async function sequencesOn(url: string): Promise<Set<number>> {
     if (!page.more) return seen;
     after = page.lastLsn;
   }
+}
+
+function authorization(token: NodeToken | undefined): Record<string, string> {
+  return token ? { authorization: token.authorization() } : {};
 }
 
 function sleep(ms: number): Promise<void> {

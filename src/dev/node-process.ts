@@ -3,8 +3,9 @@
  * runs one for the demo, the tests run several and kill them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 
 /** A kimiclaw reference node running as its own process. */
@@ -15,6 +16,10 @@ export class NodeProcess {
   readonly dataDir: string;
   /** More flags for main.ts (e.g. --role replica, --replica id=url,sync); read at each start(). */
   args: string[] = [];
+  /** Environment over the parent's, e.g. KIMICLAW_NODE_TOKENS (tokens never go in args). */
+  env: Record<string, string> = {};
+  /** When set, everything the process prints is appended here too. */
+  logFile: string | undefined;
 
   constructor(
     readonly id: string,
@@ -28,15 +33,23 @@ export class NodeProcess {
 
   async start(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
+    if (this.logFile) await mkdir(dirname(this.logFile), { recursive: true });
     const args = ['--import', 'tsx', join(__dirname, '..', 'node', 'main.ts')];
     args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
     args.push('--database', this.database, ...this.args);
     // tsx is resolved from the repository root, whatever the caller's working directory.
     const child = spawn(process.execPath, args, {
       cwd: join(__dirname, '..', '..'),
+      env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.child = child;
+    if (this.logFile) {
+      const log = createWriteStream(this.logFile, { flags: 'a' });
+      child.stdout?.pipe(log, { end: false });
+      child.stderr?.pipe(log, { end: false });
+      child.once('close', () => log.end());
+    }
     const stderr: string[] = [];
     child.stderr?.setEncoding('utf8').on('data', (d: string) => {
       stderr.push(d);

@@ -2,19 +2,25 @@
  * Runs one kimiclaw node as a process:
  *   npx tsx src/node/main.ts --id node1 --data-dir DIR [--port 0] [--host 127.0.0.1] [--database kimiclaw]
  *     [--role primary|replica] [--replica node2=http://127.0.0.1:7002[,sync|async]]... [--sync-timeout-ms 30000]
- *     [--bootstrap-lag-lsn 100000]
- * Prints exactly one line to stdout once listening, {"event":"listening","url":...,"id":...}, so a
- * parent can read the URL; everything else is JSON lines on stderr. SIGTERM/SIGINT stop it
- * cleanly (in-flight writes finish, checkpoint, exit 0).
+ *     [--bootstrap-lag-lsn 100000] (--token-file FILE [--events-token-file FILE] | --insecure-no-auth)
+ * Tokens come from files or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS, never argv; without one
+ * the node refuses to start (src/node/auth-sources.ts). Prints exactly one line to stdout once
+ * listening, {"event":"listening","url":...,"id":...}, so a parent can read the URL; everything
+ * else is JSON lines on stderr. SIGTERM/SIGINT stop it cleanly (in-flight writes finish,
+ * checkpoint, exit 0); SIGHUP reads the token files again.
  */
 import { parseArgs } from 'node:util';
+import { NodeAuth } from './auth';
+import { type AuthSources, loadAuthSetup, reloadTokens } from './auth-sources';
 import { errorMessage, jsonLogger } from './log';
 import { startNode } from './server';
 
 const USAGE =
   'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]\n' +
   '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]\n' +
-  '               [--bootstrap-lag-lsn 100000]';
+  '               [--bootstrap-lag-lsn 100000]\n' +
+  '               (--token-file <file> [--events-token-file <file>] | --insecure-no-auth)\n' +
+  '  tokens: one per line in the files, or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS (comma-separated)';
 
 /** --replica node2=http://127.0.0.1:7002,sync → { id, url, mode } (sync by default). */
 function parseReplica(text: string): { id: string; url: string; mode: 'sync' | 'async' } {
@@ -36,6 +42,9 @@ async function main(): Promise<void> {
       replica: { type: 'string', multiple: true, default: [] },
       'sync-timeout-ms': { type: 'string', default: '30000' },
       'bootstrap-lag-lsn': { type: 'string', default: '100000' },
+      'token-file': { type: 'string' },
+      'events-token-file': { type: 'string' },
+      'insecure-no-auth': { type: 'boolean', default: false },
       help: { type: 'boolean', default: false },
     },
     strict: true,
@@ -48,6 +57,14 @@ async function main(): Promise<void> {
   const port = Number(values.port);
   const drainTimeoutMs = Number(values['drain-timeout-ms']);
   const log = jsonLogger({ node: values.id });
+  const sources: AuthSources = {
+    tokenFile: values['token-file'],
+    eventsTokenFile: values['events-token-file'],
+    insecure: values['insecure-no-auth'],
+    env: process.env,
+  };
+  const setup = loadAuthSetup(sources);
+  const auth = setup.mode === 'none' ? NodeAuth.open() : NodeAuth.bearer(setup.tokens);
   const node = await startNode({
     id: values.id,
     dataDir: values['data-dir'],
@@ -59,6 +76,7 @@ async function main(): Promise<void> {
     replicas: values.replica.map(parseReplica),
     syncTimeoutMs: Number(values['sync-timeout-ms']),
     bootstrapLagLsn: Number(values['bootstrap-lag-lsn']),
+    auth,
     log,
   });
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);
@@ -80,6 +98,15 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  // Rotation: add the new token to the files, SIGHUP, move clients over, remove the old, SIGHUP.
+  process.on('SIGHUP', () => {
+    try {
+      auth.replace(reloadTokens(sources));
+      log('auth_reloaded', { tokens: auth.counts });
+    } catch (err) {
+      log('auth_reload_failed', { error: errorMessage(err), kept: auth.counts });
+    }
+  });
 }
 
 main().catch((err: unknown) => {

@@ -1,5 +1,6 @@
 /** The node API: one handler per route, each turning a request into a store operation. */
 import type { IncomingMessage } from 'node:http';
+import type { Access, NodeAuth } from './auth';
 import { HttpError, parseInput, readJsonBody } from './http';
 import type { Logger } from './log';
 import { InvalidPathError, resolveSnapshotPath } from './paths';
@@ -31,6 +32,7 @@ export interface RouteContext {
   dataDir: string;
   store: EventStore;
   replication: Replication;
+  auth: NodeAuth;
   log: Logger;
 }
 
@@ -40,6 +42,8 @@ export const EPOCH_HEADER = 'x-kimiclaw-epoch';
 export interface Route {
   method: 'GET' | 'POST';
   path: string;
+  /** The credential it needs (docs/node-api.md, "Authentication"). */
+  access: Access;
   summary: string;
   handle(req: IncomingMessage, url: URL, ctx: RouteContext): Promise<RouteResult>;
 }
@@ -53,10 +57,11 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/health',
+    access: 'open',
     summary: 'liveness, role, epoch, lsn, row count and replication (replicas and their lag, or the primary)',
-    handle: async (_req, _url, { node, database, store, replication }) => {
+    handle: async (_req, _url, { node, database, store, replication, auth }) => {
       const maintenance = store.maintenance;
-      const base = { node, database, ...replication.status(), rows: store.rows };
+      const base = { node, database, ...replication.status(), rows: store.rows, auth: auth.mode };
       // 200 in maintenance too: the node is alive and doing what it was asked to.
       return ok(maintenance ? { status: 'maintenance', ...base, ...maintenance } : { status: 'ok', ...base });
     },
@@ -64,6 +69,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/stats',
+    access: 'events',
     summary: 'file size, write-stall metric and fingerprint (?lsn=N: as of LSN N)',
     handle: async (_req, url, { node, database, store }) => {
       const query = parseInput(StatsQuerySchema, Object.fromEntries(url.searchParams));
@@ -73,6 +79,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/events',
+    access: 'events',
     summary: 'acknowledged events with lsn > afterLsn, whole batches, in (lsn, id) order (?afterLsn=N&limit=M&toLsn=T)',
     handle: async (_req, url, { store, replication }) => {
       const query = parseInput(EventsQuerySchema, Object.fromEntries(url.searchParams));
@@ -89,6 +96,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/events',
+    access: 'events',
     summary: 'append a batch { events: [{ kind, payload }] } in one transaction; answered once replicated',
     handle: async (req, _url, { replication }) => {
       const body = parseInput(AppendRequestSchema, await readJsonBody(req));
@@ -103,6 +111,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/replicate',
+    access: 'control',
     summary: 'primary → replica: apply { epoch, primary, history, events } (an empty list is a heartbeat)',
     handle: async (req, _url, { replication }) => {
       const body = parseInput(ReplicateRequestSchema, await readJsonBody(req));
@@ -112,6 +121,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/replication/snapshot',
+    access: 'control',
     summary:
       'primary → replica far behind: the body is a consistent copy of the primary database (header x-kimiclaw-snapshot)',
     handle: async (req, _url, { replication }) => {
@@ -129,12 +139,14 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'GET',
     path: '/replication',
+    access: 'control',
     summary: 'role, epoch, epoch history, replicas with their applied LSN and lag, or the primary last heard from',
     handle: async (_req, _url, { replication }) => ok(replication.status()),
   },
   {
     method: 'POST',
     path: '/replication',
+    access: 'control',
     summary: 'on the primary: set { epoch, replicas?, allowDegraded? }',
     handle: async (req, _url, { replication }) => {
       const body = parseInput(ReplicationRequestSchema, await readJsonBody(req));
@@ -157,6 +169,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/promote',
+    access: 'control',
     summary: "become primary of { epoch } (newer than this node's), replicating to { replicas }",
     handle: async (req, _url, { replication }) => {
       const body = parseInput(PromoteRequestSchema, await readJsonBody(req));
@@ -168,6 +181,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/demote',
+    access: 'control',
     summary: 'step down at { epoch }: replica of { primary }, or fenced; a primary drains for up to drainMs first',
     handle: async (req, _url, { replication }) => {
       const body = parseInput(DemoteRequestSchema, await readJsonBody(req));
@@ -177,6 +191,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/snapshot',
+    access: 'control',
     summary: 'write a consistent copy of the database to { path } inside the data directory',
     handle: async (req, _url, { dataDir, store }) => {
       const body = parseInput(SnapshotRequestSchema, await readJsonBody(req));
@@ -193,6 +208,7 @@ export const ROUTES: readonly Route[] = [
   {
     method: 'POST',
     path: '/maintenance',
+    access: 'control',
     summary:
       'close the database file for a restore { enabled: true, reason? }, or reopen it { enabled: false, allowEmpty? }',
     handle: async (req, _url, { store }) => {
@@ -250,5 +266,18 @@ async function lsnChecked<T>(pending: Promise<T>): Promise<T> {
 }
 
 export function routeList(): string[] {
-  return ROUTES.map((r) => `${r.method} ${r.path}: ${r.summary}`);
+  return ROUTES.map(
+    (r) => `${r.method} ${r.path} (${r.access === 'open' ? 'no credential' : `${r.access} credential`}): ${r.summary}`,
+  );
+}
+
+/**
+ * What a request needs before its route is looked at: a known path asks what its routes ask (a
+ * wrong method is answered 405 only to a caller allowed there), an unknown one any credential, so
+ * the route list of a 404 is not handed to anyone who can connect.
+ */
+export function accessFor(path: string): Access {
+  const levels = ROUTES.filter((r) => r.path === path).map((r) => r.access);
+  if (levels.length === 0) return 'events';
+  return levels.includes('open') ? 'open' : levels.includes('events') ? 'events' : 'control';
 }

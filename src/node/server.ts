@@ -8,9 +8,10 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { NameSchema, describeZodIssues } from '../config';
+import type { NodeAuth } from './auth';
 import { HttpError, sendJson, sendJsonParts } from './http';
 import { type Logger, errorMessage, jsonLogger } from './log';
-import { ROUTES, type RouteContext, routeList } from './routes';
+import { ROUTES, type RouteContext, accessFor, routeList } from './routes';
 import { Replication } from './replication';
 import { ReplicaSpecSchema } from './schemas';
 import { EventStore, MaintenanceError, StoreClosedError } from './store';
@@ -35,7 +36,8 @@ const NodeOptionsSchema = z.object({
   bootstrapLagLsn: z.number().int().min(1).default(100_000),
 });
 
-export type NodeOptions = z.input<typeof NodeOptionsSchema> & { log?: Logger };
+/** `auth` is required: whether a node runs open is decided by whoever starts it, not by a default. */
+export type NodeOptions = z.input<typeof NodeOptionsSchema> & { log?: Logger; auth: NodeAuth };
 
 export interface RunningNode {
   id: string;
@@ -54,12 +56,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const log = options.log ?? jsonLogger({ node: opts.id });
 
   const store = await EventStore.open(databasePath, log, { role: opts.role });
+  const { auth } = options;
   const replication = new Replication(store, { id: opts.id, url: '' }, log, {
     syncTimeoutMs: opts.syncTimeoutMs,
     heartbeatMs: opts.heartbeatMs,
     bootstrapLagLsn: opts.bootstrapLagLsn,
+    authorization: () => auth.authorizationHeader(),
   });
-  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, replication, log };
+  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, replication, auth, log };
   let stopping = false;
   let inFlight = 0;
 
@@ -101,7 +105,16 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     rows: store.rows,
     role: store.state.role,
     epoch: store.state.epoch,
+    auth: auth.mode,
+    ...(auth.mode === 'bearer' ? { tokens: auth.counts } : {}),
   });
+  if (auth.mode === 'none') {
+    log('auth_disabled', {
+      warning:
+        'THIS NODE ACCEPTS EVERY CALLER: anyone who can reach it can write, demote, fence or replace its database. ' +
+        'Development only; give it --token-file or KIMICLAW_NODE_TOKENS.',
+    });
+  }
 
   let stopped: Promise<void> | undefined;
   const stop = async (): Promise<void> => {
@@ -128,6 +141,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
 async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://node.invalid');
   try {
+    // Before anything else, the body included: a refused request changes nothing.
+    ctx.auth.authorize(req.headers, accessFor(url.pathname), `${req.method} ${url.pathname}`);
     const candidates = ROUTES.filter((r) => r.path === url.pathname);
     const route = candidates.find((r) => r.method === req.method);
     if (!route && candidates.length > 0) {
@@ -157,6 +172,17 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteConte
     // Refusals in maintenance are expected, not failures worth a log line each.
     if (httpError.status >= 500 && httpError.code !== 'Maintenance') {
       ctx.log('request_failed', { method: req.method, path: url.pathname, error: httpError.message });
+    }
+    if (httpError.status === 401 || httpError.status === 403) {
+      // Who knocked with what kind of refusal; the message never holds the credential.
+      ctx.log('request_refused', {
+        method: req.method,
+        path: url.pathname,
+        status: httpError.status,
+        from: req.socket.remoteAddress,
+        error: httpError.message,
+      });
+      if (httpError.status === 401) res.setHeader('www-authenticate', 'Bearer realm="kimiclaw"');
     }
     // The body may not have been read (e.g. 404 on a POST); closing avoids reusing a dirty socket.
     if (!req.complete) res.setHeader('connection', 'close');

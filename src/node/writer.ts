@@ -4,18 +4,23 @@
  * once when it took longer), so a write stall shows up as latency, not as piled-up requests.
  *
  *   npx tsx src/node/writer.ts --url http://127.0.0.1:7070 --rate 1000 [--batch 100]
- *     [--payload-bytes 400] [--duration-s 60]
+ *     [--payload-bytes 400] [--duration-s 60] [--token-file FILE]
+ * The token (events or control) comes from --token-file (its first token) or KIMICLAW_NODE_TOKEN,
+ * never argv.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { parseArgs } from 'node:util';
 import { z } from 'zod';
 import { describeZodIssues } from '../config';
+import { NodeToken, readTokenFile } from '../node-token';
 import { errorMessage } from './log';
 import { makeBatch } from './payload';
 import type { AppendResult } from './store';
 
 export interface WriterOptions {
   url: string;
+  /** An events (or control) token the node accepts; undefined only for a node run open. */
+  token: NodeToken | undefined;
   eventsPerBatch: number;
   intervalMs: number;
   /** Pad each payload to at least this many bytes of JSON. */
@@ -56,7 +61,11 @@ export function startWriter(options: WriterOptions): RunningWriter {
     const body = JSON.stringify({ events: makeBatch(options.eventsPerBatch, options.payloadBytes) });
     const started = performance.now();
     try {
-      const res = await fetch(endpoint, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const headers = {
+        'content-type': 'application/json',
+        ...(options.token ? { authorization: options.token.authorization() } : {}),
+      };
+      const res = await fetch(endpoint, { method: 'POST', headers, body });
       const json: unknown = await res.json();
       if (!res.ok) throw new Error(`HTTP ${res.status}: ${JSON.stringify(json)}`);
       const ack = AckSchema.parse(json);
@@ -100,6 +109,7 @@ async function main(): Promise<void> {
       batch: { type: 'string', default: '100' },
       'payload-bytes': { type: 'string' },
       'duration-s': { type: 'string' },
+      'token-file': { type: 'string' },
     },
   });
   const parsed = z
@@ -109,12 +119,16 @@ async function main(): Promise<void> {
       batch: z.coerce.number().int().min(1).max(10_000, { error: 'must be 1-10000 events' }),
       'payload-bytes': z.coerce.number().int().min(0).optional(),
       'duration-s': z.coerce.number().positive().optional(),
+      'token-file': z.string().min(1).optional(),
     })
     .safeParse(values);
   if (!parsed.success) throw new Error(describeZodIssues(parsed.error, (p) => `--${p}`).join('; '));
   const args = parsed.data;
+  const tokenFile = args['token-file'];
+  const tokenText = tokenFile ? readTokenFile(tokenFile)[0] : process.env.KIMICLAW_NODE_TOKEN || undefined;
   const writer = startWriter({
     url: args.url,
+    token: tokenText === undefined ? undefined : new NodeToken(tokenText),
     eventsPerBatch: args.batch,
     intervalMs: (args.batch / args.rate) * 1000,
     payloadBytes: args['payload-bytes'],
