@@ -13,8 +13,9 @@ import { TIERS, type Tier } from './domain';
 import { InputProblem } from './errors';
 import { Meter, codecStream } from './backup/codec';
 import { parseBackupId } from './backup/ids';
-import { fingerprintDifferences, type Manifest } from './backup/manifest';
-import { fingerprintFile } from './duckdb/verify';
+import { checkBackupContent, type ContentVerification } from './backup/content-check';
+import { v1KnownAnswerOf } from './backup/fingerprint-sidecar';
+import type { Manifest } from './backup/manifest';
 import { listManifests, readManifest, type BackupStore } from './storage/store';
 import type { Stores } from './storage/stores';
 
@@ -61,6 +62,19 @@ function entryOf(manifest: Manifest, store: BackupStore): CatalogEntry {
   };
 }
 
+/**
+ * The stores of a tier this host can read: the bucket, or the L1 directories of its own nodes.
+ * `elsewhere` names the nodes whose L1 is only readable on their hosts.
+ */
+function readableStores(stores: Stores, database: string, tier: Tier): { found: BackupStore[]; elsewhere: string[] } {
+  if (tier !== 'L1') return { found: [stores.s3()], elsewhere: [] };
+  const nodes = stores.database(database).nodes;
+  return {
+    found: nodes.filter((n) => stores.isLocal(n.id)).map((n) => stores.local(database, n.id)),
+    elsewhere: nodes.filter((n) => !stores.isLocal(n.id)).map((n) => n.id),
+  };
+}
+
 export async function listCatalog(
   config: Config,
   stores: Stores,
@@ -71,7 +85,11 @@ export async function listCatalog(
     if (filter.database && db.name !== filter.database) continue;
     for (const tier of TIERS) {
       if (filter.tier && tier !== filter.tier) continue;
-      for (const store of stores.ofTier(db.name, tier)) {
+      const { found, elsewhere } = readableStores(stores, db.name, tier);
+      for (const node of elsewhere) {
+        catalog.problems.push(`L1 backups of ${db.name} on node ${node} are not listed: they are on that node's host`);
+      }
+      for (const store of found) {
         const listing = await listManifests(store, db.name, tier);
         catalog.backups.push(...listing.manifests.map((m) => entryOf(m, store)));
         catalog.problems.push(...listing.problems);
@@ -98,11 +116,15 @@ export async function findBackup(
       `backup ${backupId} belongs to database "${parsed.database}", which is not configured`,
     );
   }
-  for (const store of stores.ofTier(parsed.database, parsed.tier)) {
+  const { found, elsewhere } = readableStores(stores, parsed.database, parsed.tier);
+  for (const store of found) {
     const manifest = await readManifest(store, parsed.database, parsed.tier, backupId);
     if (manifest) return { manifest, store };
   }
-  throw new InputProblem('backupId', `no backup ${backupId} in the catalog (no manifest found)`);
+  const unread = elsewhere.length
+    ? ` (not searched: the L1 directories of ${elsewhere.join(', ')}, on their hosts)`
+    : '';
+  throw new InputProblem('backupId', `no backup ${backupId} in the catalog (no manifest found)${unread}`);
 }
 
 export interface VerifyReport {
@@ -112,6 +134,8 @@ export interface VerifyReport {
   problems: string[];
   sha256: string;
   rows?: number;
+  /** Which fingerprint version was compared and how; absent when the artifact failed before. */
+  verification?: ContentVerification;
   downloadedBytes: number;
   seconds: number;
 }
@@ -119,7 +143,9 @@ export interface VerifyReport {
 /**
  * Downloads the artifact, checks its SHA-256 against the manifest, decompresses it to a scratch
  * file, opens it with DuckDB (in a child process) and compares the fingerprint with the one
- * recorded at snapshot time. Never throws for a bad backup: the report says what is wrong.
+ * recorded at snapshot time, every row hashed in the manifest's fingerprint version (or, for a
+ * version-1 manifest when this DuckDB's hash() changed, rows, ids and LSNs alone: see
+ * content-check.ts). Never throws for a bad backup: the report says what is wrong.
  */
 export async function verifyStoredBackup(
   manifest: Manifest,
@@ -132,6 +158,7 @@ export async function verifyStoredBackup(
   const problems: string[] = [];
   const meter = new Meter();
   let rows: number | undefined;
+  let verification: ContentVerification | undefined;
   try {
     const { stream } = await store.openArtifact(manifest.artifact.key);
     const codec = codecStream(manifest.artifact.compression, 'decompress');
@@ -150,11 +177,15 @@ export async function verifyStoredBackup(
     }
     if (problems.length === 0) {
       try {
-        const actual = await fingerprintFile(file);
-        rows = actual.rows;
-        problems.push(...fingerprintDifferences(manifest.snapshot, actual));
+        const check = await checkBackupContent(file, manifest.snapshot, {
+          fullScan: true,
+          v1KnownAnswer: () => v1KnownAnswerOf(store, manifest),
+        });
+        rows = check.found.rows;
+        verification = check.verification;
+        problems.push(...check.differences);
       } catch (err) {
-        problems.push(`DuckDB cannot open the restored file: ${(err as Error).message}`);
+        problems.push(`cannot check the restored file's content: ${(err as Error).message}`);
       }
     }
     return {
@@ -164,6 +195,7 @@ export async function verifyStoredBackup(
       problems,
       sha256,
       rows,
+      ...(verification ? { verification } : {}),
       downloadedBytes: meter.bytes,
       seconds: (Date.now() - started) / 1000,
     };

@@ -18,7 +18,8 @@ import { parseSegmentKey } from '../src/restore/segments';
 import { startWriter } from '../src/node/writer';
 import { NodeClient } from '../src/node-client';
 import { Stores } from '../src/storage/stores';
-import { Harness, eventually } from './harness';
+import { writeFile } from 'node:fs/promises';
+import { EVENTS_CREDENTIAL, Harness, NODE_CREDENTIAL, eventually, runCli, waitFor } from './harness';
 
 let h: Harness;
 let dr: KimiclawDr;
@@ -80,7 +81,7 @@ describe('continuous log archive', () => {
     const again = await dr.ensureLogArchive('kimiclaw');
     assert.equal(again.firstExecutionRunId, handle.firstExecutionRunId, 'one archiver per database');
 
-    const writer = startWriter({ url: h.nodes[0]!.url, eventsPerBatch: 20, intervalMs: 25 });
+    const writer = startWriter({ token: EVENTS_CREDENTIAL, url: h.nodes[0]!.url, eventsPerBatch: 20, intervalMs: 25 });
     await new Promise((r) => setTimeout(r, 4_000));
     const written = await writer.stop();
     assert.equal(written.errors, 0);
@@ -105,13 +106,14 @@ describe('continuous log archive', () => {
       const replayed = await fingerprint(c);
       c.closeSync();
       db.close();
-      const source = await new NodeClient('node1', h.nodes[0]!.url).stats(head);
+      const source = await new NodeClient('node1', h.nodes[0]!.url, NODE_CREDENTIAL).stats(head);
       assert.deepEqual(replayed, {
         rows: source.rows,
         minId: source.minId,
         maxId: source.maxId,
         maxLsn: source.maxLsn,
         checksum: source.checksum,
+        fingerprintVersion: source.fingerprintVersion,
       });
     } finally {
       await rm(dir, { recursive: true, force: true });
@@ -125,14 +127,14 @@ describe('continuous log archive', () => {
 
   test('node SIGKILLed and worker restarted while archiving: no gap, no duplicate', async () => {
     const node = h.nodes[0]!;
-    const writer = startWriter({ url: node.url, eventsPerBatch: 20, intervalMs: 20 });
+    const writer = startWriter({ token: EVENTS_CREDENTIAL, url: node.url, eventsPerBatch: 20, intervalMs: 20 });
     await new Promise((r) => setTimeout(r, 1_500));
     await node.stop('SIGKILL');
     const beforeKill = await writer.stop();
     await h.worker!.shutdown();
     await node.start();
     await h.startWorker();
-    const writer2 = startWriter({ url: node.url, eventsPerBatch: 20, intervalMs: 20 });
+    const writer2 = startWriter({ token: EVENTS_CREDENTIAL, url: node.url, eventsPerBatch: 20, intervalMs: 20 });
     await new Promise((r) => setTimeout(r, 2_000));
     const after2 = await writer2.stop();
     assert.equal(after2.errors, 0);
@@ -146,7 +148,57 @@ describe('continuous log archive', () => {
     const events = await assertTiles(head);
     const ids = events.map((e) => e.id);
     assert.equal(new Set(ids).size, ids.length, 'no event archived twice');
-    const stats = await new NodeClient('node1', node.url).stats(head);
+    const stats = await new NodeClient('node1', node.url, NODE_CREDENTIAL).stats(head);
     assert.equal(events.filter((e) => e.lsn <= head).length, stats.rows, 'every acknowledged event is archived');
+  });
+
+  test('an object store that hangs: rpo_seconds grows at every scrape, archive status answers, the archive catches up', async () => {
+    const node = h.nodes[0]!;
+    const rpo = async (): Promise<number> => {
+      const text = await (await fetch(h.worker!.metricsServer!.url)).text();
+      return Number(/^rpo_seconds\{database="kimiclaw"\} ([\d.e+-]+)/m.exec(text)?.[1] ?? NaN);
+    };
+    const writer = startWriter({ token: EVENTS_CREDENTIAL, url: node.url, eventsPerBatch: 5, intervalMs: 50 });
+    const archivedBefore = await waitFor(
+      'the archive running',
+      async () => (await archivedThrough()) > 0 && (await archivedThrough()),
+    );
+    h.s3.signal('SIGSTOP');
+    try {
+      // The archiver reads the node, then hangs on the store: the age keeps growing while it waits.
+      const first = await waitFor('rpo_seconds past 5 s', async () => ((await rpo()) > 5 ? rpo() : false), 60_000);
+      const later = await waitFor('rpo_seconds still growing', async () => {
+        const now = await rpo();
+        return now >= first + 3 && now;
+      });
+      assert.ok(later > first);
+      // The CLI waits at most its idle timeout per request, and says what it waited for.
+      const quick = join(h.dir, 'quick-timeout.json');
+      await writeFile(
+        quick,
+        JSON.stringify({ ...h.rawConfig, storage: { ...h.rawConfig.storage, idleTimeout: '1s' } }),
+      );
+      const started = Date.now();
+      const status = await runCli(['archive', 'status'], { ...h.env(), DR_CONFIG: quick });
+      assert.equal(status.code, 1, status.stdout + status.stderr);
+      assert.match(
+        status.stdout,
+        new RegExp(
+          `archive unknown: waiting for S3 endpoint ${h.s3.endpoint} .*nothing received within 1 s.*primary at LSN \\d+`,
+        ),
+      );
+      assert.ok(Date.now() - started < 30_000, `archive status took ${Date.now() - started} ms`);
+    } finally {
+      h.s3.signal('SIGCONT');
+    }
+    const written = await writer.stop();
+    assert.ok(written.lastLsn! > archivedBefore);
+    await eventually(
+      async () => ((await archivedThrough()) >= written.lastLsn! ? true : undefined),
+      'the archive to catch up after the outage',
+      90_000,
+    );
+    await waitFor('rpo_seconds back to seconds', async () => (await rpo()) < 5);
+    await assertTiles(written.lastLsn!);
   });
 });

@@ -18,7 +18,7 @@ import { fingerprintFile } from '../src/duckdb/verify';
 import { startWriter } from '../src/node/writer';
 import { DrBackupId, DrDatabase, DrOutcome, DrTier } from '../src/workflows/search-attributes';
 import type { BackupResult } from '../src/workflows/backup';
-import { BUCKET, Harness, runCli } from './harness';
+import { AUTH, BUCKET, EVENTS_CREDENTIAL, Harness, runCli } from './harness';
 
 let h: Harness;
 let dr: KimiclawDr;
@@ -55,7 +55,7 @@ describe('backup workflow', () => {
   let l2: BackupResult;
 
   test('L2 backup while the node takes writes: verified, stored, manifest last, searchable', async () => {
-    const writer = startWriter({ url: h.nodes[0]!.url, eventsPerBatch: 50, intervalMs: 20 });
+    const writer = startWriter({ token: EVENTS_CREDENTIAL, url: h.nodes[0]!.url, eventsPerBatch: 50, intervalMs: 20 });
     await new Promise((r) => setTimeout(r, 1500));
     const handle = await dr.startBackup({ tier: 'L2', reason: 'test' });
     l2 = await handle.result();
@@ -75,6 +75,9 @@ describe('backup workflow', () => {
     ).Body!.transformToString();
     const manifest = parseManifest(manifestText, key);
     assert.equal(manifest.snapshot.rows, l2.rows);
+    // New backups record the fingerprint version they were verified in (docs/fingerprint.md).
+    assert.equal(manifest.snapshot.fingerprintVersion, 2);
+    assert.equal(l2.fingerprintVersion, 2);
     assert.equal(manifest.snapshot.lsn, l2.lsn);
     assert.equal(manifest.artifact.sha256, l2.sha256);
     assert.equal(
@@ -120,13 +123,19 @@ describe('backup workflow', () => {
   test('the artifact restores to a database equal to the source at the snapshot LSN', async () => {
     const cli = await runCli(['backups', 'verify', l2.backupId, '--json'], h.env());
     assert.equal(cli.code, 0, cli.stderr);
-    const [report] = JSON.parse(cli.stdout) as Array<{ ok: boolean; rows: number; problems: string[] }>;
+    const [report] = JSON.parse(cli.stdout) as Array<{
+      ok: boolean;
+      rows: number;
+      problems: string[];
+      verification: unknown;
+    }>;
     assert.ok(report);
     assert.deepEqual(report.problems, []);
     assert.equal(report.ok, true);
+    assert.deepEqual(report.verification, { fingerprintVersion: 2, verifiedBy: 'checksum' });
     assert.equal(report.rows, l2.rows);
     // And independently: the live node's fingerprint up to that LSN equals the backup's.
-    const stats = (await (await fetch(`${h.nodes[0]!.url}/stats?lsn=${l2.lsn}`)).json()) as {
+    const stats = (await (await fetch(`${h.nodes[0]!.url}/stats?lsn=${l2.lsn}`, { headers: AUTH })).json()) as {
       rows: number;
       checksum: string;
     };
@@ -167,7 +176,7 @@ describe('backup workflow', () => {
     const path = join(h.nodes[0]!.dataDir, 'snapshots', 'independent.duckdb');
     const res = await fetch(`${h.nodes[0]!.url}/snapshot`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...AUTH },
       body: JSON.stringify({ path }),
     });
     const snap = (await res.json()) as { rows: number; checksum: string; maxLsn: number };

@@ -13,7 +13,8 @@ import { ConfigProblem, InputProblem, VerificationFailed } from '../errors';
 import { Meter, compressFile } from '../backup/codec';
 import { Throttle } from '../backup/throttle';
 import { artifactKey, backupFolder, snapshotRelativePath, type Compression } from '../backup/ids';
-import { fingerprintDifferences, type Fingerprint } from '../backup/manifest';
+import type { Fingerprint } from '../backup/manifest';
+import { fingerprintDifferences } from '../duckdb/fingerprint';
 import { fingerprintFile } from '../duckdb/verify';
 import { NodeClient, type NodeSnapshot } from '../node-client';
 import type { Stores } from '../storage/stores';
@@ -27,6 +28,8 @@ export interface StoreArtifactInput {
   compression: Compression;
   level: number;
   storageClass?: string;
+  /** MiB/s cap on the upload (the tier's policy). */
+  limitMiBps?: number;
 }
 
 export interface StoredArtifact {
@@ -59,10 +62,10 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
   }
 
   function snapshotPathFor(database: string, nodeId: string, backupId: string): string {
-    return join(stores.node(database, nodeId).dataDir, snapshotRelativePath(backupId));
+    return join(stores.localNode(database, nodeId).dataDir, snapshotRelativePath(backupId));
   }
 
-  /** Asks the node for a consistent snapshot (DESIGN rule 1) on its own disk. */
+  /** Asks the node for a consistent snapshot (docs/architecture.md, rule 1) on its own disk. */
   async function snapshotDatabase(input: {
     database: string;
     node: string;
@@ -70,7 +73,7 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
   }): Promise<NodeSnapshot & { path: string }> {
     const node = stores.node(input.database, input.node);
     const path = snapshotPathFor(input.database, input.node, input.backupId);
-    const client = new NodeClient(node.id, node.url);
+    const client = new NodeClient(node.id, node.url, deps.config.nodeAuth.token);
     try {
       const snapshot = await withHeartbeat(client.snapshot(path), () => ({
         phase: 'snapshot',
@@ -92,23 +95,30 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
   }
 
   /**
-   * Opens the snapshot with DuckDB in a child process and compares its fingerprint with the one
-   * the node recorded at snapshot time (DESIGN rule 2): a torn copy cannot pass.
+   * Opens the snapshot with DuckDB in a child process and compares its fingerprint, computed in
+   * the version the node reported, with the one the node recorded at snapshot time: a torn copy
+   * cannot pass.
    */
   async function verifySnapshot(input: {
     path: string;
     expected: Fingerprint;
     backupId: string;
   }): Promise<Fingerprint> {
-    const actual = await withHeartbeat(fingerprintFile(input.path), () => ({
+    const version = input.expected.fingerprintVersion;
+    const actual = await withHeartbeat(fingerprintFile(input.path, { version }), () => ({
       phase: 'verify',
       bytesDone: 0,
       bytesTotal: 0,
     }));
     const differences = fingerprintDifferences(input.expected, actual);
     if (differences.length > 0) {
+      // Version 1 is DuckDB's hash(): the node and this worker may run DuckDB releases that differ.
+      const hint =
+        version === 1
+          ? ' (the node computes fingerprint v1, DuckDB hash(), which differs between DuckDB releases; see docs/fingerprint.md)'
+          : '';
       throw new VerificationFailed(
-        `snapshot of backup ${input.backupId} (${input.path}) failed verification: ${differences.join('; ')}`,
+        `snapshot of backup ${input.backupId} (${input.path}) failed verification: ${differences.join('; ')}${hint}`,
       );
     }
     return actual;
@@ -119,7 +129,7 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
    * removes the unfinished multipart uploads an earlier attempt left, then writes the same key.
    */
   async function storeArtifact(input: StoreArtifactInput): Promise<StoredArtifact> {
-    const node = stores.node(input.database, input.node);
+    const node = stores.localNode(input.database, input.node);
     const rel = relative(node.dataDir, input.snapshotPath);
     if (rel.startsWith('..') || isAbsolute(rel)) {
       throw new InputProblem(
@@ -148,8 +158,7 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
       beat();
     });
     const compression = compressFile(input.snapshotPath, input.compression, input.level);
-    const limit = input.tier === 'L1' ? undefined : deps.config.storage.uploadLimitMiBps;
-    const stages = limit ? [new Throttle(limit * 1024 * 1024)] : [];
+    const stages = input.limitMiBps ? [new Throttle(input.limitMiBps * 1024 * 1024)] : [];
     const compressed = pipeline([compression.stream, ...stages, writeMeter]).catch((err: unknown) => {
       // The upload sees a broken stream; it is the codec's or the disk's error that explains it.
       writeMeter.destroy(err as Error);

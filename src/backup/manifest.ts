@@ -1,9 +1,10 @@
 /**
- * The manifest describes one backup and is its commit point (DESIGN rule 3): the artifact is
+ * The manifest describes one backup and is its commit point (docs/architecture.md, rule 3): the artifact is
  * written first, the manifest last, and the catalog is the set of manifests.
  */
 import { z } from 'zod';
 import { TierSchema } from '../domain';
+import { FINGERPRINT_VERSIONS } from '../duckdb/row-checksum';
 
 export const MANIFEST_FORMAT = 1;
 
@@ -13,6 +14,11 @@ export const FingerprintSchema = z.object({
   maxId: z.number().int().nullable(),
   maxLsn: z.number().int().nullable(),
   checksum: z.string(),
+  /**
+   * Which definition checksum follows (docs/fingerprint.md). Manifests written before versions
+   * were recorded have none: they are version 1, DuckDB's hash().
+   */
+  fingerprintVersion: z.literal(FINGERPRINT_VERSIONS).default(1),
 });
 
 export const ManifestSchema = z.object({
@@ -65,16 +71,4 @@ export function parseManifest(text: string, key: string): Manifest {
     throw new Error(`manifest ${key} is malformed: ${fields}`);
   }
   return parsed.data;
-}
-
-/** Compares two fingerprints; returns the differences as readable text, empty when equal. */
-export function fingerprintDifferences(expected: Fingerprint, actual: Fingerprint): string[] {
-  const fields: Array<keyof Fingerprint> = ['rows', 'minId', 'maxId', 'maxLsn', 'checksum'];
-  return fields
-    .filter((f) => expected[f] !== actual[f])
-    .map((f) => `${f}: expected ${formatValue(expected[f])}, found ${formatValue(actual[f])}`);
-}
-
-function formatValue(v: number | string | null): string {
-  return typeof v === 'number' ? v.toLocaleString('en-US') : String(v);
 }

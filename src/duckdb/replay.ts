@@ -2,7 +2,7 @@
  * Replaying the log: the events table is its own log, and `GET /events` pages it out as
  * `{ id, lsn, ts, kind, payload }` rows. applyEvents appends such rows to another database exactly
  * as given (same ids, LSNs, microsecond timestamps and stored text), so the target's fingerprint
- * (sum(hash(row)), see fingerprint.ts) matches the source's over the same LSNs. This is the insert
+ * (see fingerprint.ts) matches the source's over the same LSNs. This is the insert
  * path of point-in-time restore (a snapshot plus the archived log after its LSN) and of replicas.
  *
  * Timestamps travel as ISO strings with microseconds ("2026-11-26T03:00:00.123456Z"): DuckDB's
@@ -10,7 +10,8 @@
  * integer microseconds and never go through a Date value.
  */
 import { type DuckDBConnection, DuckDBTimestampValue } from '@duckdb/node-api';
-import { ADD_TO_CHECKSUM_SQL, SET_STATE_SQL, STATE_LSN } from './schema';
+import { CURRENT_FINGERPRINT_VERSION, parseFingerprintVersion } from './row-checksum';
+import { ADD_TO_CHECKSUM_SQL, SET_STATE_SQL, STATE_CHECKSUM, STATE_FINGERPRINT_VERSION, STATE_LSN } from './schema';
 
 /** One committed event as the log carries it (GET /events, archived log segments). */
 export interface LogEvent {
@@ -123,10 +124,32 @@ async function recordedLsn(connection: DuckDBConnection): Promise<number> {
 }
 
 /**
+ * Appends add to the recorded checksum in the current fingerprint version only; one recorded in
+ * an older version would become a sum of two definitions, so it is refused before anything is
+ * written (currentRecordedFingerprint brings a file to the current version first).
+ */
+async function checkRecordedVersion(connection: DuckDBConnection): Promise<void> {
+  const reader = await connection.runAndReadAll(
+    `SELECT (SELECT value FROM node_state WHERE key = '${STATE_CHECKSUM}'),
+            (SELECT value FROM node_state WHERE key = '${STATE_FINGERPRINT_VERSION}')`,
+  );
+  const [checksum, version] = reader.getRows()[0] ?? [];
+  if (checksum === null || checksum === undefined) return;
+  const recorded = parseFingerprintVersion(version === null || version === undefined ? null : String(version));
+  if (recorded !== CURRENT_FINGERPRINT_VERSION) {
+    throw new RangeError(
+      `this database records a fingerprint v${recorded} checksum; events are added to a v${CURRENT_FINGERPRINT_VERSION} ` +
+        'one only: record its current fingerprint first',
+    );
+  }
+}
+
+/**
  * Appends events to the `events` table exactly as given (ids, LSNs, timestamps, kind and payload
  * text), in one transaction that also sets node_state.lsn to the last LSN applied and adds the
  * rows to the recorded checksum, as the node does for each batch: the rows and the recorded
- * position commit together or not at all.
+ * position commit together or not at all. A recorded checksum must be in the current fingerprint
+ * version (RangeError otherwise).
  *
  * The database must have the kimiclaw schema (ensureSchema), and the connection must not be inside
  * a transaction. Events must be in strictly increasing (lsn, id) order and every LSN must be above
@@ -141,6 +164,7 @@ export async function applyEvents(connection: DuckDBConnection, events: readonly
   if (!first || !last) return { count: 0, firstLsn: null, lastLsn: null, lsn: await recordedLsn(connection) };
   await connection.run('BEGIN TRANSACTION');
   try {
+    await checkRecordedVersion(connection);
     const reached = await recordedLsn(connection);
     if (first.lsn <= BigInt(reached)) {
       throw new RangeError(

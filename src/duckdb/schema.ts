@@ -8,6 +8,7 @@
  * batch, so the recorded LSN can never disagree with the rows.
  */
 import type { DuckDBConnection } from '@duckdb/node-api';
+import { CURRENT_FINGERPRINT_VERSION, checksumSumSql } from './row-checksum';
 
 export const EVENT_COLUMNS = [
   { name: 'id', type: 'BIGINT' },
@@ -37,15 +38,19 @@ export const STATE_EPOCH = 'epoch';
 export const STATE_ROLE = 'role';
 /** JSON [{ epoch, startLsn }]: where each primary epoch this node knows of began. */
 export const STATE_HISTORY = 'history';
-/** sum(hash(row)) over every event, as decimal text; see RECORDED_FINGERPRINT_SQL. */
+/** The content checksum of every event, as decimal text; see RECORDED_FINGERPRINT_SQL. */
 export const STATE_CHECKSUM = 'checksum';
+/** Which fingerprint version STATE_CHECKSUM follows (row-checksum.ts); absent: version 1. */
+export const STATE_FINGERPRINT_VERSION = 'fingerprint_version';
 
 /**
  * Adds the rows of batches firstLsn..lastLsn ($1, $2) to the recorded checksum, inside the batch's
- * transaction. No-op for a file without a recorded checksum (it is fingerprinted in full at open).
+ * transaction, in the current fingerprint version: the recorded checksum must already be in it
+ * (applyEvents checks). No-op for a file without a recorded checksum (it is fingerprinted in full
+ * at open).
  */
 export const ADD_TO_CHECKSUM_SQL = `UPDATE node_state
-  SET value = (value::HUGEINT + (SELECT coalesce(sum(hash(e)), 0) FROM events AS e WHERE e.lsn BETWEEN $1::BIGINT AND $2::BIGINT))::VARCHAR
+  SET value = (value::HUGEINT + (SELECT ${checksumSumSql(CURRENT_FINGERPRINT_VERSION, 'e')} FROM events AS e WHERE e.lsn BETWEEN $1::BIGINT AND $2::BIGINT))::VARCHAR
   WHERE key = '${STATE_CHECKSUM}'`;
 
 /** Sets the recorded checksum (the node keeps the running value in memory). */

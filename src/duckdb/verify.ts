@@ -9,10 +9,19 @@
 import { spawn } from 'node:child_process';
 import { stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { type Fingerprint, RECORDED_FINGERPRINT_SQL, fingerprintQuery, parseFingerprintRow } from './fingerprint';
+import {
+  type Fingerprint,
+  type FingerprintShape,
+  RECORDED_FINGERPRINT_SQL,
+  SHAPE_SQL,
+  fingerprintQuery,
+  parseFingerprintRow,
+  parseShapeRow,
+} from './fingerprint';
+import type { FingerprintVersion } from './row-checksum';
 
 const CHILD_SCRIPT = join(__dirname, 'fingerprint-child.cjs');
-/** Generous: a GiB takes 1-2 s; a stuck reader on a broken file should still end. */
+/** Generous: a GiB takes a few seconds; a stuck reader on a broken file should still end. */
 const DEFAULT_TIMEOUT_MS = 10 * 60_000;
 const STDERR_TAIL = 2_000;
 
@@ -20,6 +29,8 @@ export interface FingerprintFileOptions {
   timeoutMs?: number;
   /** Fingerprint only rows with lsn <= upToLsn. */
   upToLsn?: number;
+  /** The fingerprint version to compute (default: the current one). */
+  version?: FingerprintVersion;
 }
 
 interface ChildReply {
@@ -54,14 +65,28 @@ function explain(path: string, reply: ChildReply): Error {
 
 /** Opens path read-only in a child process and returns the fingerprint of its events table. */
 export async function fingerprintFile(path: string, opts: FingerprintFileOptions = {}): Promise<Fingerprint> {
-  const { absolute, row } = await queryFile(path, fingerprintQuery(opts.upToLsn), opts.timeoutMs);
+  const { absolute, row } = await queryFile(
+    path,
+    fingerprintQuery(opts.upToLsn, undefined, opts.version),
+    opts.timeoutMs,
+  );
   return parse(absolute, row);
 }
 
+/** Rows, ids and LSNs of the file's events, without hashing anything. */
+export async function shapeFile(path: string, opts: { timeoutMs?: number } = {}): Promise<FingerprintShape> {
+  const { absolute, row } = await queryFile(path, SHAPE_SQL, opts.timeoutMs);
+  try {
+    return parseShapeRow(row);
+  } catch (err) {
+    throw new Error(`the rows, ids and LSNs of ${absolute} are malformed: ${(err as Error).message}`);
+  }
+}
+
 /**
- * The file's fingerprint with the checksum it recorded for itself (see RECORDED_FINGERPRINT_SQL):
- * proves DuckDB opens it and that its rows, ids and LSNs are what they should be, without hashing
- * every row. Undefined when the file recorded no checksum.
+ * The file's fingerprint with the checksum it recorded for itself and its version (see
+ * RECORDED_FINGERPRINT_SQL): proves DuckDB opens it and that its rows, ids and LSNs are what they
+ * should be, without hashing every row. Undefined when the file recorded no checksum.
  */
 export async function recordedFingerprintFile(
   path: string,

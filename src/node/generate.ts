@@ -14,7 +14,15 @@ import { mkdir, rm, stat } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { openDatabase } from '../duckdb/open';
-import { SET_STATE_SQL, STATE_CHECKSUM, STATE_EPOCH, STATE_LSN, ensureSchema } from '../duckdb/schema';
+import { CURRENT_FINGERPRINT_VERSION, checksumSumSql } from '../duckdb/row-checksum';
+import {
+  SET_STATE_SQL,
+  STATE_CHECKSUM,
+  STATE_EPOCH,
+  STATE_FINGERPRINT_VERSION,
+  STATE_LSN,
+  ensureSchema,
+} from '../duckdb/schema';
 import { errorMessage } from './log';
 
 export interface GenerateOptions {
@@ -115,8 +123,9 @@ export async function generateDatabase(path: string, options: GenerateOptions): 
       await connection.run(SET_STATE_SQL, [STATE_EPOCH, '1']);
       // Recorded as a node records it, so the node opens the file without hashing every row.
       await connection.run(
-        `INSERT OR REPLACE INTO node_state SELECT '${STATE_CHECKSUM}', coalesce(sum(hash(e)), 0)::VARCHAR FROM events AS e`,
+        `INSERT OR REPLACE INTO node_state SELECT '${STATE_CHECKSUM}', ${checksumSumSql(CURRENT_FINGERPRINT_VERSION, 'e')}::VARCHAR FROM events AS e`,
       );
+      await connection.run(SET_STATE_SQL, [STATE_FINGERPRINT_VERSION, String(CURRENT_FINGERPRINT_VERSION)]);
       await connection.run('COMMIT');
       await connection.run('CHECKPOINT');
       bytes = (await stat(target)).size;

@@ -1,5 +1,5 @@
 /**
- * L0 replication and epoch fencing (DESIGN rule 7) for the reference node.
+ * L0 replication and epoch fencing (docs/architecture.md, rule 7) for the reference node.
  *
  * The primary commits each batch locally, sends it to its replicas (POST /replicate), and
  * acknowledges the client only once a synchronous replica has applied it: an acknowledged write
@@ -25,7 +25,7 @@ import type { IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import type { Fingerprint } from '../duckdb/fingerprint';
+import { type Fingerprint, fingerprintDifferences } from '../duckdb/fingerprint';
 import type { LogEvent } from '../duckdb/replay';
 import { fingerprintFile, recordedFingerprintFile } from '../duckdb/verify';
 import type { Logger } from './log';
@@ -100,6 +100,8 @@ export interface ReplicationOptions {
   maxBatchEvents?: number;
   /** A replica further behind than this many LSNs is sent a snapshot instead of the log. */
   bootstrapLagLsn?: number;
+  /** The Authorization header of calls to replicas, asked at each call (tokens may be reloaded). */
+  authorization?: () => Record<string, string>;
 }
 
 /** What the primary sends beside a snapshot (header x-kimiclaw-snapshot, JSON). */
@@ -140,6 +142,7 @@ export class Replication {
   readonly syncTimeoutMs: number;
   readonly maxBatchEvents: number;
   readonly bootstrapLagLsn: number;
+  readonly authorization: () => Record<string, string>;
 
   constructor(
     readonly store: EventStore,
@@ -153,6 +156,7 @@ export class Replication {
     this.syncTimeoutMs = options.syncTimeoutMs ?? 30_000;
     this.maxBatchEvents = options.maxBatchEvents ?? 20_000;
     this.bootstrapLagLsn = options.bootstrapLagLsn ?? 100_000;
+    this.authorization = options.authorization ?? (() => ({}));
     store.onCommit = (batch) => this.committed(batch);
   }
 
@@ -331,13 +335,18 @@ export class Replication {
     const incoming = join(dir, `snapshot-${meta.lsn}-${Date.now()}.duckdb`);
     try {
       await pipeline(body, createWriteStream(incoming));
-      const found = (await recordedFingerprintFile(incoming)) ?? (await fingerprintFile(incoming));
       const expected = meta.fingerprint;
-      const fields = ['rows', 'minId', 'maxId', 'maxLsn', 'checksum'] as const;
-      const differs = fields.filter((f) => found[f] !== expected[f]);
-      if (differs.length > 0) {
+      // Compared in the primary's fingerprint version: the checksum the file recorded when it is
+      // in that version, else every row hashed in it.
+      const recorded = await recordedFingerprintFile(incoming);
+      const found =
+        recorded?.fingerprintVersion === expected.fingerprintVersion
+          ? recorded
+          : await fingerprintFile(incoming, { version: expected.fingerprintVersion });
+      const differences = fingerprintDifferences(expected, found);
+      if (differences.length > 0) {
         throw new Error(
-          `the snapshot received does not match the primary's fingerprint (${differs.map((f) => `${f}: ${String(found[f])} ≠ ${String(expected[f])}`).join(', ')})`,
+          `the snapshot received does not match the primary's fingerprint v${expected.fingerprintVersion} (${differences.join('; ')})`,
         );
       }
       await this.store.enterMaintenance('replication bootstrap from a snapshot');
@@ -590,11 +599,16 @@ class ReplicaLink {
           maxId: snap.maxId,
           maxLsn: snap.maxLsn,
           checksum: snap.checksum,
+          fingerprintVersion: snap.fingerprintVersion,
         },
       };
       const response = await fetch(`${this.spec.url}/replication/snapshot`, {
         method: 'POST',
-        headers: { 'content-type': 'application/octet-stream', [SNAPSHOT_HEADER]: JSON.stringify(meta) },
+        headers: {
+          'content-type': 'application/octet-stream',
+          [SNAPSHOT_HEADER]: JSON.stringify(meta),
+          ...this.owner.authorization(),
+        },
         body: Readable.toWeb(createReadStream(path)) as ReadableStream<Uint8Array>,
         duplex: 'half',
         signal: AbortSignal.timeout(30 * 60_000),
@@ -618,7 +632,7 @@ class ReplicaLink {
     const body: ReplicateRequest = { epoch, primary: this.owner.self, history, events };
     const response = await fetch(`${this.spec.url}/replicate`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...this.owner.authorization() },
       body: JSON.stringify(body),
       signal: AbortSignal.timeout(this.owner.requestTimeoutMs),
     });

@@ -1,5 +1,6 @@
 /** Request shapes of the node API; messages name the accepted values. */
 import { z } from 'zod';
+import { FINGERPRINT_VERSIONS } from '../duckdb/row-checksum';
 
 export const MAX_BATCH_EVENTS = 10_000;
 export const MAX_KIND_LENGTH = 64;
@@ -244,6 +245,8 @@ export const SnapshotMetaSchema = z.strictObject(
       maxId: nullableCount,
       maxLsn: nullableCount,
       checksum: z.string().regex(/^-?\d+$/),
+      /** A primary that does not say sent a version-1 checksum (docs/fingerprint.md). */
+      fingerprintVersion: z.literal(FINGERPRINT_VERSIONS).default(1),
     }),
   },
   strictBody('{ "epoch", "primary", "history", "lsn", "fingerprint" }'),

@@ -18,9 +18,15 @@ import {
   type DuckDBPreparedStatement,
 } from '@duckdb/node-api';
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
-import { type Fingerprint, fingerprint, recordedFingerprint } from '../duckdb/fingerprint';
+import {
+  type CurrentFingerprint,
+  type Fingerprint,
+  currentRecordedFingerprint,
+  fingerprint,
+} from '../duckdb/fingerprint';
 import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
 import { type LogEvent, TS_ISO_SQL_FORMAT, applyEvents, formatIsoMicros } from '../duckdb/replay';
+import { CURRENT_FINGERPRINT_VERSION, checksumSumSql } from '../duckdb/row-checksum';
 import {
   SET_STATE_SQL,
   STATE_CHECKSUM,
@@ -228,7 +234,15 @@ export class StaleWalError extends Error {
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
 
-/** The checksum of one batch, inside its own transaction (same expression as fingerprintQuery). */
+/** The store's running fingerprint from a recorded one, which must be in the current version. */
+function runningOf(fp: Fingerprint) {
+  if (fp.fingerprintVersion !== CURRENT_FINGERPRINT_VERSION) {
+    throw new Error(`the recorded fingerprint is version ${fp.fingerprintVersion}, not ${CURRENT_FINGERPRINT_VERSION}`);
+  }
+  const { rows, minId, maxId, maxLsn } = fp;
+  return { rows, minId, maxId, maxLsn, checksum: BigInt(fp.checksum) };
+}
+
 /**
  * Events with afterLsn < lsn <= toLsn as (count, last lsn, UTF-8 JSON array). DuckDB's built-in
  * json functions do the escaping, so kind and payload arrive as the exact stored strings; `ts` is
@@ -243,7 +257,8 @@ function eventsJsonQuery(afterLsn: number, toLsn: number): string {
   );
 }
 
-const BATCH_CHECKSUM_SQL = 'SELECT coalesce(sum(hash(e)), 0)::VARCHAR FROM events AS e WHERE e.lsn = $1';
+/** The checksum of one batch, inside its own transaction (the same rows fingerprintQuery hashes). */
+const BATCH_CHECKSUM_SQL = `SELECT ${checksumSumSql(CURRENT_FINGERPRINT_VERSION, 'e')}::VARCHAR FROM events AS e WHERE e.lsn = $1`;
 
 /** The open file: the instance, the writer connection and its prepared statements. */
 interface Session {
@@ -257,7 +272,8 @@ interface Session {
 interface Opened {
   session: Session;
   position: StoredPosition;
-  initial: Fingerprint;
+  /** The file's fingerprint, and whether opening had to compute it (CurrentFingerprint). */
+  initial: CurrentFingerprint;
   /** Role and history as stored; undefined for a file no node has run on. */
   role: NodeRole | undefined;
   history: EpochStart[];
@@ -299,12 +315,9 @@ async function openSession(path: string): Promise<Opened> {
     await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
     await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
     // The checksum every append keeps in node_state makes opening O(1); a file without one (built
-    // by bulk SQL) is fingerprinted once, and from then on keeps it.
-    let initial = await recordedFingerprint(writer);
-    if (!initial) {
-      initial = await fingerprint(writer);
-      await writer.run(SET_STATE_SQL, [STATE_CHECKSUM, initial.checksum]);
-    }
+    // by bulk SQL), or with one in an older fingerprint version, is fingerprinted once, and from
+    // then on keeps it.
+    const initial = await currentRecordedFingerprint(writer);
     const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
     const updateChecksum = await writer.prepare(UPDATE_CHECKSUM_SQL);
     const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
@@ -351,9 +364,10 @@ export class EventStore {
   private currentLsn = 0;
   private rowCount = 0;
   /**
-   * The fingerprint of everything committed, kept up to date by every append from the batch's
-   * own rows (sum(hash(row)) adds up batch by batch). A snapshot reads it under the write lock
-   * for free instead of scanning the table (~1.2 s/GiB); /stats still scans, so it audits this.
+   * The fingerprint of everything committed, in the current fingerprint version, kept up to date
+   * by every append from the batch's own rows (the checksum adds up batch by batch). A snapshot
+   * reads it under the write lock for free instead of scanning the table (seconds per GiB);
+   * /stats still scans, so it audits this.
    */
   private running = {
     rows: 0,
@@ -484,7 +498,7 @@ export class EventStore {
       let removed = 0;
       try {
         await writer.run(
-          `UPDATE node_state SET value = (value::HUGEINT - (SELECT coalesce(sum(hash(e)), 0) FROM events AS e WHERE e.lsn > ${lsn}))::VARCHAR WHERE key = '${STATE_CHECKSUM}'`,
+          `UPDATE node_state SET value = (value::HUGEINT - (SELECT ${checksumSumSql(CURRENT_FINGERPRINT_VERSION, 'e')} FROM events AS e WHERE e.lsn > ${lsn}))::VARCHAR WHERE key = '${STATE_CHECKSUM}'`,
         );
         const [count] =
           (await writer.runAndReadAll(`SELECT count(*)::VARCHAR FROM events WHERE lsn > ${lsn}`)).getRows()[0] ?? [];
@@ -498,11 +512,11 @@ export class EventStore {
       }
       await writer.run('CHECKPOINT');
       const position = await readPosition(writer);
-      const fp = (await recordedFingerprint(writer)) ?? (await fingerprint(writer));
+      const { fingerprint: fp } = await currentRecordedFingerprint(writer);
       this.lastId = position.lastId;
       this.currentLsn = position.lsn;
       this.rowCount = position.rows;
-      this.running = { ...fp, checksum: BigInt(fp.checksum) };
+      this.running = runningOf(fp);
       this.log('truncated', { afterLsn: lsn, removed });
       return { removed, lsn: this.currentLsn };
     } finally {
@@ -672,7 +686,7 @@ export class EventStore {
   /**
    * Writes a consistent copy of the database to target (already validated by the caller).
    *
-   * Never copies a live file (DESIGN rule 1): writes are paused by holding the write lock, a
+   * Never copies a live file (docs/architecture.md, rule 1): writes are paused by holding the write lock, a
    * checkpoint that provably emptied the WAL puts every committed row in the main file, and only
    * then is the main file copied. The lock is released before the slow, lock-free parts: fsync,
    * rename, and the fingerprint, which is computed on the live database with lsn <= the snapshot
@@ -723,7 +737,7 @@ export class EventStore {
       const checkpointMs = performance.now() - locked;
       if (checkpoint.attempts > 1) this.log('checkpoint_retried', { ...checkpoint });
       const lsn = this.currentLsn;
-      const fingerprint = { ...this.running, checksum: this.running.checksum.toString() };
+      const fingerprint = this.runningFingerprint();
       await copyFast(this.path, tmp);
       return { lsn, stallMs: performance.now() - locked, checkpointMs, fingerprint };
     } finally {
@@ -801,7 +815,7 @@ export class EventStore {
         rows: this.rowCount,
         path: this.path,
         created,
-        fingerprint: { ...this.running, checksum: this.running.checksum.toString() },
+        fingerprint: this.runningFingerprint(),
       });
       if (!this.maintenanceState) return done(false);
       const release = await this.lock.acquire();
@@ -864,7 +878,22 @@ export class EventStore {
     this.lastId = position.lastId;
     this.currentLsn = position.lsn;
     this.rowCount = position.rows;
-    this.running = { ...initial, checksum: BigInt(initial.checksum) };
+    this.running = runningOf(initial.fingerprint);
+    if (initial.upgradedFrom !== undefined) {
+      this.log('fingerprint_recorded', {
+        fingerprintVersion: initial.fingerprint.fingerprintVersion,
+        previousVersion: initial.upgradedFrom,
+        rows: initial.fingerprint.rows,
+      });
+    }
+  }
+
+  private runningFingerprint(): Fingerprint {
+    return {
+      ...this.running,
+      checksum: this.running.checksum.toString(),
+      fingerprintVersion: CURRENT_FINGERPRINT_VERSION,
+    };
   }
 
   /** For work already admitted (holding the lock): the open session, or why the file is closed. */

@@ -1,12 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import {
-  MANIFEST_FORMAT,
-  fingerprintDifferences,
-  parseManifest,
-  type Fingerprint,
-  type Manifest,
-} from '../../src/backup/manifest';
+import { MANIFEST_FORMAT, parseManifest, type Fingerprint, type Manifest } from '../../src/backup/manifest';
+import { fingerprintDifferences } from '../../src/duckdb/fingerprint';
 
 const KEY = 'kimiclaw/L2/kimiclaw-L2-20261126T030000Z-3f9a/manifest.json';
 
@@ -27,6 +22,7 @@ function validManifest(): Manifest {
       maxId: 1_000,
       maxLsn: 2_000,
       checksum: 'abc',
+      fingerprintVersion: 2,
       lsn: 2_000,
       bytes: 4_096,
       stallMs: 12.5,
@@ -57,6 +53,20 @@ void describe('parseManifest', () => {
   void test('parses a valid manifest', () => {
     const m = validManifest();
     assert.deepEqual(parseManifest(JSON.stringify(m), KEY), m);
+  });
+
+  void test('a manifest written before fingerprint versions (none recorded) is version 1', () => {
+    const m = validManifest();
+    const { fingerprintVersion: _, ...snapshot } = m.snapshot;
+    const parsed = parseManifest(JSON.stringify({ ...m, snapshot }), KEY);
+    assert.equal(parsed.snapshot.fingerprintVersion, 1);
+    assert.deepEqual(parsed, { ...m, snapshot: { ...m.snapshot, fingerprintVersion: 1 } });
+  });
+
+  void test('a fingerprint version this code does not know is refused, not compared', () => {
+    const m = validManifest();
+    const message = errorOf(JSON.stringify({ ...m, snapshot: { ...m.snapshot, fingerprintVersion: 3 } }));
+    assert.match(message, /snapshot\.fingerprintVersion: /);
   });
 
   void test('keeps the optional bad marker and retainUntil', () => {
@@ -103,19 +113,36 @@ void describe('parseManifest', () => {
 });
 
 void describe('fingerprintDifferences', () => {
-  const base: Fingerprint = { rows: 1_234_567, minId: 1, maxId: 1_234_567, maxLsn: 99, checksum: 'abc' };
+  const base: Fingerprint = {
+    rows: 1_234_567,
+    minId: 1,
+    maxId: 1_234_567,
+    maxLsn: 99,
+    checksum: 'abc',
+    fingerprintVersion: 2,
+  };
 
   void test('equal fingerprints have no differences', () => {
     assert.deepEqual(fingerprintDifferences(base, { ...base }), []);
-    const empty: Fingerprint = { rows: 0, minId: null, maxId: null, maxLsn: null, checksum: '' };
+    const empty: Fingerprint = { rows: 0, minId: null, maxId: null, maxLsn: null, checksum: '', fingerprintVersion: 2 };
     assert.deepEqual(fingerprintDifferences(empty, { ...empty }), []);
   });
 
   void test('each differing field is described, numbers with thousands separators', () => {
     assert.deepEqual(fingerprintDifferences(base, { ...base, rows: 1_234_000, checksum: 'def' }), [
       'rows: expected 1,234,567, found 1,234,000',
-      'checksum: expected abc, found def',
+      'checksum (fingerprint v2): expected abc, found def',
     ]);
+  });
+
+  void test('checksums of different versions are never compared; the message names both', () => {
+    assert.deepEqual(fingerprintDifferences(base, { ...base, checksum: 'def', fingerprintVersion: 1 }), [
+      'fingerprintVersion: expected 2, found 1 (checksums of different versions cannot be compared)',
+    ]);
+    assert.deepEqual(
+      fingerprintDifferences({ ...base, fingerprintVersion: 1 }, { ...base, fingerprintVersion: 1 }),
+      [],
+    );
   });
 
   void test('null values are written as null, in field order', () => {
