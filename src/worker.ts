@@ -1,7 +1,8 @@
 /**
  * The worker: runs the workflows and control activities on the `kimiclaw-dr` queue, and the
  * node-local activities on `kimiclaw-dr-node-<id>` for every node whose disk is on this host
- * (DR_NODES=node1,node2; all configured nodes by default, the single-host setup). Serves /metrics.
+ * (DR_NODES=node1,node2; all configured nodes by default, the single-host setup; DR_NODES=none
+ * for a worker that owns no node's disk). Serves /metrics.
  *
  *   node --import tsx src/worker.ts
  */
@@ -15,8 +16,9 @@ import {
   type LogLevel,
   type WorkflowBundleOption,
 } from '@temporalio/worker';
-import { createActivities } from './activities';
+import { createControlActivities, createNodeActivities } from './activities';
 import { loadConfig, nodeTaskQueue, type Config } from './config';
+import { parseLocalNodes, resolveLocalNodes } from './local-nodes';
 import { freePort } from './net';
 import { DrMetrics, serveMetrics, type MetricsServer } from './metrics';
 import { Stores } from './storage/stores';
@@ -24,7 +26,7 @@ import { loadCatalogMetrics } from './catalog-metrics';
 
 export interface WorkerOptions {
   config: Config;
-  /** Node ids whose disks are on this host; default: every configured node. */
+  /** Node ids whose disks are on this host; default: every configured node; [] for none. */
   localNodes?: string[];
   /** A prebuilt workflow bundle (tests build it once); default: bundle src/workflows. */
   workflowBundle?: WorkflowBundleOption;
@@ -82,17 +84,9 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     apiKey: config.temporal.apiKey,
   });
   const metrics = new DrMetrics({ defaultMetrics: true });
-  const stores = new Stores(config);
-  const activities = createActivities({ config, stores, metrics });
+  const local = resolveLocalNodes(config, options.localNodes);
+  const stores = new Stores(config, { localNodes: local });
   const allNodes = config.databases.flatMap((db) => db.nodes);
-  const local = options.localNodes ?? allNodes.map((n) => n.id);
-  for (const id of local) {
-    if (!allNodes.some((n) => n.id === id)) {
-      throw new Error(
-        `DR_NODES names "${id}", which is not a configured node (${allNodes.map((n) => n.id).join(', ')})`,
-      );
-    }
-  }
 
   const workflowSource = options.workflowBundle
     ? { workflowBundle: options.workflowBundle }
@@ -103,7 +97,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       ...workflowSource,
-      activities,
+      activities: createControlActivities({ config, stores, metrics }),
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
     }),
   ];
@@ -113,7 +107,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         connection,
         namespace: config.temporal.namespace,
         taskQueue: nodeTaskQueue(config, node),
-        activities,
+        activities: createNodeActivities({ config, stores, metrics, node: node.id }),
         maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       }),
     );
@@ -128,7 +122,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
     });
   }
   // Gauges start from the catalog, so a restarted worker does not report "never backed up".
-  void loadCatalogMetrics(config, stores, metrics, local).catch((err: unknown) =>
+  void loadCatalogMetrics(config, stores, metrics).catch((err: unknown) =>
     console.warn(`could not load backup metrics from the catalog: ${(err as Error).message}`),
   );
 
@@ -152,10 +146,7 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
 /** The worker as a process: config from file and env, stops cleanly on SIGINT/SIGTERM. */
 export async function runWorkerMain(): Promise<void> {
   const config = loadConfig();
-  const localNodes = process.env.DR_NODES?.split(',')
-    .map((s) => s.trim())
-    .filter(Boolean);
-  const worker = await startWorker({ config, localNodes });
+  const worker = await startWorker({ config, localNodes: parseLocalNodes(process.env.DR_NODES) });
   console.log(
     JSON.stringify({ event: 'worker-started', taskQueues: worker.taskQueues, metrics: worker.metricsServer?.url }),
   );

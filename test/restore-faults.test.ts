@@ -13,7 +13,7 @@ import { KimiclawDr } from '../src/client';
 import { fingerprintFile } from '../src/duckdb/verify';
 import { NodeClient } from '../src/node-client';
 import type { restore } from '../src/workflows';
-import { BUCKET, Harness, eventually } from './harness';
+import { BUCKET, Harness, NODE_CREDENTIAL, eventually } from './harness';
 
 let h: Harness;
 let dr: KimiclawDr;
@@ -27,7 +27,7 @@ before(async () => {
     config: (base) => ({ ...base, storage: { ...base.storage, downloadLimitMiBps: 4 } }),
   });
   dr = new KimiclawDr(h.client, h.config);
-  node = new NodeClient('node1', h.nodes[0]!.url);
+  node = new NodeClient('node1', h.nodes[0]!.url, NODE_CREDENTIAL);
 });
 
 after(async () => {

@@ -15,7 +15,7 @@ import { startWriter } from '../src/node/writer';
 import { NodeClient } from '../src/node-client';
 import type { RestoreInput } from '../src/restore/input';
 import type { restore, restoreTest } from '../src/workflows';
-import { BUCKET, Harness, eventually, runCli } from './harness';
+import { BUCKET, EVENTS_CREDENTIAL, Harness, NODE_CREDENTIAL, eventually, runCli } from './harness';
 
 let h: Harness;
 let dr: KimiclawDr;
@@ -24,7 +24,7 @@ let node: NodeClient;
 before(async () => {
   h = await Harness.start({ config: (base) => ({ ...base, archive: { interval: '1s', segmentMaxEvents: 2000 } }) });
   dr = new KimiclawDr(h.client, h.config);
-  node = new NodeClient('node1', h.nodes[0]!.url);
+  node = new NodeClient('node1', h.nodes[0]!.url, NODE_CREDENTIAL);
   await dr.ensureLogArchive('kimiclaw');
 });
 
@@ -42,7 +42,7 @@ function startRestore(input: RestoreInput) {
 }
 
 async function write(ms: number): Promise<number> {
-  const writer = startWriter({ url: h.nodes[0]!.url, eventsPerBatch: 10, intervalMs: 20 });
+  const writer = startWriter({ token: EVENTS_CREDENTIAL, url: h.nodes[0]!.url, eventsPerBatch: 10, intervalMs: 20 });
   await new Promise((r) => setTimeout(r, ms));
   const stats = await writer.stop();
   assert.equal(stats.errors, 0);

@@ -4,6 +4,8 @@
  * grace period, the dry run deletes nothing, and L3 artifacts cannot be deleted while locked.
  */
 import assert from 'node:assert/strict';
+import { readdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   DeleteObjectCommand,
@@ -16,6 +18,7 @@ import {
 import { KimiclawDr } from '../src/client';
 import { s3ClientFor } from '../src/dev/servers';
 import { listCatalog } from '../src/catalog';
+import type { ConfigInput } from '../src/config';
 import { Stores } from '../src/storage/stores';
 import { BUCKET, Harness, runCli } from './harness';
 
@@ -79,12 +82,13 @@ describe('retention', () => {
 
     const dry = await runCli(['backups', 'prune', '--tier', 'L2', '--dry-run', '--json'], h.env());
     assert.equal(dry.code, 0, dry.stderr);
-    const planned = JSON.parse(dry.stdout) as {
+    const [planned, ...others] = JSON.parse(dry.stdout) as Array<{
       dryRun: boolean;
       deleted: unknown[];
       kept: Array<{ backupId: string; reason: string }>;
       orphansDeleted: string[];
-    };
+    }>;
+    assert.ok(planned && others.length === 0, 'L2 has one catalog: the bucket');
     assert.equal(planned.dryRun, true);
     assert.deepEqual(planned.deleted, []);
     assert.deepEqual(planned.kept, [{ backupId: newest, reason: 'newest-verified' }]);
@@ -93,7 +97,7 @@ describe('retention', () => {
 
     const real = await runCli(['backups', 'prune', '--tier', 'L2', '--json'], h.env());
     assert.equal(real.code, 0, real.stderr);
-    assert.deepEqual((JSON.parse(real.stdout) as { orphansDeleted: string[] }).orphansDeleted, [
+    assert.deepEqual((JSON.parse(real.stdout) as Array<{ orphansDeleted: string[] }>)[0]?.orphansDeleted, [
       'kimiclaw-L2-20200101T000000Z-dead',
     ]);
     assert.deepEqual(await catalogIds('L2'), [newest]);
@@ -103,6 +107,42 @@ describe('retention', () => {
     } finally {
       stores.destroy();
     }
+  });
+
+  test("the CLI prunes three expired L1 backups on the node's host; its dry run deletes none", async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 4; i++) ids.push((await (await dr.startBackup({ tier: 'L1' })).result()).backupId);
+    // A worker (and a CLI config) that keeps L1 for one second: all but the newest have expired.
+    const shortL1 = (base: ConfigInput): ConfigInput => ({
+      ...base,
+      backup: { ...base.backup, retention: { ...base.backup?.retention, L1: '1s' } },
+    });
+    const variant = await h.startVariant(shortL1);
+    const configFile = join(h.dir, 'short-l1.json');
+    const raw = shortL1(h.rawConfig);
+    await writeFile(configFile, JSON.stringify({ ...raw, temporal: { ...raw.temporal, ...variant.config.temporal } }));
+    const env = { ...h.env(), DR_CONFIG: configFile };
+    await sleep(1_500);
+    const l1Dir = join(h.nodes[0]!.dataDir, 'backups', 'kimiclaw', 'L1');
+
+    const dry = await runCli(['backups', 'prune', '--tier', 'L1', '--dry-run', '--json'], env);
+    assert.equal(dry.code, 0, dry.stderr);
+    const [planned] = JSON.parse(dry.stdout) as Array<{ node: string; deleted: Array<{ backupId: string }> }>;
+    assert.equal(planned?.node, 'node1');
+    assert.deepEqual(planned.deleted.map((d) => d.backupId).sort(), ids.slice(0, 3).sort());
+    assert.deepEqual((await readdir(l1Dir)).sort(), [...ids].sort(), 'the dry run deleted nothing');
+
+    const real = await runCli(['backups', 'prune', '--tier', 'L1', '--json'], env);
+    assert.equal(real.code, 0, real.stderr);
+    const [pruned] = JSON.parse(real.stdout) as Array<{
+      dryRun: boolean;
+      deleted: Array<{ backupId: string }>;
+      kept: Array<{ backupId: string; reason: string }>;
+    }>;
+    assert.equal(pruned?.dryRun, false);
+    assert.deepEqual(pruned.deleted.map((d) => d.backupId).sort(), ids.slice(0, 3).sort());
+    assert.deepEqual(pruned.kept, [{ backupId: ids[3], reason: 'newest-verified' }]);
+    assert.deepEqual(await readdir(l1Dir), [ids[3]], "the three expired backups are gone from the node's disk");
   });
 
   test('a backup held by a running restore is not pruned, even when expired', async () => {

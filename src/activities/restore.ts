@@ -1,26 +1,28 @@
 /**
- * Activities of a restore. Planning and the catalog run on the control queue; staging (download,
+ * Activities of a restore. Choosing the node, archive retrieval and retiring the log archive
+ * run on the control queue; planning (it reads the node's own L1 catalog), staging (download,
  * SHA-256, decompress, DuckDB verification, log replay) and the file swap run on the node's
  * queue, on the host that owns the database file. The current file is only ever moved aside,
- * never deleted (DESIGN rule 6).
+ * never deleted (docs/architecture.md, rule 6).
  */
-import { Context, log } from '@temporalio/activity';
+import { Context } from '@temporalio/activity';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import { isAbsolute, join, relative } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import type { Config } from '../config';
+import { nodeTaskQueue, type Config } from '../config';
 import { TIERS, type Tier } from '../domain';
 import { InputProblem, Unavailable, VerificationFailed } from '../errors';
 import { Meter, decompressToFile } from '../backup/codec';
 import { Throttle } from '../backup/throttle';
-import { manifestKey } from '../backup/ids';
-import { fingerprintDifferences, type Fingerprint, type Manifest } from '../backup/manifest';
+import { checkBackupContent, describeVerification, type ContentVerification } from '../backup/content-check';
+import { v1KnownAnswerOf } from '../backup/fingerprint-sidecar';
+import type { Fingerprint, Manifest } from '../backup/manifest';
+import { catalogLocations, tierPolicy, type CatalogLocation } from '../backup/tier-policy';
 import { decodeSegment, encodeSegment } from '../archive/segment';
 import { findPrimary } from '../cluster';
-import { fingerprint } from '../duckdb/fingerprint';
+import { currentRecordedFingerprint, fingerprint, fingerprintDifferences } from '../duckdb/fingerprint';
 import { openDatabase } from '../duckdb/open';
 import { applyEvents } from '../duckdb/replay';
-import { fingerprintFile, recordedFingerprintFile } from '../duckdb/verify';
 import type { DrMetrics } from '../metrics';
 import { NodeClient } from '../node-client';
 import { RestoreInputSchema, type ParsedRestoreInput } from '../restore/input';
@@ -43,6 +45,16 @@ export interface RestorePlanSummary {
   fallbacks: string[];
   reason: string;
   headLsn?: number;
+  /** MiB/s cap on the download (the tier's policy). */
+  downloadLimitMiBps?: number;
+}
+
+/** The node a restore works on, and every catalog a rewind of its history must reach. */
+export interface ResolvedRestore {
+  node: { id: string; url: string; dataDir: string; taskQueue: string };
+  /** Set when the database is a replicated cluster: an in-place restore changes its topology. */
+  cluster?: string;
+  catalogs: CatalogLocation[];
 }
 
 export interface StagedRestore {
@@ -50,16 +62,21 @@ export interface StagedRestore {
   downloadedBytes: number;
   rows: number;
   lsn: number;
+  /** The staged file's fingerprint in the current version: what replay adds to. */
+  fingerprint: Fingerprint;
+  /** Which fingerprint version of the manifest was compared, and how. */
+  verification: ContentVerification;
 }
 
 export function createRestoreActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
   const { config, stores, metrics } = deps;
 
-  async function allManifests(database: string): Promise<Manifest[]> {
+  /** What a node can restore from: the bucket's tiers and its own L1, never another node's. */
+  async function restorableManifests(database: string, node: string): Promise<Manifest[]> {
     const all: Manifest[] = [];
     for (const tier of TIERS) {
-      for (const store of stores.ofTier(database, tier))
-        all.push(...(await listManifests(store, database, tier)).manifests);
+      const store = stores.forTier(tier, database, node);
+      all.push(...(await listManifests(store, database, tier)).manifests);
     }
     return all;
   }
@@ -99,13 +116,10 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
   }
 
   /**
-   * Chooses the backup and the log range (restore/plan.ts decides; this gathers the facts).
-   * `excluded` lists backups found bad during this restore.
+   * The node to restore (the named one, else the primary, else the first node) with the queue of
+   * its host, and every catalog a rewind of its history must reach.
    */
-  async function planRestoreFor(input: {
-    request: ParsedRestoreInput;
-    excluded?: string[];
-  }): Promise<RestorePlanSummary> {
+  async function resolveRestoreTarget(input: { request: ParsedRestoreInput }): Promise<ResolvedRestore> {
     const request = RestoreInputSchema.parse(input.request);
     const db = stores.database(request.database);
     let nodeConfig = db.nodes[0]!;
@@ -130,17 +144,38 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
         );
       }
     }
-    const headLsn = await new NodeClient(nodeConfig.id, nodeConfig.url, 5_000)
+    const { id, url, dataDir } = nodeConfig;
+    return {
+      node: { id, url, dataDir, taskQueue: nodeTaskQueue(config, nodeConfig) },
+      ...(db.nodes.length > 1 ? { cluster: db.name } : {}),
+      catalogs: catalogLocations(config, db),
+    };
+  }
+
+  /**
+   * Chooses the backup and the log range (restore/plan.ts decides; this gathers the facts) for a
+   * node resolved by resolveRestoreTarget. Runs on that node's queue: it reads the node's own L1.
+   * `excluded` lists backups found bad during this restore.
+   */
+  async function planRestoreFor(input: {
+    request: ParsedRestoreInput;
+    node: string;
+    excluded?: string[];
+  }): Promise<RestorePlanSummary> {
+    const request = RestoreInputSchema.parse(input.request);
+    const db = stores.database(request.database);
+    const nodeConfig = stores.localNode(db.name, input.node);
+    const headLsn = await new NodeClient(nodeConfig.id, nodeConfig.url, undefined, 5_000)
       .health()
       .then((h) => h.lsn)
       .catch(() => undefined);
-    const [backups, segments] = await Promise.all([allManifests(db.name), listSegments(db.name)]);
+    const [backups, segments] = await Promise.all([restorableManifests(db.name, nodeConfig.id), listSegments(db.name)]);
     const instant = request.pointInTime ? parseInstant(request.pointInTime) : undefined;
     const targetLsnForTime = instant ? ((await lsnAtTime(segments, instant.micros)) ?? 0) : undefined;
     const result = planRestore({
       backups,
       segments,
-      request: { ...request, node: request.node ?? nodeConfig.id },
+      request: { ...request, node: nodeConfig.id },
       now: new Date(),
       targetLsnForTime,
       headLsn,
@@ -155,13 +190,14 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     node: Config['databases'][number]['nodes'][number],
     headLsn?: number,
   ): RestorePlanSummary {
+    const { downloadLimitMiBps } = tierPolicy(config, plan.backup.tier, node);
     return {
       database: plan.database,
       node: {
         id: node.id,
         url: node.url,
         dataDir: node.dataDir,
-        taskQueue: node.taskQueue ?? `${config.temporal.taskQueue}-node-${node.id}`,
+        taskQueue: nodeTaskQueue(config, node),
       },
       backup: plan.backup,
       targetLsn: plan.targetLsn,
@@ -171,23 +207,13 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       fallbacks: plan.fallbacks.map((m) => m.backupId),
       reason: plan.reason,
       ...(headLsn === undefined ? {} : { headLsn }),
+      ...(downloadLimitMiBps === undefined ? {} : { downloadLimitMiBps }),
     };
   }
 
   /** Asks for an archive-class artifact to be made readable; true once it is. */
   async function retrieveArchived(input: { manifest: Manifest }): Promise<boolean> {
     return stores.s3().retrieveArchived(input.manifest.artifact.key);
-  }
-
-  /** Records in the catalog that a backup failed verification: no restore picks it again. */
-  async function markBackupBad(input: { manifest: Manifest; reason: string }): Promise<void> {
-    const m = input.manifest;
-    const store = stores.forTier(m.tier, m.database, m.node);
-    await store.putJson(manifestKey(m.database, m.tier, m.backupId), {
-      ...m,
-      bad: { at: new Date().toISOString(), reason: input.reason },
-    });
-    log.warn('backup marked bad', { backupId: m.backupId, reason: input.reason });
   }
 
   /**
@@ -198,13 +224,20 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
    * content checksum (zstd's XXH64, gzip's CRC-32, both checked while decompressing) proves the
    * output is byte for byte the snapshot that was fingerprinted in full when the backup was taken.
    * DuckDB then opens it and its rows, ids, LSNs and recorded checksum must equal the manifest's
-   * (a second; no per-row hashing). `fullScan` re-hashes every row as well (~2 s/GiB): restore
-   * tests and scratch restores do, an in-place restore, where every second is downtime, does not.
+   * (a second; no per-row hashing). `fullScan` re-hashes every row as well (seconds per GiB):
+   * restore tests and scratch restores do, an in-place restore, where every second is downtime,
+   * does not. Either compares in the manifest's fingerprint version (content-check.ts says what
+   * happens to a version-1 backup once DuckDB's hash() has changed).
+   *
+   * Replay and the node that opens the file work in the current fingerprint version: a backup
+   * made in an older one is fingerprinted once more here, while the node still serves.
    */
   async function stageBackup(input: {
     manifest: Manifest;
     stagingDir: string;
     fullScan?: boolean;
+    /** MiB/s cap on the download, from the plan (the tier's policy). */
+    limitMiBps?: number;
   }): Promise<StagedRestore> {
     const m = input.manifest;
     const store = stores.forTier(m.tier as Tier, m.database, m.node);
@@ -222,8 +255,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     });
     ctx.cancellationSignal.addEventListener('abort', () => stream.destroy(new Error('activity cancelled')));
     try {
-      const limit = m.tier === 'L1' ? undefined : config.storage.downloadLimitMiBps;
-      const throttle = limit ? [new Throttle(limit * 1024 * 1024)] : [];
+      const throttle = input.limitMiBps ? [new Throttle(input.limitMiBps * 1024 * 1024)] : [];
       const downloaded = pipeline([stream, ...throttle, meter]);
       await Promise.all([downloaded, decompressToFile(meter, m.artifact.compression, path)]);
     } catch (err) {
@@ -248,17 +280,28 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
         `backup ${m.backupId} failed verification: SHA-256 of ${store.locate(m.artifact.key)} is ${sha256}, the manifest says ${m.artifact.sha256}`,
       );
     }
-    let actual: Fingerprint | undefined;
+    let check;
     try {
-      actual = (!input.fullScan && (await recordedFingerprintFile(path))) || (await fingerprintFile(path));
+      check = await checkBackupContent(path, m.snapshot, {
+        fullScan: input.fullScan ?? false,
+        v1KnownAnswer: () => v1KnownAnswerOf(store, m),
+      });
     } catch (err) {
       throw new VerificationFailed(`backup ${m.backupId} failed verification: ${(err as Error).message}`);
     }
-    const differences = fingerprintDifferences(m.snapshot, actual);
-    if (differences.length > 0) {
-      throw new VerificationFailed(`backup ${m.backupId} failed verification: ${differences.join('; ')}`);
+    if (check.differences.length > 0) {
+      throw new VerificationFailed(
+        `backup ${m.backupId} failed verification (${describeVerification(check.verification, m.artifact.compression)}): ${check.differences.join('; ')}`,
+      );
     }
-    return { path, downloadedBytes: meter.bytes, rows: actual.rows, lsn: m.snapshot.lsn };
+    return {
+      path,
+      downloadedBytes: meter.bytes,
+      rows: check.found.rows,
+      lsn: m.snapshot.lsn,
+      fingerprint: await currentFingerprintOf(path),
+      verification: check.verification,
+    };
   }
 
   /** Rolls a staged database forward with archived log segments, fromLsn+1 … toLsn. */
@@ -289,7 +332,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
         }
         await c.run('CHECKPOINT');
         // The staged file was verified against the backup's fingerprint; only the replayed
-        // range needs reading (sum(hash(row)) adds up range by range).
+        // range needs reading (the checksum adds up range by range).
         const replayed = coverage.steps.length > 0 ? await fingerprint(c, input.toLsn, input.fromLsn) : undefined;
         return {
           segments: coverage.steps.length,
@@ -307,7 +350,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
 
   function nodeClient(database: string, nodeId: string): NodeClient {
     const node = stores.node(database, nodeId);
-    return new NodeClient(node.id, node.url);
+    return new NodeClient(node.id, node.url, config.nodeAuth.token);
   }
 
   /** Maintenance on or off; off answers with the fingerprint and LSN of the file the node opened. */
@@ -332,7 +375,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     stagedPath: string;
     stamp: string;
   }): Promise<{ asidePath?: string }> {
-    const node = stores.node(input.database, input.node);
+    const node = stores.localNode(input.database, input.node);
     const live = join(node.dataDir, `${input.database}.duckdb`);
     const aside = `${live}.corrupted.${input.stamp}`;
     const hadLive = await exists(live);
@@ -345,7 +388,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
 
   /** Compensation: the original file goes back where it was; the restored one is removed. */
   async function swapBack(input: { database: string; node: string; asidePath: string }): Promise<void> {
-    const node = stores.node(input.database, input.node);
+    const node = stores.localNode(input.database, input.node);
     const live = join(node.dataDir, `${input.database}.duckdb`);
     if (!(await exists(input.asidePath))) return;
     await rm(live, { force: true });
@@ -359,20 +402,12 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
    * After a restore to an earlier LSN the node writes a new history from there: archived segments
    * past that LSN belong to the abandoned one. They move to <db>/log-retired/<tag>/ (kept, not
    * deleted), a segment straddling the LSN is cut at it, and the archive continues from the
-   * restored LSN. Idempotent: a retry finds what is already retired gone from the log.
+   * restored LSN. Idempotent: a retry finds what is already retired gone from the log. (Backups
+   * after that LSN are marked bad by markBackupsBadAfter, in each catalog where it lives.)
    */
   async function retireArchiveAfter(input: { database: string; lsn: number; tag: string }): Promise<number> {
     const s3 = stores.s3();
     let retired = 0;
-    // Backups taken after that LSN hold the abandoned history too: no later restore may use them.
-    for (const m of await allManifests(input.database)) {
-      if (m.snapshot.lsn <= input.lsn || m.bad) continue;
-      await markBackupBad({
-        manifest: m,
-        reason: `holds history after LSN ${input.lsn}, abandoned by restore ${input.tag}`,
-      });
-      retired++;
-    }
     for (const segment of await listSegments(input.database)) {
       if (segment.endLsn <= input.lsn) continue;
       const object = await s3.getBytes(segment.key);
@@ -420,15 +455,6 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       throw new VerificationFailed(`node ${input.node} after the restore: ${problems.join('; ')}`);
   }
 
-  async function newestBackup(input: { database: string; tier: Tier }): Promise<Manifest> {
-    const newest = (await allManifests(input.database))
-      .filter((m) => m.tier === input.tier && !m.bad)
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt))[0];
-    if (!newest)
-      throw new InputProblem('tier', `database "${input.database}" has no verified ${input.tier} backup to test`);
-    return newest;
-  }
-
   async function recordRestoreTestOutcome(input: { database: string; tier: Tier; passed: boolean }): Promise<void> {
     metrics.restoreTestPassed.set({ database: input.database, tier: input.tier }, input.passed ? 1 : 0);
     if (input.passed) metrics.restoreTestLastRun.set({ database: input.database }, Date.now() / 1000);
@@ -440,26 +466,55 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
   }
 
   return {
-    planRestoreFor,
-    markBackupBad,
-    retrieveArchived,
-    stageBackup,
-    replayLog,
-    setMaintenance,
-    swapIn,
-    swapBack,
-    removeStaging,
-    checkRestored,
-    recordRestoreMetrics,
-    retireArchiveAfter,
-    newestBackup,
-    recordRestoreTestOutcome,
+    /** Need no node's disk: the control queue. */
+    control: {
+      resolveRestoreTarget,
+      retrieveArchived,
+      retireArchiveAfter,
+      recordRestoreMetrics,
+      recordRestoreTestOutcome,
+    },
+    /** On the restored node's queue, on the host that owns its files. */
+    node: {
+      planRestoreFor,
+      stageBackup,
+      replayLog,
+      setMaintenance,
+      swapIn,
+      swapBack,
+      removeStaging,
+      checkRestored,
+    },
   };
 }
 
+/**
+ * The staged file's recorded fingerprint in the current version, computed and recorded first if
+ * it has none in it. Checkpointed: the file moves into place without its WAL.
+ */
+async function currentFingerprintOf(path: string): Promise<Fingerprint> {
+  const db = await openDatabase(path);
+  try {
+    const c = await db.connect();
+    try {
+      const current = await currentRecordedFingerprint(c);
+      if (current.upgradedFrom !== undefined) await c.run('CHECKPOINT');
+      return current.fingerprint;
+    } finally {
+      c.closeSync();
+    }
+  } finally {
+    db.close();
+  }
+}
+
 function addFingerprints(a: Fingerprint, b: Fingerprint): Fingerprint {
+  if (a.fingerprintVersion !== b.fingerprintVersion) {
+    throw new Error(`cannot add a fingerprint v${b.fingerprintVersion} to a v${a.fingerprintVersion} one`);
+  }
   if (b.rows === 0) return a;
   return {
+    fingerprintVersion: a.fingerprintVersion,
     rows: a.rows + b.rows,
     minId: a.minId === null ? b.minId : Math.min(a.minId, b.minId ?? a.minId),
     maxId: Math.max(a.maxId ?? 0, b.maxId ?? 0),

@@ -79,6 +79,19 @@ export function restoreWorkflowId(database: string, at: Date): string {
   return `restore-${database}-${compactTimestamp(at)}`;
 }
 
+export function restoreTestWorkflowId(database: string, tier: Tier, at: Date): string {
+  return `restore-test-${database}-${tier}-${compactTimestamp(at)}`;
+}
+
+/** `unique` tells apart two started in the same second (a retention run, a restore preview). */
+export function pruneWorkflowId(database: string, tier: Tier, at: Date, unique: string): string {
+  return `prune-${database}-${tier}-${compactTimestamp(at)}-${unique}`;
+}
+
+export function restorePlanWorkflowId(database: string, at: Date, unique: string): string {
+  return `restore-plan-${database}-${compactTimestamp(at)}-${unique}`;
+}
+
 /** One log archiver per database: the id makes a second one impossible. */
 export function archiveWorkflowId(database: string): string {
   return `archive-log-${database}`;

@@ -4,6 +4,7 @@
  * says why in one line. A refusal is an input problem (the workflow fails with InvalidInput).
  */
 import type { Tier } from '../domain';
+import { parseBackupId } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { LATEST, type ParsedRestoreInput } from './input';
 import { instantOfDate, parseInstant, type Instant } from './instant';
@@ -93,7 +94,14 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
   if (request.backupId !== undefined && request.backupId !== LATEST) {
     const id = request.backupId;
     named = ofDatabase.find((b) => b.backupId === id);
-    if (!named) return refuse('backupId', `no backup ${id}`);
+    if (!named) {
+      // Only the node's own L1 is listed for it: another node's L1 backup is not even seen.
+      const l1 = parseBackupId(id)?.tier === 'L1' && request.node !== undefined;
+      const where = l1
+        ? ` on node ${request.node} (an L1 backup is restored only on the node whose disk holds it)`
+        : '';
+      return refuse('backupId', `no backup ${id}${where}`);
+    }
     if (named.bad) {
       return refuse(
         'backupId',
@@ -221,7 +229,7 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
   return { ok: true, plan };
 }
 
-/** The backups a running restore may still read: retention must keep them (DESIGN rule 5). */
+/** The backups a running restore may still read: retention must keep them (docs/architecture.md, rule 5). */
 export function inUseBackupIds(plan: RestorePlan): string[] {
   return [plan.backup.backupId, ...plan.fallbacks.map((b) => b.backupId)];
 }

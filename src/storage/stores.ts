@@ -1,20 +1,45 @@
-/** Picks the store of a tier: L1 on the node's own disk, L2 and L3 in the S3-compatible bucket. */
+/**
+ * Picks the store of a tier: L1 on the node's own disk, L2 and L3 in the S3-compatible bucket.
+ * A node's disk is reachable only on its host: asking for the L1 directory (or the data directory)
+ * of a node this worker does not own throws, naming the task queue where that work belongs. A
+ * missing directory must never pass for an empty catalog.
+ */
 import type { Config, DatabaseConfig, NodeConfig } from '../config';
-import { nodeBackupDir } from '../config';
+import { nodeBackupDir, nodeTaskQueue } from '../config';
 import type { Tier } from '../domain';
-import { InputProblem } from '../errors';
+import { InputProblem, NotOnThisHost } from '../errors';
 import { LocalStore } from './local';
 import { S3Store, createS3Client } from './s3';
 import type { BackupStore } from './store';
 
-export class Stores {
-  private s3Store: S3Store | undefined;
+export interface StoresOptions {
+  /** Nodes whose disks are on this host; default: every configured node (the single-host setup). */
+  localNodes?: readonly string[];
+}
 
-  constructor(private readonly config: Config) {}
+export class Stores {
+  private readonly localNodes: ReadonlySet<string>;
+
+  constructor(
+    private readonly config: Config,
+    options: StoresOptions = {},
+    /** Shared by restricted views, so one worker keeps one S3 client. */
+    private readonly shared: { s3?: S3Store } = {},
+  ) {
+    this.localNodes = new Set(options.localNodes ?? config.databases.flatMap((db) => db.nodes.map((n) => n.id)));
+  }
+
+  /**
+   * The same stores reaching only some of this host's nodes: the control activities get none, the
+   * activities of a node's queue get that node alone.
+   */
+  restrictedTo(nodes: readonly string[]): Stores {
+    return new Stores(this.config, { localNodes: nodes.filter((n) => this.localNodes.has(n)) }, this.shared);
+  }
 
   s3(): S3Store {
-    this.s3Store ??= new S3Store(createS3Client(this.config.storage), this.config.storage);
-    return this.s3Store;
+    this.shared.s3 ??= new S3Store(createS3Client(this.config.storage), this.config.storage);
+    return this.shared.s3;
   }
 
   /** A configured database; an unknown name is an input problem naming the configured ones. */
@@ -27,6 +52,7 @@ export class Stores {
     return db;
   }
 
+  /** A node's configuration (its URL, where its files are): readable anywhere. */
   node(database: string, nodeId: string): NodeConfig {
     const db = this.config.databases.find((d) => d.name === database);
     const node = db?.nodes.find((n) => n.id === nodeId);
@@ -36,8 +62,32 @@ export class Stores {
     return node;
   }
 
+  isLocal(nodeId: string): boolean {
+    return this.localNodes.has(nodeId);
+  }
+
+  /** A node whose data directory this worker may open; any other node throws NotOnThisHost. */
+  localNode(database: string, nodeId: string): NodeConfig {
+    const node = this.node(database, nodeId);
+    this.ensureLocal(node, 'data directory', node.dataDir);
+    return node;
+  }
+
+  /** The L1 directory of a node on this host; any other node throws NotOnThisHost. */
   local(database: string, nodeId: string): LocalStore {
-    return new LocalStore(nodeBackupDir(this.node(database, nodeId)));
+    const node = this.node(database, nodeId);
+    const dir = nodeBackupDir(node);
+    this.ensureLocal(node, 'L1 directory', dir);
+    return new LocalStore(dir);
+  }
+
+  private ensureLocal(node: NodeConfig, what: string, path: string): void {
+    if (this.localNodes.has(node.id)) return;
+    const here = [...this.localNodes].join(', ') || 'none';
+    throw new NotOnThisHost(
+      `the ${what} of node ${node.id} (${path}) is not reachable here (node directories reachable here: ${here}); ` +
+        `that work belongs on task queue "${nodeTaskQueue(this.config, node)}"`,
+    );
   }
 
   /** L1 lives on the node that took it; pass that node for L1. */
@@ -47,18 +97,12 @@ export class Stores {
     return this.local(database, nodeId);
   }
 
-  /**
-   * Every store that may hold a database's backups of a tier: the bucket, or for L1 the
-   * directory of each of its nodes (only those in `nodes` when given: the ones on this host).
-   */
-  ofTier(database: string, tier: Tier, nodes?: readonly string[]): BackupStore[] {
-    if (tier !== 'L1') return [this.s3()];
-    return this.database(database)
-      .nodes.filter((n) => !nodes || nodes.includes(n.id))
-      .map((n) => this.local(database, n.id));
+  /** The nodes of a database whose disks are on this host (the rest is read on their hosts). */
+  localNodesOf(database: string): NodeConfig[] {
+    return this.database(database).nodes.filter((n) => this.localNodes.has(n.id));
   }
 
   destroy(): void {
-    this.s3Store?.client.destroy();
+    this.shared.s3?.client.destroy();
   }
 }

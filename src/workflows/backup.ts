@@ -4,8 +4,6 @@
  * Input (paste into the Temporal UI): { "database": "kimiclaw", "tier": "L2", "reason": "manual" }
  */
 import {
-  ActivityFailure,
-  ApplicationFailure,
   CancellationScope,
   isCancellation,
   setHandler,
@@ -17,8 +15,9 @@ import { BackupInputSchema, type BackupInput } from '../backup/input';
 import { backupId as makeBackupId } from '../backup/ids';
 import type { Manifest } from '../backup/manifest';
 import { backupStatusQuery, type BackupStatus } from './messages';
-import { control, onNode } from './proxies';
+import { catalogAt, control, onNode } from './proxies';
 import { DrBackupId, DrDatabase, DrOutcome, DrTier } from './search-attributes';
+import { explainFailure, failureMessage } from './failure';
 import { inputOrFail } from './input';
 
 export interface BackupResult {
@@ -34,6 +33,8 @@ export interface BackupResult {
   rows: number;
   lsn: number;
   sha256: string;
+  /** The fingerprint version the snapshot was verified in and the manifest records. */
+  fingerprintVersion: number;
   durationSeconds: number;
   writeStallMs: number;
   startedAt: string;
@@ -63,23 +64,27 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       await CancellationScope.nonCancellable(() =>
         control.recordBackupFailure({ database, tier, step: phase }).catch(() => undefined),
       );
-      throw explainFailure(err, `backup ${status.backupId ?? `of ${database} ${tier}`} failed at ${phase}`);
+      throw explainFailure(
+        err,
+        `backup ${status.backupId ?? `of ${database} ${tier}`} failed at ${phase}`,
+        'BackupFailed',
+      );
     }
   };
 
   const target: BackupTarget = await step('resolve', () =>
     control.resolveBackupTarget({ database, tier, node: requestedNode }),
   );
-  // L3 is the archive tier: it gets Object Lock retention when the bucket enforces it.
-  const storage = tier === 'L1' ? undefined : await step('check storage', () => control.checkStorage());
-  const objectLock = tier === 'L3' && (storage?.objectLock ?? false);
+  const { policy } = target;
+  const storage = policy.inBucket ? await step('check storage', () => control.checkStorage()) : undefined;
+  const objectLock = policy.lockable && (storage?.objectLock ?? false);
 
   const id = makeBackupId(database, tier, started, workflowInfo().runId);
   status.backupId = id;
   status.node = target.node.id;
   upsertSearchAttributes([{ key: DrBackupId, value: id }]);
   const node = onNode(target.node.taskQueue);
-  const catalog = tier === 'L1' ? node.quick : control;
+  const catalog = catalogAt(policy.catalog.taskQueue);
 
   let snapshotPath: string | undefined;
   try {
@@ -93,12 +98,13 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       maxId: snapshot.maxId,
       maxLsn: snapshot.maxLsn,
       checksum: snapshot.checksum,
+      fingerprintVersion: snapshot.fingerprintVersion,
     };
 
     // Verification and upload read the same snapshot file side by side; the manifest, the
     // commit point, is written only when both succeeded. A failed verification cancels the
     // upload and removes whatever it stored.
-    const retainUntil = objectLock ? new Date(started.getTime() + target.retentionMs).toISOString() : undefined;
+    const retainUntil = objectLock ? new Date(started.getTime() + policy.retentionMs).toISOString() : undefined;
     const uploadScope = new CancellationScope();
     const uploading = uploadScope.run(() =>
       node.long.storeArtifact({
@@ -109,7 +115,8 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
         snapshotPath: snapshot.path,
         compression: target.compression,
         level: target.level,
-        storageClass: target.storageClass,
+        storageClass: policy.storageClass,
+        limitMiBps: policy.uploadLimitMiBps,
       }),
     );
     uploading.catch(() => undefined);
@@ -149,7 +156,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
         level: target.level,
         bytes: stored.bytes,
         sha256: stored.sha256,
-        ...(target.storageClass ? { storageClass: target.storageClass } : {}),
+        ...(policy.storageClass ? { storageClass: policy.storageClass } : {}),
         ...(retainUntil ? { retainUntil } : {}),
       },
       verifiedAt,
@@ -165,7 +172,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
     const completed = new Date();
     const durationSeconds = (completed.getTime() - started.getTime()) / 1000;
     status.phase = 'metrics';
-    await control.recordBackupMetrics({
+    await catalog.recordBackupMetrics({
       database,
       tier,
       completedAt: completed.toISOString(),
@@ -188,6 +195,7 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       rows: snapshot.rows,
       lsn: snapshot.lsn,
       sha256: stored.sha256,
+      fingerprintVersion: fingerprint.fingerprintVersion,
       durationSeconds,
       writeStallMs: snapshot.stallMs,
       startedAt: started.toISOString(),
@@ -201,26 +209,4 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       await CancellationScope.nonCancellable(() => node.quick.discardSnapshot({ path }).catch(() => undefined));
     }
   }
-}
-
-/** The innermost message of an activity failure: what actually went wrong. */
-function failureMessage(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
-/**
- * Fails the workflow with the cause's type (InvalidInput, InvalidConfig, VerificationFailed …)
- * at the top, so the UI and callers see what went wrong without unwrapping.
- */
-function explainFailure(err: unknown, context: string): ApplicationFailure {
-  const cause = err instanceof ActivityFailure ? err.cause : err;
-  const type = cause instanceof ApplicationFailure && cause.type ? cause.type : 'BackupFailed';
-  return ApplicationFailure.create({
-    type,
-    message: `${context}: ${failureMessage(err)}`,
-    nonRetryable: true,
-    cause: err instanceof Error ? err : undefined,
-    details: cause instanceof ApplicationFailure ? (cause.details ?? undefined) : undefined,
-  });
 }

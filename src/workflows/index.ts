@@ -3,3 +3,4 @@ export * from './archive';
 export * from './restore';
 export * from './restore-test';
 export * from './cluster';
+export * from './prune';

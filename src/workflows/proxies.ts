@@ -1,14 +1,16 @@
 /**
- * Activity options shared by the workflows: one proxy for quick calls on the control queue, and
- * per node a quick one and a long one (heartbeating, for transfers and scans) on the node's queue.
+ * Activity options shared by the workflows: one proxy for quick calls on the control queue, per
+ * node a quick one and a long one (heartbeating, for transfers and scans) on the node's queue,
+ * and one for a tier's catalog on the queue that reaches it. Each is typed by the activity set its
+ * queue serves: node work asked of the control queue does not compile.
  */
 import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import type { CatalogActivities, ControlActivities, NodeActivities } from '../activities';
 
 /** Unreachable servers are retried with backoff; the pending activity says what it waits for. */
 export const retry: ActivityOptions['retry'] = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' };
 
-export const control = proxyActivities<Activities>({
+export const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '5m',
   scheduleToCloseTimeout: '30m',
   retry,
@@ -17,8 +19,13 @@ export const control = proxyActivities<Activities>({
 /** Calls that must run on the host that owns the node's disk. */
 export function onNode(taskQueue: string, options: { giveUpAfterAttempts?: number } = {}) {
   return {
-    quick: proxyActivities<Activities>({ taskQueue, startToCloseTimeout: '2m', scheduleToCloseTimeout: '30m', retry }),
-    long: proxyActivities<Activities>({
+    quick: proxyActivities<NodeActivities>({
+      taskQueue,
+      startToCloseTimeout: '2m',
+      scheduleToCloseTimeout: '30m',
+      retry,
+    }),
+    long: proxyActivities<NodeActivities>({
       taskQueue,
       startToCloseTimeout: '2h',
       heartbeatTimeout: '20s',
@@ -26,4 +33,18 @@ export function onNode(taskQueue: string, options: { giveUpAfterAttempts?: numbe
       retry: { ...retry, ...(options.giveUpAfterAttempts ? { maximumAttempts: options.giveUpAfterAttempts } : {}) },
     }),
   };
+}
+
+/**
+ * A tier's catalog on the queue its CatalogLocation names: the control queue for the bucket, the
+ * node's queue for its L1. `untilDone` waits for a host that is down however long it takes, for
+ * records that must reach every catalog (backups marked bad after a rewind).
+ */
+export function catalogAt(taskQueue: string, options: { untilDone?: boolean } = {}) {
+  return proxyActivities<CatalogActivities>({
+    taskQueue,
+    startToCloseTimeout: '5m',
+    ...(options.untilDone ? {} : { scheduleToCloseTimeout: '30m' }),
+    retry,
+  });
 }

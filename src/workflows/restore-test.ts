@@ -1,15 +1,18 @@
 /**
- * Workflow `restoreTest`: proves the newest backup of a tier can be restored. It restores it to a
- * scratch location on the node's host (a child `restore`: download, SHA-256, DuckDB verification
- * against the manifest; the child discards the copy), and checks the result is that backup, whole. A failure is
- * loud: the workflow fails with the reason and restore_test_passed drops to 0.
+ * Workflow `restoreTest`: proves the newest backup of a tier can be restored. It asks each of the
+ * tier's catalogs for its newest backup where it lives (the bucket's on the control queue, each
+ * node's L1 on that node's queue), restores the newest of them to a scratch location on a node's
+ * host (an L1 backup on the node that holds it; a child `restore`: download, SHA-256, DuckDB
+ * verification against the manifest; the child discards the copy), and checks the result is that
+ * backup, whole. A failure is loud: the workflow fails with the reason and restore_test_passed
+ * drops to 0.
  *
  * Input (paste into the Temporal UI): { "tier": "L2" }
  */
 import { ApplicationFailure, executeChild, upsertSearchAttributes, workflowInfo } from '@temporalio/workflow';
 import type { Manifest } from '../backup/manifest';
 import { RestoreTestInputSchema, type RestoreTestInput } from '../restore/test-input';
-import { control } from './proxies';
+import { catalogAt, control } from './proxies';
 import { restore, type RestoreResult } from './restore';
 import { DrBackupId, DrDatabase, DrOutcome, DrScenario, DrTier } from './search-attributes';
 import { inputOrFail } from './input';
@@ -20,6 +23,8 @@ export interface RestoreTestResult {
   backupId: string;
   rows: number;
   lsn: number;
+  /** How the backup was verified: its fingerprint version, and whether a checksum was compared. */
+  verification: RestoreResult['verification'];
   seconds: number;
 }
 
@@ -34,11 +39,30 @@ export async function restoreTest(input: RestoreTestInput = {}): Promise<Restore
   let backup: Manifest | undefined;
   let restored: RestoreResult | undefined;
   try {
-    backup = await control.newestBackup({ database, tier });
+    const found = await Promise.all(
+      (await control.resolveCatalogs({ database, tier })).map(async (c) => ({
+        node: c.node,
+        manifest: await catalogAt(c.taskQueue).newestBackup({ database, tier, node: c.node }),
+      })),
+    );
+    const newest = found
+      .filter((f): f is { node: string | undefined; manifest: Manifest } => f.manifest !== null)
+      .sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt))[0];
+    if (!newest) throw new Error(`database "${database}" has no verified ${tier} backup to test`);
+    backup = newest.manifest;
     upsertSearchAttributes([{ key: DrBackupId, value: backup.backupId }]);
     restored = await executeChild(restore, {
       workflowId: `${workflowInfo().workflowId}-restore`,
-      args: [{ database, backupId: backup.backupId, toLsn: backup.snapshot.lsn, target: 'scratch' }, { test: true }],
+      args: [
+        {
+          database,
+          backupId: backup.backupId,
+          toLsn: backup.snapshot.lsn,
+          target: 'scratch',
+          ...(newest.node === undefined ? {} : { node: newest.node }),
+        },
+        { test: true },
+      ],
     });
     const problems = [
       restored.backupId !== backup.backupId
@@ -71,6 +95,7 @@ export async function restoreTest(input: RestoreTestInput = {}): Promise<Restore
     backupId: backup.backupId,
     rows: restored.rows,
     lsn: restored.finalLsn,
+    verification: restored.verification,
     seconds: (Date.now() - started) / 1000,
   };
 }

@@ -47,6 +47,7 @@ function manifest(spec: BackupSpec): Manifest {
       maxId: spec.rows ?? spec.lsn * 10,
       maxLsn: spec.lsn,
       checksum: '1',
+      fingerprintVersion: 2,
       lsn: spec.lsn,
       bytes: 1,
       stallMs: 0,
@@ -396,6 +397,14 @@ void describe('planRestore: backupId', () => {
   void test('an unknown backup is refused', () => {
     const id = 'kimiclaw-L2-20260101T030000Z-beef';
     assert.deepEqual(refusal({ backupId: id }), { field: 'backupId', message: `no backup ${id}` });
+  });
+
+  void test("an L1 backup the node does not hold is refused, saying L1 stays on its node's disk", () => {
+    const id = 'kimiclaw-L1-20260101T030000Z-beef';
+    assert.deepEqual(refusal({ backupId: id, node: 'node1' }), {
+      field: 'backupId',
+      message: `no backup ${id} on node node1 (an L1 backup is restored only on the node whose disk holds it)`,
+    });
   });
 
   void test("another database's manifest in the list is never used", () => {
