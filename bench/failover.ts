@@ -6,7 +6,7 @@
  * through the config center. Each round SIGKILLs the current primary, waits for writes to be
  * acknowledged by the new one, restarts the killed node (recoverNode rejoins it as replica) and
  * waits until it is in sync again. Prints p50/p99 per failover phase (detect, confirm, fence, elect,
- * promote, config, notify), the total from the kill to the first write acknowledged by the new
+ * config (publish), promote, notify), the total from the kill to the first write acknowledged by the new
  * primary, and the acknowledged writes lost (must be 0). Patroni's defaults give ~30 s.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -22,6 +22,7 @@ import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startEtcd } from '../src/dev/etcd';
 import { NodeProcess } from '../src/dev/node-process';
 import { startTemporalDevServer } from '../src/dev/servers';
+import { newNodeToken } from '../src/dev/token-file';
 import { freePort } from '../src/net';
 import { startWebhookReceiver } from '../src/notify/receiver';
 import { startWorker } from '../src/worker';
@@ -61,6 +62,9 @@ async function main(): Promise<void> {
   ]);
   const [p1, p2] = [await freePort(), await freePort()];
   const nodes = [new NodeProcess('node1', root, 'kimiclaw', p1), new NodeProcess('node2', root, 'kimiclaw', p2)];
+  // A fresh token per run, handed over as the environment, never argv.
+  const token = newNodeToken();
+  for (const node of nodes) node.env = { KIMICLAW_NODE_TOKENS: token };
   nodes[0]!.args = ['--role', 'primary', '--replica', `node2=http://127.0.0.1:${p2},sync`];
   nodes[1]!.args = ['--role', 'replica'];
   await nodes[1]!.start();
@@ -70,6 +74,7 @@ async function main(): Promise<void> {
     storage: { bucket: 'unused' },
     databases: [{ name: 'kimiclaw', nodes: nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
     metrics: { port: 0 },
+    nodeAuth: { token },
     cluster: {
       configCenter: { kind: 'etcd', endpoints: [etcd.endpoint] },
       probeInterval: '250ms',
@@ -80,7 +85,7 @@ async function main(): Promise<void> {
   const client = new Client({ connection: await Connection.connect({ address: temporal.address }) });
   const dr = new KimiclawDr(client, config);
   const center = openConfigCenter(config.cluster.configCenter);
-  const writer = startClusterWriter(center, { key: KEY, batch: 5 });
+  const writer = startClusterWriter(center, { token: config.nodeAuth.token, key: KEY, batch: 5 });
   const phases: Record<string, number[]> = {};
   const totals: number[] = [];
   try {
@@ -114,11 +119,11 @@ async function main(): Promise<void> {
     }
     await writer.stop();
     const record = (await readPrimary(center, KEY)).record!;
-    const present = await sequencesOn(nodes.find((n) => n.id === record.node)!.url);
+    const present = await sequencesOn(nodes.find((n) => n.id === record.node)!.url, config.nodeAuth.token);
     const lost = writer.acked.filter((s) => !present.has(s)).length;
     log('');
     log(`phase      p50      p99   (seconds, ${kills} SIGKILLs of the primary under a steady write load)`);
-    for (const k of ['detect', 'confirm', 'fence', 'elect', 'promote', 'config', 'notify']) {
+    for (const k of ['detect', 'confirm', 'fence', 'elect', 'config', 'promote', 'notify']) {
       const v = phases[k] ?? [];
       log(`${k.padEnd(8)} ${percentile(v, 50).toFixed(3).padStart(7)}  ${percentile(v, 99).toFixed(3).padStart(7)}`);
     }

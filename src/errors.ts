@@ -33,11 +33,46 @@ export class Unavailable extends Error {
   }
 }
 
+/**
+ * Work that needs a node's disk reached a worker on another host (or the control queue). Not
+ * retried: the same worker would refuse it again; the message names the queue it belongs on.
+ */
+export class NotOnThisHost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'NotOnThisHost';
+  }
+}
+
 /** Data did not match what was recorded for it: a torn snapshot, a flipped byte. Not retried. */
 export class VerificationFailed extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'VerificationFailed';
+  }
+}
+
+/** Another topology change of the cluster holds its lease. Not retried: the message names the holder. */
+export class TopologyBusy extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TopologyBusy';
+  }
+}
+
+/** The topology lease this operation held was taken over or released under it. Not retried. */
+export class LeaseLost extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'LeaseLost';
+  }
+}
+
+/** The config center refused a new primary record: another one was recorded meanwhile. Not retried. */
+export class PublishRefused extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PublishRefused';
   }
 }
 

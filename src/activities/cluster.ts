@@ -12,7 +12,8 @@
 import { Context } from '@temporalio/activity';
 import type { DatabaseConfig, NodeConfig } from '../config';
 import { type ConfigCenter, type PrimaryRecord, casPrimary, openConfigCenter, readPrimary } from '../config-center';
-import { InputProblem, Unavailable } from '../errors';
+import { type TopologyLease, readLease } from '../config-center/lease';
+import { InputProblem, PublishRefused, Unavailable } from '../errors';
 import { NodeClient } from '../node-client';
 import { type PrimaryChangeEvent, deliverWebhook } from '../notify/webhook';
 import type { ActivityDeps } from './index';
@@ -53,7 +54,18 @@ export interface ClusterStatus {
   configCenter: string;
   primary?: PrimaryRecord;
   sync?: SyncRecord;
+  /** The topology lease as stored: who holds it (or held it last), for what, until when. */
+  lease?: TopologyLease;
   nodes: NodeView[];
+}
+
+/** watchCluster's heartbeat: what the monitor saw at its latest probe round (tests read it). */
+export interface WatchProgress {
+  primary?: string;
+  /** Consecutive failed probes of the primary. */
+  failures: number;
+  /** Probe rounds since this watch started. */
+  probes: number;
 }
 
 export interface WatchOutcome {
@@ -84,9 +96,6 @@ export async function probeNode(node: { id: string; url: string }, timeoutMs = P
   }
 }
 
-/** The typed client of a configured node, with failover's short timeouts. */
-const clientOf = (node: { id: string; url: string }, timeoutMs = 5_000) => new NodeClient(node.id, node.url, timeoutMs);
-
 /** Which nodes replicate synchronously: the first `count` healthy ones in config order. */
 export function replicaSpecs(
   db: DatabaseConfig,
@@ -100,14 +109,18 @@ export function replicaSpecs(
 }
 
 /**
- * The candidate a failover may promote, or why none: it must hold every acknowledged write. A
- * synchronous standby recorded in the config center holds them all; any replica at or beyond a
- * reachable standby's LSN does too. Degraded (the primary acknowledged alone): none can be proven.
+ * The candidate a failover may promote, or why none: it must hold every acknowledged write. The
+ * sync record of the failed primary's epoch names the standbys that were shown to hold them all;
+ * any replica at or beyond a reachable standby's LSN does too. Degraded (the primary acknowledged
+ * alone), no standby proven yet in this epoch, or a record of an older epoch: none can be shown.
+ * `sync` undefined: no record was ever kept (a cluster without a monitor), or the failover is
+ * forced; the most advanced replica is chosen.
  */
 export function electCandidate(
   views: readonly NodeView[],
   failedNode: string,
   sync: SyncRecord | undefined,
+  epoch?: number,
 ): { node: string; lsn: number; why: string } | { refused: string } {
   const replicas = views.filter((v) => v.id !== failedNode && v.reachable && v.role === 'replica');
   if (replicas.length === 0) {
@@ -116,17 +129,28 @@ export function electCandidate(
       .map((v) => `${v.id}: ${v.reachable ? `${v.role}` : `unreachable (${v.error})`}`);
     return { refused: `no healthy replica to promote (${seen.join('; ') || 'the cluster has no other node'})` };
   }
+  const force = ' (pass force: true to promote the most advanced one anyway)';
   if (sync?.degraded) {
     return {
       refused:
         `the primary was acknowledging writes without a synchronous replica since ${sync.since}; ` +
-        'no replica can be shown to hold every acknowledged write (pass force: true to promote the most advanced one anyway)',
+        `no replica can be shown to hold every acknowledged write${force}`,
+    };
+  }
+  if (sync && epoch !== undefined && sync.epoch < epoch) {
+    return {
+      refused: `the sync record is of epoch ${sync.epoch}, older than the primary's epoch ${epoch}: no replica was shown to hold every write acknowledged since${force}`,
+    };
+  }
+  if (sync && sync.standbys.length === 0) {
+    return {
+      refused: `no replica was shown yet to hold every write acknowledged in epoch ${sync.epoch} (since ${sync.since}); the monitor records one once it is in sync${force}`,
     };
   }
   const standbys = sync ? replicas.filter((r) => sync.standbys.includes(r.id)) : replicas;
   if (standbys.length === 0) {
     return {
-      refused: `the synchronous standby(s) ${sync!.standbys.join(', ')} holding every acknowledged write are unreachable`,
+      refused: `the synchronous standby(s) ${sync!.standbys.join(', ')} holding every acknowledged write are unreachable${force}`,
     };
   }
   const required = Math.max(...standbys.map((s) => s.lsn ?? 0));
@@ -140,7 +164,74 @@ export function electCandidate(
   };
 }
 
+/** What the sync-record keeper remembers between probes of one watch. */
+export interface SyncKeeperState {
+  /** Since when the primary has been waiting for a synchronous replica (epoch ms). */
+  waitingSince?: number;
+  /**
+   * The primary's head, seen after it stopped acknowledging alone (or after the standby set
+   * changed): every acknowledged write has an LSN at or below it, so a standby that applied it
+   * holds them all. `forStandbys` is the set it was taken for.
+   */
+  required?: number;
+  forStandbys?: string;
+}
+
+export type SyncStep =
+  | { kind: 'idle' }
+  /** Tell the primary to stop acknowledging alone; the record changes only once a probe sees it did. */
+  | { kind: 'stop-acknowledging-alone' }
+  /** In-sync standbys exist but none is shown to hold every acknowledged write yet. */
+  | { kind: 'await-proof'; required: number }
+  | { kind: 'record'; standbys: string[] }
+  /** Record "degraded" first, then allow the primary to acknowledge alone. */
+  | { kind: 'degrade' };
+
+/**
+ * The sync record follows the primary (pure: every case is unit-tested). It may name a standby
+ * only when the standby is shown to hold every acknowledged write: the primary must no longer
+ * acknowledge alone (seen in a probe, not assumed from a call), and the standby must have applied
+ * the primary's head as seen then. Leaving degraded mode in the other order would let the
+ * record promise a standby that lacks writes the primary acknowledged alone meanwhile.
+ */
+export function decideSyncStep(input: {
+  primary: NodeView;
+  epoch: number;
+  sync: SyncRecord | undefined;
+  state: SyncKeeperState;
+  now: number;
+  policy: 'degrade' | 'block';
+  degradeAfter: number;
+}): { step: SyncStep; state: SyncKeeperState } {
+  const { primary, sync, now } = input;
+  const inSync = (primary.replicas ?? []).filter((r) => r.mode === 'sync' && r.state === 'in-sync');
+  if (inSync.length > 0) {
+    if (primary.allowDegraded) return { step: { kind: 'stop-acknowledging-alone' }, state: {} };
+    const wanted = inSync.map((r) => r.id).join();
+    if (sync && !sync.degraded && sync.epoch === input.epoch && sync.standbys.join() === wanted) {
+      return { step: { kind: 'idle' }, state: {} };
+    }
+    const fresh = input.state.forStandbys === wanted && input.state.required !== undefined;
+    const required = fresh ? input.state.required! : (primary.lsn ?? 0);
+    const holders = inSync.filter((r) => (r.appliedLsn ?? -1) >= required).map((r) => r.id);
+    if (holders.length === 0) {
+      return { step: { kind: 'await-proof', required }, state: { required, forStandbys: wanted } };
+    }
+    return { step: { kind: 'record', standbys: holders }, state: {} };
+  }
+  if (primary.syncState !== 'waiting') return { step: { kind: 'idle' }, state: {} };
+  const since = input.state.waitingSince ?? now;
+  if (input.policy === 'degrade' && now - since >= input.degradeAfter) {
+    return { step: { kind: 'degrade' }, state: { waitingSince: since } };
+  }
+  return { step: { kind: 'idle' }, state: { waitingSince: since } };
+}
+
 export function createClusterActivities({ config, metrics }: ActivityDeps) {
+  /** The typed client of a configured node, with failover's short timeouts. */
+  const clientOf = (node: { id: string; url: string }, timeoutMs = 5_000) =>
+    new NodeClient(node.id, node.url, config.nodeAuth.token, timeoutMs);
+
   let center: ConfigCenter | undefined;
   const cc = () => (center ??= openConfigCenter(config.cluster.configCenter));
 
@@ -180,12 +271,20 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
 
   async function status(input: { cluster?: string }): Promise<ClusterStatus> {
     const db = clusterOf(input.cluster);
-    const [nodes, primary, sync] = await Promise.all([
+    const [nodes, primary, sync, lease] = await Promise.all([
       Promise.all(db.nodes.map((n) => probeNode(n, 2_000))),
       readPrimary(cc(), primaryKey(db.name)).catch(() => ({ record: undefined })),
       readSync(db.name).catch(() => ({ value: undefined })),
+      readLease(cc(), db.name).catch(() => undefined),
     ]);
-    return { cluster: db.name, configCenter: cc().describe, primary: primary.record, sync: sync.value, nodes };
+    return {
+      cluster: db.name,
+      configCenter: cc().describe,
+      primary: primary.record,
+      sync: sync.value,
+      ...(lease ? { lease } : {}),
+      nodes,
+    };
   }
 
   /** Validates a failover/switchover request against the config; returns the cluster's name. */
@@ -269,11 +368,14 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function elect(input: { cluster: string; failedNode: string; force?: boolean }) {
     const db = clusterOf(input.cluster);
     const views = await Promise.all(db.nodes.map((n) => probeNode(n, 2_000)));
-    const { value: sync } = await readSync(db.name);
-    const choice = electCandidate(views, input.failedNode, input.force ? undefined : sync);
+    const [{ value: sync }, { record }] = await Promise.all([
+      readSync(db.name),
+      readPrimary(cc(), primaryKey(db.name)),
+    ]);
+    const choice = electCandidate(views, input.failedNode, input.force ? undefined : sync, record?.epoch);
     if ('refused' in choice)
       throw new InputProblem('failedNode', `no eligible replica: ${choice.refused}; nothing was promoted`);
-    return choice;
+    return { ...choice, url: nodeOf(db, choice.node).url };
   }
 
   async function promote(input: { cluster: string; node: string; epoch: number; exclude?: string }) {
@@ -284,19 +386,40 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     const replicas = replicaSpecs(db, node.id, healthy, config.cluster.syncReplicas);
     const degrade = config.cluster.whenSyncReplicaDown === 'degrade';
     const syncUp = replicas.some((r) => r.mode === 'sync' && healthy.has(r.id));
-    if (degrade && !syncUp && replicas.length > 0) {
-      // Record first: a failover meanwhile must know this primary may acknowledge alone.
-      await writeSync(db.name, { epoch: input.epoch, standbys: [], degraded: true, since: new Date().toISOString() });
-    }
-    const answer = await clientOf(node).promote({ epoch: input.epoch, replicas, allowDegraded: degrade && !syncUp });
+    // Recorded before the promotion: in the new epoch no standby is proven to hold every
+    // acknowledged write until the monitor has seen one in sync (decideSyncStep), and a primary
+    // that may acknowledge alone is recorded as degraded before it does.
+    const allowDegraded = degrade && !syncUp && replicas.length > 0;
+    await writeSync(db.name, {
+      epoch: input.epoch,
+      standbys: [],
+      degraded: allowDegraded,
+      since: new Date().toISOString(),
+    });
+    const answer = await clientOf(node).promote({ epoch: input.epoch, replicas, allowDegraded });
     return { node: node.id, url: node.url, lsn: answer.lsn, replicas };
   }
 
-  /** The new primary record, CAS on the epoch the fence started from. */
-  async function publishPrimary(input: { cluster: string; expectedEpoch?: number; record: PrimaryRecord }) {
+  /**
+   * The new primary record, CAS on the epoch the fence started from. Refused: someone recorded
+   * another primary meanwhile; `promoted` says whether the proposed node was promoted already
+   * (a switchover or failover publishes first, so it was not).
+   */
+  async function publishPrimary(input: {
+    cluster: string;
+    expectedEpoch?: number;
+    record: PrimaryRecord;
+    promoted?: boolean;
+  }) {
     const result = await casPrimary(cc(), input.expectedEpoch, input.record, primaryKey(input.cluster));
     if (!result.ok) {
-      throw new InputProblem('epoch', `the config center refused the new primary: ${result.reason}`);
+      const current = result.current
+        ? `; the config center names ${result.current.node} at epoch ${result.current.epoch}, which the cluster follows`
+        : '';
+      const promoted = input.promoted === false ? `; ${input.record.node} was not promoted` : '';
+      throw new PublishRefused(
+        `the config center refused ${input.record.node} as primary of epoch ${input.record.epoch}: ${result.reason}${promoted}${current}`,
+      );
     }
     metrics.clusterEpoch.set({ database: input.cluster }, input.record.epoch);
   }
@@ -319,8 +442,9 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     const interval = config.cluster.probeInterval;
     const until = Date.now() + 10 * 60_000;
     let failures = 0;
+    let probes = 0;
     let firstFailureAt: number | undefined;
-    let waitingSince: number | undefined;
+    let syncState: SyncKeeperState = {};
     while (Date.now() < until && !ctx.cancellationSignal.aborted) {
       const started = Date.now();
       const views = await Promise.all(db.nodes.map((n) => probeNode(n, Math.min(PROBE_TIMEOUT_MS, interval))));
@@ -338,7 +462,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           failures = 0;
           firstFailureAt = undefined;
           observe(db, primary);
-          waitingSince = await keepSyncRecord(db.name, record, primary, waitingSince);
+          syncState = await keepSyncRecord(db.name, record, primary, syncState);
         } else {
           failures++;
           firstFailureAt ??= started;
@@ -365,7 +489,8 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           }
         }
       }
-      ctx.heartbeat({ primary: record?.node, failures });
+      probes++;
+      ctx.heartbeat({ primary: record?.node, failures, probes } satisfies WatchProgress);
       await sleep(Math.max(0, interval - (Date.now() - started)));
     }
     return { kind: 'rest' };
@@ -392,38 +517,40 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     return result.ok ? record : result.current;
   }
 
-  /**
-   * The sync record follows the primary: standbys = its in-sync synchronous replicas. Under the
-   * "degrade" policy, a primary without one for `degradeAfter` is allowed to acknowledge alone,
-   * recorded here first. Returns since when the primary has been waiting.
-   */
+  /** Applies decideSyncStep: the node call or the record write it asks for, in that order. */
   async function keepSyncRecord(
     cluster: string,
     record: PrimaryRecord,
     primary: NodeView,
-    waitingSince: number | undefined,
-  ): Promise<number | undefined> {
-    const inSync = (primary.replicas ?? []).filter((r) => r.mode === 'sync' && r.state === 'in-sync').map((r) => r.id);
+    state: SyncKeeperState,
+  ): Promise<SyncKeeperState> {
     const { value: sync } = await readSync(cluster);
-    if (inSync.length > 0) {
-      const same = sync && !sync.degraded && sync.epoch === record.epoch && sync.standbys.join() === inSync.join();
-      if (!same)
-        await writeSync(cluster, {
-          epoch: record.epoch,
-          standbys: inSync,
-          degraded: false,
-          since: new Date().toISOString(),
-        });
-      if (primary.allowDegraded) await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: false });
-      return undefined;
+    const decided = decideSyncStep({
+      primary,
+      epoch: record.epoch,
+      sync,
+      state,
+      now: Date.now(),
+      policy: config.cluster.whenSyncReplicaDown,
+      degradeAfter: config.cluster.degradeAfter,
+    });
+    const step = decided.step;
+    const since = new Date().toISOString();
+    switch (step.kind) {
+      case 'stop-acknowledging-alone':
+        await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: false });
+        break;
+      case 'record':
+        await writeSync(cluster, { epoch: record.epoch, standbys: step.standbys, degraded: false, since });
+        break;
+      case 'degrade':
+        await writeSync(cluster, { epoch: record.epoch, standbys: [], degraded: true, since });
+        await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: true });
+        break;
+      default:
+        break;
     }
-    if (primary.syncState !== 'waiting') return undefined;
-    const since = waitingSince ?? Date.now();
-    if (config.cluster.whenSyncReplicaDown === 'degrade' && Date.now() - since >= config.cluster.degradeAfter) {
-      await writeSync(cluster, { epoch: record.epoch, standbys: [], degraded: true, since: new Date().toISOString() });
-      await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: true });
-    }
-    return since;
+    return decided.state;
   }
 
   /** recoverNode: waits (heartbeating what it sees) until the node answers at all. */

@@ -4,13 +4,26 @@
  * unreachable server is retried with backoff and its message says what we are waiting for.
  */
 import { ApplicationFailure } from '@temporalio/common';
-import { ConfigProblem, InputProblem, Unavailable, VerificationFailed } from '../errors';
+import {
+  ConfigProblem,
+  InputProblem,
+  LeaseLost,
+  NotOnThisHost,
+  PublishRefused,
+  TopologyBusy,
+  Unavailable,
+  VerificationFailed,
+} from '../errors';
 
 export const FAILURE_TYPES = {
   invalidInput: 'InvalidInput',
   invalidConfig: 'InvalidConfig',
   verificationFailed: 'VerificationFailed',
   unavailable: 'Unavailable',
+  topologyBusy: 'TopologyBusy',
+  leaseLost: 'LeaseLost',
+  publishRefused: 'PublishRefused',
+  notOnThisHost: 'NotOnThisHost',
 } as const;
 
 export function toApplicationFailure(err: unknown): unknown {
@@ -37,6 +50,14 @@ export function toApplicationFailure(err: unknown): unknown {
       message: err.message,
       nonRetryable: true,
     });
+  }
+  for (const [kind, type] of [
+    [TopologyBusy, FAILURE_TYPES.topologyBusy],
+    [LeaseLost, FAILURE_TYPES.leaseLost],
+    [PublishRefused, FAILURE_TYPES.publishRefused],
+    [NotOnThisHost, FAILURE_TYPES.notOnThisHost],
+  ] as const) {
+    if (err instanceof kind) return ApplicationFailure.create({ type, message: err.message, nonRetryable: true });
   }
   if (err instanceof Unavailable) {
     return ApplicationFailure.create({ type: FAILURE_TYPES.unavailable, message: err.message });

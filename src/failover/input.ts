@@ -5,6 +5,12 @@ import { NameSchema } from '../domain';
 const NODE_RULE = 'must be the id of a node of the cluster, as in the config';
 const nodeId = z.string({ error: NODE_RULE }).min(1, { error: NODE_RULE });
 const reason = z.string().min(1).max(500).optional();
+/**
+ * Set by an operation that holds the cluster's topology lease and starts this one itself (a
+ * restore that fails over first, a drill): "<workflow id>/<run id>" of the holder. The lease must
+ * be held by it; otherwise the change is refused.
+ */
+const underLease = z.string().min(3).max(400).optional();
 
 export const FailoverInputSchema = z
   .object({
@@ -17,6 +23,7 @@ export const FailoverInputSchema = z
     /** Set by monitorCluster: when the first failed probe was (epoch ms), and what it saw. */
     detectedAt: z.number().int().positive().optional(),
     evidence: z.string().optional(),
+    underLease,
   })
   .strict();
 export type FailoverInput = z.input<typeof FailoverInputSchema>;
@@ -27,6 +34,7 @@ export const SwitchoverInputSchema = z
     /** The replica to promote; default: the most advanced in-sync one. */
     to: nodeId.optional(),
     reason,
+    underLease,
   })
   .strict();
 export type SwitchoverInput = z.input<typeof SwitchoverInputSchema>;
@@ -41,3 +49,6 @@ export type MonitorInput = z.input<typeof MonitorInputSchema>;
 export const failoverWorkflowId = (cluster: string) => `failover-${cluster}`;
 export const monitorWorkflowId = (cluster: string) => `monitor-${cluster}`;
 export const recoverWorkflowId = (cluster: string, node: string) => `recover-${cluster}-${node}`;
+/** Switchovers are planned, so several may be started; the topology lease lets one run at a time. */
+export const switchoverWorkflowId = (cluster: string, at: Date) =>
+  `switchover-${cluster}-${at.toISOString().replace(/[-:.]/g, '')}`;

@@ -1,11 +1,15 @@
 /**
- * Failover, switchover, recoverNode and monitorCluster (DESIGN rule 7: one writer, fenced).
+ * Failover, switchover, recoverNode and monitorCluster: one writer, fenced by epochs, one
+ * topology change at a time (docs/architecture.md).
  *
- * failover: confirm → fence (epoch CAS in the config center; the old primary told to step down if
- * it answers) → elect (the healthy replica with the highest applied LSN among those that hold
- * every acknowledged write) → promote → publish the primary record (CAS on the fenced epoch) →
- * notify clients (signed webhooks, each delivered once) → recoverNode for the failed node as an
- * abandoned child that outlives the failover. Input for the Temporal UI:
+ * failover: confirm → take the cluster's topology lease → fence (epoch CAS in the config center;
+ * the old primary told to step down if it answers) → elect (the healthy replica with the highest
+ * applied LSN among those that hold every acknowledged write) → publish the primary record (CAS
+ * on the epoch the fence started from) → promote → notify clients (signed webhooks, each
+ * delivered once) → recoverNode for the failed node as an abandoned child that outlives the
+ * failover. Publishing before promoting means a refused publish (someone else recorded a newer
+ * primary meanwhile) leaves nothing promoted: no node ever acknowledges under an epoch the config
+ * center does not name. Input for the Temporal UI:
  *   { "failedNode": "node1", "reason": "host lost" }
  * monitorCluster ({}) watches and starts failover; switchover ({ "to": "node2" }) moves the
  * primary with no write lost; recoverNode ({ "node": "node1" }) rejoins a node as replica.
@@ -16,12 +20,13 @@ import {
   WorkflowIdReusePolicy,
   continueAsNew,
   executeChild,
+  sleep,
   proxyActivities,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { Activities } from '../activities';
+import type { ControlActivities } from '../activities';
 import {
   FailoverInputSchema,
   MonitorInputSchema,
@@ -34,28 +39,39 @@ import {
   type RecoverNodeInput,
   type SwitchoverInput,
 } from '../failover/input';
+import { applicationCause, explainFailure } from './failure';
 import { inputOrFail } from './input';
+import { withTopologyLease } from './lease';
 import { retry } from './proxies';
 import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 
 /** Failover steps are short calls; a down config center or node is retried quickly. */
-const fast = proxyActivities<Activities>({
+const fast = proxyActivities<ControlActivities>({
   startToCloseTimeout: '20s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
 });
-const once = proxyActivities<Activities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } });
-const waiting = proxyActivities<Activities>({
+/**
+ * Calls to one node while holding the lease: a node that died meanwhile must not hold the lease
+ * forever, so these give up after ~30 s and the change fails, naming the node.
+ */
+const bounded = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '10s',
+  scheduleToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+});
+const once = proxyActivities<ControlActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } });
+const waiting = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30m',
   heartbeatTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
 });
-const watcher = proxyActivities<Activities>({
+const watcher = proxyActivities<ControlActivities>({
   startToCloseTimeout: '15m',
   heartbeatTimeout: '10s',
   retry: { ...retry, maximumInterval: '5s' },
 });
 /** Webhooks: retried until delivered (a receiver's 4xx is final). */
-const deliveries = proxyActivities<Activities>({
+const deliveries = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
 });
@@ -80,10 +96,12 @@ export interface FailoverResult {
   oldPrimaryAnswered: boolean;
   /** Milliseconds per phase. */
   phases: Phases;
-  /** First failed probe (or the start) to the new primary published, seconds. */
+  /** First failed probe (or the start) to the new primary promoted (after it was published), seconds. */
   rtoSeconds: number;
   notified: Array<{ webhook: number; ok: boolean; detail: string }>;
   recoverWorkflowId: string;
+  /** The lease this failover took over (a drill's), described. */
+  preempted?: string;
 }
 
 function failInput(message: string): never {
@@ -92,7 +110,7 @@ function failInput(message: string): never {
 
 async function notifyAll(
   webhooks: number,
-  event: Omit<Parameters<Activities['notifyWebhook']>[0]['event'], 'deliveryId'>,
+  event: Omit<Parameters<ControlActivities['notifyWebhook']>[0]['event'], 'deliveryId'>,
 ): Promise<FailoverResult['notified']> {
   const deliveryId = `${workflowInfo().workflowId}-${workflowInfo().runId}-epoch${event.epoch}`;
   return Promise.all(
@@ -109,19 +127,32 @@ async function notifyAll(
 
 export async function failover(input: FailoverInput): Promise<FailoverResult> {
   const request = inputOrFail(FailoverInputSchema, input, 'failover');
+  const outcome = (value: string) => upsertSearchAttributes([{ key: DrOutcome, value }]);
+  let cluster = request.cluster ?? 'the cluster';
+  try {
+    return await failoverSteps(request, (name) => (cluster = name));
+  } catch (err) {
+    outcome(err instanceof ApplicationFailure && err.type === 'InvalidInput' ? 'refused' : 'failed');
+    throw explainFailure(err, `failover of ${cluster} from ${request.failedNode} failed`, 'FailoverFailed');
+  }
+}
+
+async function failoverSteps(
+  request: ReturnType<typeof FailoverInputSchema.parse>,
+  named: (cluster: string) => void,
+): Promise<FailoverResult> {
   const t0 = Date.now();
   const mark = () => Date.now();
   const { cluster, webhooks } = await fast.resolveCluster({
     cluster: request.cluster,
     nodes: [{ id: request.failedNode, field: 'failedNode' }],
   });
+  named(cluster);
   upsertSearchAttributes([
     { key: DrDatabase, value: cluster },
     { key: DrScenario, value: 'failover' },
   ]);
-  const outcome = (value: string) => upsertSearchAttributes([{ key: DrOutcome, value }]);
   if (workflowInfo().workflowId !== failoverWorkflowId(cluster)) {
-    outcome('refused');
     failInput(
       `workflow id: start failover with the workflow id "${failoverWorkflowId(cluster)}" (not "${workflowInfo().workflowId}"), so that two failovers of ${cluster} can never run at once`,
     );
@@ -129,107 +160,104 @@ export async function failover(input: FailoverInput): Promise<FailoverResult> {
 
   let t = mark();
   const confirmed = await fast.confirmFailure({ cluster, node: request.failedNode });
-  if (confirmed.notPrimary) {
-    outcome('refused');
-    failInput(`failedNode: ${confirmed.detail}`);
-  }
+  if (confirmed.notPrimary) failInput(`failedNode: ${confirmed.detail}`);
   if (!confirmed.down && !request.force) {
-    outcome('refused');
     failInput(
       `failedNode: ${confirmed.detail}; it is healthy, so there is nothing to fail over (pass force: true to move the primary anyway)`,
     );
   }
   const confirm = mark() - t;
 
-  t = mark();
-  const { epoch, previous } = await fast.fenceEpoch({
-    cluster,
-    by: workflowInfo().workflowId + '/' + workflowInfo().runId,
-  });
-  const down = await once
-    .stepDown({ cluster, node: request.failedNode, epoch })
-    .catch((err: Error) => ({ answered: false, detail: err.message }));
-  const fence = mark() - t;
+  // A real failover takes over a drill's lease, and waits a while for any other change to end.
+  return withTopologyLease(
+    { cluster, purpose: 'failover', preempt: true, waitForHolder: true, under: request.underLease },
+    async (lease) => {
+      t = mark();
+      const { epoch, previous } = await fast.fenceEpoch({ cluster, by: lease.holder });
+      const down = await once
+        .stepDown({ cluster, node: request.failedNode, epoch })
+        .catch((err: Error) => ({ answered: false, detail: err.message }));
+      const fence = mark() - t;
 
-  t = mark();
-  let choice;
-  try {
-    choice = await fast.electReplica({ cluster, failedNode: request.failedNode, force: request.force });
-  } catch (err) {
-    outcome('failed');
-    throw err;
-  }
-  const elect = mark() - t;
+      t = mark();
+      const choice = await fast.electReplica({ cluster, failedNode: request.failedNode, force: request.force });
+      const elect = mark() - t;
 
-  t = mark();
-  const promoted = await fast.promoteNode({ cluster, node: choice.node, epoch, exclude: request.failedNode });
-  const promote = mark() - t;
+      // Published before promoted: if the config center refuses (a newer primary was recorded
+      // meanwhile), nothing has been promoted and the cluster follows the record it holds.
+      t = mark();
+      const since = new Date().toISOString();
+      await fast.publishPrimary({
+        cluster,
+        expectedEpoch: previous?.epoch,
+        record: { node: choice.node, url: choice.url, epoch, since, failover: workflowInfo().workflowId },
+        promoted: false,
+      });
+      const config = mark() - t;
 
-  t = mark();
-  const since = new Date().toISOString();
-  await fast.publishPrimary({
-    cluster,
-    expectedEpoch: previous?.epoch,
-    record: { node: promoted.node, url: promoted.url, epoch, since, failover: workflowInfo().workflowId },
-  });
-  const published = mark();
-  const config = published - t;
+      t = mark();
+      const promoted = await bounded.promoteNode({ cluster, node: choice.node, epoch, exclude: request.failedNode });
+      const done = mark();
+      const promote = done - t;
 
-  t = mark();
-  // Notifications are retried until delivered: a receiver that is down must not hold back the
-  // recovery of the failed node, so recoverNode starts while they are on their way.
-  const notifying = notifyAll(webhooks, {
-    type: 'primary-changed',
-    cluster,
-    database: cluster,
-    primary: { node: promoted.node, url: promoted.url },
-    previous: { node: request.failedNode, ...(previous?.url ? { url: previous.url } : {}) },
-    epoch,
-    reason: request.reason ?? request.evidence ?? 'failover',
-    kind: 'failover',
-    at: since,
-  }).then((delivered) => ({ delivered, at: mark() }));
+      t = mark();
+      // Notifications are retried until delivered: a receiver that is down must not hold back the
+      // recovery of the failed node, so recoverNode starts while they are on their way.
+      const notifying = notifyAll(webhooks, {
+        type: 'primary-changed',
+        cluster,
+        database: cluster,
+        primary: { node: promoted.node, url: promoted.url },
+        previous: { node: request.failedNode, ...(previous?.url ? { url: previous.url } : {}) },
+        epoch,
+        reason: request.reason ?? request.evidence ?? 'failover',
+        kind: 'failover',
+        at: since,
+      }).then((delivered) => ({ delivered, at: mark() }));
 
-  const recoverId = recoverWorkflowId(cluster, request.failedNode);
-  try {
-    await startChild(recoverNode, {
-      workflowId: recoverId,
-      args: [{ cluster, node: request.failedNode }],
-      parentClosePolicy: ParentClosePolicy.ABANDON,
-      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-    });
-  } catch (err) {
-    // One recovery of that node is already waiting for it: it rejoins it to the new primary.
-    if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
-  }
+      const recoverId = recoverWorkflowId(cluster, request.failedNode);
+      try {
+        await startChild(recoverNode, {
+          workflowId: recoverId,
+          args: [{ cluster, node: request.failedNode }],
+          parentClosePolicy: ParentClosePolicy.ABANDON,
+          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+        });
+      } catch (err) {
+        // One recovery of that node is already waiting for it: it rejoins it to the new primary.
+        if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+      }
 
-  const from = request.detectedAt ?? t0;
-  const rtoSeconds = (published - from) / 1000;
-  await fast.recordFailover({ cluster, kind: 'failover', rtoSeconds });
-  const { delivered: notified, at: notifiedAt } = await notifying;
-  const notify = notifiedAt - t;
-  outcome('success');
-  return {
-    cluster,
-    failedNode: request.failedNode,
-    newPrimary: promoted.node,
-    epoch,
-    lsn: promoted.lsn,
-    why: choice.why,
-    oldPrimaryAnswered: down.answered,
-    phases: {
-      ...(request.detectedAt ? { detect: t0 - request.detectedAt } : {}),
-      confirm,
-      fence,
-      elect,
-      promote,
-      config,
-      notify,
+      const from = request.detectedAt ?? t0;
+      const rtoSeconds = (done - from) / 1000;
+      await fast.recordFailover({ cluster, kind: 'failover', rtoSeconds });
+      const { delivered: notified, at: notifiedAt } = await notifying;
+      const notify = notifiedAt - t;
+      upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+      return {
+        cluster,
+        failedNode: request.failedNode,
+        newPrimary: promoted.node,
+        epoch,
+        lsn: promoted.lsn,
+        why: choice.why,
+        oldPrimaryAnswered: down.answered,
+        ...(lease.preempted ? { preempted: lease.preempted } : {}),
+        phases: {
+          ...(request.detectedAt ? { detect: t0 - request.detectedAt } : {}),
+          confirm,
+          fence,
+          elect,
+          config,
+          promote,
+          notify,
+        },
+        rtoSeconds,
+        notified,
+        recoverWorkflowId: recoverId,
+      };
     },
-    rtoSeconds,
-    notified,
-    recoverWorkflowId: recoverId,
-  };
+  );
 }
 
 export interface RecoverNodeResult {
@@ -240,22 +268,45 @@ export interface RecoverNodeResult {
   lsn: number;
 }
 
-/** Waits for the node to come back, rejoins it as replica, and waits until it is in sync. */
+/**
+ * Waits for the node to come back, rejoins it as replica, and waits until it is in sync. Only the
+ * rejoin holds the topology lease: waiting for a dead node, or for a replica to catch up, must not
+ * block the next failover.
+ */
 export async function recoverNode(input: RecoverNodeInput): Promise<RecoverNodeResult> {
   const request = inputOrFail(RecoverNodeInputSchema, input, 'recoverNode');
-  const { cluster } = await fast.resolveCluster({
-    cluster: request.cluster,
-    nodes: [{ id: request.node, field: 'node' }],
-  });
-  upsertSearchAttributes([
-    { key: DrDatabase, value: cluster },
-    { key: DrScenario, value: 'recover-node' },
-  ]);
-  await waiting.awaitNode({ cluster, node: request.node });
-  const joined = await fast.rejoinNode({ cluster, node: request.node });
-  const synced = joined.role === 'replica' ? await waiting.awaitInSync({ cluster, node: request.node }) : { lsn: 0 };
-  upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
-  return { cluster, node: request.node, epoch: joined.epoch, role: joined.role, lsn: synced.lsn };
+  try {
+    const { cluster } = await fast.resolveCluster({
+      cluster: request.cluster,
+      nodes: [{ id: request.node, field: 'node' }],
+    });
+    upsertSearchAttributes([
+      { key: DrDatabase, value: cluster },
+      { key: DrScenario, value: 'recover-node' },
+    ]);
+    for (;;) {
+      await waiting.awaitNode({ cluster, node: request.node });
+      let joined: { epoch: number; role: string };
+      try {
+        joined = await withTopologyLease({ cluster, purpose: 'rejoin', waitForHolder: true }, () =>
+          bounded.rejoinNode({ cluster, node: request.node }),
+        );
+      } catch (err) {
+        // Another change held the lease all along, or the node went away again: start over.
+        const type = applicationCause(err)?.type;
+        if (type === 'InvalidInput' || type === 'InvalidConfig') throw err;
+        await sleep('5s');
+        continue;
+      }
+      const synced =
+        joined.role === 'replica' ? await waiting.awaitInSync({ cluster, node: request.node }) : { lsn: 0 };
+      upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+      return { cluster, node: request.node, epoch: joined.epoch, role: joined.role, lsn: synced.lsn };
+    }
+  } catch (err) {
+    upsertSearchAttributes([{ key: DrOutcome, value: 'failed' }]);
+    throw explainFailure(err, `recovery of node ${request.node} failed`, 'RecoverFailed');
+  }
 }
 
 export interface SwitchoverResult {
@@ -264,24 +315,19 @@ export interface SwitchoverResult {
   to: string;
   epoch: number;
   lsn: number;
-  /** Milliseconds writes were refused: from the drain to the new primary published. */
+  /** Milliseconds writes were refused: from the drain to the new primary promoted. */
   writePauseMs: number;
   notified: FailoverResult['notified'];
 }
 
-/** A planned move of the primary: drain, catch up, promote, publish. No acknowledged write is lost. */
-export async function switchover(input: SwitchoverInput = {}): Promise<SwitchoverResult> {
-  const request = inputOrFail(SwitchoverInputSchema, input, 'switchover');
+/** Who moves where, from a fresh status; refuses (InvalidInput) what cannot be switched over. */
+async function planSwitchover(request: ReturnType<typeof SwitchoverInputSchema.parse>) {
   const status = await fast.clusterStatus({ cluster: request.cluster });
   const cluster = status.cluster;
   const { webhooks } = await fast.resolveCluster({
     cluster,
     nodes: request.to ? [{ id: request.to, field: 'to' }] : [],
   });
-  upsertSearchAttributes([
-    { key: DrDatabase, value: cluster },
-    { key: DrScenario, value: 'switchover' },
-  ]);
   const current = status.primary;
   const primaryView = current && status.nodes.find((n) => n.id === current.node);
   if (!current || !primaryView?.reachable || primaryView.role !== 'primary') {
@@ -301,34 +347,73 @@ export async function switchover(input: SwitchoverInput = {}): Promise<Switchove
       `to: ${target} is not an in-sync replica of ${current.node} (${link ? link.state : 'not replicating'}); wait for it to catch up`,
     );
   }
+  return { cluster, webhooks, current, target, url: status.nodes.find((n) => n.id === target)!.url };
+}
 
-  const { epoch } = await fast.fenceEpoch({ cluster, by: workflowInfo().workflowId + '/' + workflowInfo().runId });
-  const paused = Date.now();
-  const drained = await fast.drainPrimary({ cluster, node: current.node, epoch, to: target });
-  await fast.awaitCaughtUp({ cluster, node: target, lsn: drained.lsn });
-  const promoted = await fast.promoteNode({ cluster, node: target, epoch });
-  const since = new Date().toISOString();
-  await fast.publishPrimary({
-    cluster,
-    expectedEpoch: current.epoch,
-    record: { node: promoted.node, url: promoted.url, epoch, since, failover: workflowInfo().workflowId },
-  });
-  const writePauseMs = Date.now() - paused;
-  const notified = await notifyAll(webhooks, {
-    type: 'primary-changed',
-    cluster,
-    database: cluster,
-    primary: { node: promoted.node, url: promoted.url },
-    previous: { node: current.node, url: current.url },
-    epoch,
-    reason: request.reason ?? 'switchover',
-    kind: 'switchover',
-    at: since,
-  });
-  await fast.rejoinNode({ cluster, node: current.node });
-  await fast.recordFailover({ cluster, kind: 'switchover', rtoSeconds: writePauseMs / 1000 });
-  upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
-  return { cluster, from: current.node, to: target, epoch, lsn: promoted.lsn, writePauseMs, notified };
+/**
+ * A planned move of the primary under the topology lease: drain, catch up, publish, promote. No
+ * acknowledged write is lost.
+ */
+export async function switchover(input: SwitchoverInput = {}): Promise<SwitchoverResult> {
+  const request = inputOrFail(SwitchoverInputSchema, input, 'switchover');
+  try {
+    // Another change holding the lease is named first; then the request is checked before the
+    // lease is taken (so one that cannot succeed changes nothing), and again under it.
+    const { cluster: name } = await fast.resolveCluster({ cluster: request.cluster });
+    const refuseIfLeased = () =>
+      request.underLease ? Promise.resolve() : fast.refuseIfLeased({ cluster: name, purpose: 'switchover' });
+    await refuseIfLeased();
+    // A change that started meanwhile explains an odd state (no primary, a replica catching up)
+    // better than the state itself does.
+    const first = await planSwitchover({ ...request, cluster: name }).catch(async (err: unknown) => {
+      await refuseIfLeased();
+      throw err;
+    });
+    upsertSearchAttributes([
+      { key: DrDatabase, value: first.cluster },
+      { key: DrScenario, value: 'switchover' },
+    ]);
+    return await withTopologyLease(
+      { cluster: first.cluster, purpose: 'switchover', under: request.underLease },
+      async (lease) => {
+        const { cluster, webhooks, current, target, url } = await planSwitchover({
+          ...request,
+          cluster: first.cluster,
+        });
+        const { epoch } = await fast.fenceEpoch({ cluster, by: lease.holder });
+        const paused = Date.now();
+        const drained = await bounded.drainPrimary({ cluster, node: current.node, epoch, to: target });
+        await bounded.awaitCaughtUp({ cluster, node: target, lsn: drained.lsn });
+        const since = new Date().toISOString();
+        await fast.publishPrimary({
+          cluster,
+          expectedEpoch: current.epoch,
+          record: { node: target, url, epoch, since, failover: workflowInfo().workflowId },
+          promoted: false,
+        });
+        const promoted = await bounded.promoteNode({ cluster, node: target, epoch });
+        const writePauseMs = Date.now() - paused;
+        const notified = await notifyAll(webhooks, {
+          type: 'primary-changed',
+          cluster,
+          database: cluster,
+          primary: { node: promoted.node, url: promoted.url },
+          previous: { node: current.node, url: current.url },
+          epoch,
+          reason: request.reason ?? 'switchover',
+          kind: 'switchover',
+          at: since,
+        });
+        await bounded.rejoinNode({ cluster, node: current.node });
+        await fast.recordFailover({ cluster, kind: 'switchover', rtoSeconds: writePauseMs / 1000 });
+        upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+        return { cluster, from: current.node, to: target, epoch, lsn: promoted.lsn, writePauseMs, notified };
+      },
+    );
+  } catch (err) {
+    upsertSearchAttributes([{ key: DrOutcome, value: 'failed' }]);
+    throw explainFailure(err, `switchover${request.to ? ` to ${request.to}` : ''} failed`, 'SwitchoverFailed');
+  }
 }
 
 /**
@@ -338,7 +423,9 @@ export async function switchover(input: SwitchoverInput = {}): Promise<Switchove
  */
 export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
   const request = inputOrFail(MonitorInputSchema, input, 'monitorCluster');
-  const { cluster } = await fast.resolveCluster({ cluster: request.cluster });
+  const { cluster } = await fast.resolveCluster({ cluster: request.cluster }).catch((err: unknown) => {
+    throw explainFailure(err, 'monitorCluster cannot start', 'MonitorFailed');
+  });
   upsertSearchAttributes([
     { key: DrDatabase, value: cluster },
     { key: DrScenario, value: 'monitor' },
