@@ -7,13 +7,17 @@
  */
 import {
   FailoverInputSchema,
+  RecoverNodeInputSchema,
   SwitchoverInputSchema,
   failoverWorkflowId,
   monitorWorkflowId,
+  recoverWorkflowId,
+  switchoverWorkflowId,
   type FailoverInput,
+  type RecoverNodeInput,
   type SwitchoverInput,
 } from './failover/input';
-import type { failover, monitorCluster, switchover } from './workflows/cluster';
+import type { failover, monitorCluster, recoverNode, switchover } from './workflows/cluster';
 import {
   Client,
   Connection,
@@ -22,15 +26,27 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
-import type { TransferProgress } from './activities';
+import { randomUUID } from 'node:crypto';
+import type { RestorePlanSummary, TransferProgress } from './activities';
 import type { Config } from './config';
-import { archiveWorkflowId, backupWorkflowId } from './backup/ids';
+import {
+  archiveWorkflowId,
+  backupWorkflowId,
+  pruneWorkflowId,
+  restorePlanWorkflowId,
+  restoreTestWorkflowId,
+  restoreWorkflowId,
+} from './backup/ids';
+import { RestoreTestInputSchema, type RestoreTestInput } from './restore/test-input';
+import { PruneInputSchema, type PruneInput } from './backup/prune-input';
+import { RestoreInputSchema, type RestoreInput } from './restore/input';
 import { DEFAULT_DATABASE } from './domain';
 import { BackupInputSchema, parseInput, type BackupInput } from './backup/input';
 import type { BackupResult } from './workflows/backup';
 import { backupStatusQuery, type BackupStatus } from './workflows/messages';
 import { DrDatabase, DrTier } from './workflows/search-attributes';
-import type { archiveLog, backup } from './workflows';
+import type { archiveLog, backup, planRestore, pruneBackups, restore, restoreTest } from './workflows';
+import type { CatalogPruneResult } from './workflows/prune';
 
 export type { BackupInput, BackupResult, BackupStatus, TransferProgress };
 
@@ -121,14 +137,69 @@ export class KimiclawDr {
     });
   }
 
-  async startSwitchover(input: SwitchoverInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof switchover>> {
+  /** Starts a switchover; the topology lease refuses it while another change of the cluster runs. */
+  async startSwitchover(
+    input: SwitchoverInput,
+    options: { workflowId?: string } = {},
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof switchover>> {
     const parsed = parseInput(SwitchoverInputSchema, input);
     if (!parsed.ok) throw new InvalidInputError(parsed.problems);
     const cluster = this.clusterName(parsed.value.cluster);
     return this.client.workflow.start<typeof switchover>('switchover', {
       taskQueue: this.config.temporal.taskQueue,
-      workflowId: `switchover-${cluster}-${Date.now()}`,
+      workflowId: options.workflowId ?? switchoverWorkflowId(cluster, new Date()),
       args: [{ ...input, cluster }],
+    });
+  }
+
+  /**
+   * Starts a restore (in place by default, or to scratch); bad input is refused here already. The
+   * workflow plans it (which backup, which log) and says so in its result.
+   */
+  async startRestore(
+    input: RestoreInput = {},
+    options: { workflowId?: string } = {},
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof restore>> {
+    const parsed = parseInput(RestoreInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const { database } = parsed.value;
+    return this.client.workflow.start<typeof restore>('restore', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: options.workflowId ?? restoreWorkflowId(database, new Date()),
+      args: [input],
+      typedSearchAttributes: new TypedSearchAttributes([{ key: DrDatabase, value: database }]),
+    });
+  }
+
+  /** Restores the newest verified backup of a tier to scratch and checks it (what the schedule runs). */
+  async startRestoreTest(
+    input: RestoreTestInput = {},
+    options: { workflowId?: string } = {},
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof restoreTest>> {
+    const parsed = parseInput(RestoreTestInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const { database, tier } = parsed.value;
+    return this.client.workflow.start<typeof restoreTest>('restoreTest', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: options.workflowId ?? restoreTestWorkflowId(database, tier, new Date()),
+      args: [input],
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: DrDatabase, value: database },
+        { key: DrTier, value: tier },
+      ]),
+    });
+  }
+
+  /** Rejoins a node as replica once it answers (one recovery per node; a running one is reused). */
+  async startRecoverNode(input: RecoverNodeInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof recoverNode>> {
+    const parsed = parseInput(RecoverNodeInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const cluster = this.clusterName(parsed.value.cluster);
+    return this.client.workflow.start<typeof recoverNode>('recoverNode', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: recoverWorkflowId(cluster, parsed.value.node),
+      args: [{ ...input, cluster }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
     });
   }
 
@@ -140,6 +211,32 @@ export class KimiclawDr {
       workflowId: monitorWorkflowId(name),
       args: [{ cluster: name }],
       workflowIdConflictPolicy: 'USE_EXISTING',
+    });
+  }
+
+  /**
+   * Applies a tier's retention now and waits for the result: one per catalog, each pruned on the
+   * host that holds it (a node's L1 by that node's worker). `dryRun` deletes nothing.
+   */
+  async prune(input: PruneInput): Promise<CatalogPruneResult[]> {
+    const parsed = parseInput(PruneInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const { database, tier } = parsed.value;
+    return this.client.workflow.execute<typeof pruneBackups>('pruneBackups', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: pruneWorkflowId(database, tier, new Date(), randomUUID().slice(0, 8)),
+      args: [input],
+    });
+  }
+
+  /** Which backup and log range a restore with this input would use, planned on the node's host; changes nothing. */
+  async previewRestore(input: RestoreInput): Promise<RestorePlanSummary> {
+    const parsed = parseInput(RestoreInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    return this.client.workflow.execute<typeof planRestore>('planRestore', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: restorePlanWorkflowId(parsed.value.database, new Date(), randomUUID().slice(0, 8)),
+      args: [input],
     });
   }
 

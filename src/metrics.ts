@@ -45,12 +45,20 @@ export class DrMetrics {
     registers: [this.registry],
   });
 
+  /**
+   * Computed at each scrape from the oldest acknowledged event the archiver knows to be unarchived,
+   * so it keeps growing while a pass hangs on an object store that does not answer.
+   */
   readonly rpoSeconds = new Gauge({
     name: 'rpo_seconds',
-    help: 'Age of the oldest acknowledged event not yet in the off-site log archive, at the last archive pass',
+    help: 'Age of the oldest acknowledged event not yet in the off-site log archive, as of the scrape',
     labelNames: ['database'] as const,
     registers: [this.registry],
+    collect: () => this.collectRpo(),
   });
+
+  /** Per database: the commit time (epoch ms) of the oldest acknowledged event not archived, or null. */
+  private readonly oldestUnarchived = new Map<string, number | null>();
 
   readonly archiveLag = new Histogram({
     name: 'archive_lag_seconds',
@@ -63,6 +71,13 @@ export class DrMetrics {
   readonly archivedLsn = new Gauge({
     name: 'archive_last_lsn',
     help: 'Highest LSN sealed in the off-site log archive',
+    labelNames: ['database'] as const,
+    registers: [this.registry],
+  });
+
+  readonly archivePasses = new Counter({
+    name: 'archive_passes_total',
+    help: 'Archive passes made, whether they sealed anything or failed: the archiver is alive',
     labelNames: ['database'] as const,
     registers: [this.registry],
   });
@@ -134,6 +149,18 @@ export class DrMetrics {
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     if (options.defaultMetrics) collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** The archiver's view: the oldest acknowledged event it has not archived yet (null: none). */
+  setOldestUnarchived(database: string, committedAtMs: number | null): void {
+    this.oldestUnarchived.set(database, committedAtMs);
+  }
+
+  private collectRpo(): void {
+    const now = Date.now();
+    for (const [database, at] of this.oldestUnarchived) {
+      this.rpoSeconds.set({ database }, at === null ? 0 : Math.max(0, (now - at) / 1000));
+    }
   }
 
   recordBackup(m: {

@@ -16,7 +16,7 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { parseSegmentKey } from '../src/restore/segments';
 import { Stores } from '../src/storage/stores';
-import { Harness, nodeHealth, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, EVENTS_TOKEN, Harness, monitorProgress, nodeHealth, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -64,22 +64,36 @@ void describe('the log archive across a failover', () => {
     await h?.stop();
   });
 
+  const archivePasses = async () => {
+    const text = await h.worker!.metrics.registry.metrics();
+    return Number(/^archive_passes_total\{database="kimiclaw"\} (\d+)/m.exec(text)?.[1] ?? 0);
+  };
+
   void test('no gap, no duplicate, and nothing the new primary does not have', async () => {
     await dr.ensureMonitor();
     await dr.ensureLogArchive('kimiclaw');
     await waitFor('the primary record', async () => (await readPrimary(center, KEY)).record);
     await waitFor('in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
-    const writer = startClusterWriter(center, { key: KEY });
+    const writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY });
     await waitFor('writes', async () => writer.acked.length >= 300);
     // A committed batch no replica confirms: node2 dies, a write to node1 waits (degradeAfter is
     // long here), the archiver makes passes meanwhile, then node1 dies and node2 comes back.
     await h.nodes[1]!.stop('SIGKILL');
+    const rowsBefore = (await nodeHealth(h.nodes[0]!.url)).rows;
     const orphan = fetch(`${h.nodes[0]!.url}/events`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${EVENTS_TOKEN}` },
       body: JSON.stringify({ events: [{ kind: 'orphan', payload: { never: 'acknowledged' } }] }),
     }).catch(() => undefined);
-    await sleep(3_000);
+    // Positive evidence that the archiver had every chance to read the waiting batch: the batch
+    // is committed on node1 (the writer's batches have 5 events, the orphan 1), and two whole
+    // archive passes ran after that.
+    await waitFor(
+      'the orphan committed',
+      async () => ((await nodeHealth(h.nodes[0]!.url)).rows - rowsBefore) % 5 === 1,
+    );
+    const passes = await archivePasses();
+    await waitFor('two archive passes', async () => (await archivePasses()) >= passes + 2);
     await h.nodes[0]!.stop('SIGKILL');
     await orphan;
     await h.nodes[1]!.start();
@@ -115,7 +129,7 @@ void describe('the log archive across a failover', () => {
       [],
       'every acknowledged write is archived',
     );
-    const onPrimary = await sequencesOn(h.nodes[1]!.url);
+    const onPrimary = await sequencesOn(h.nodes[1]!.url, EVENTS_CREDENTIAL);
     assert.deepEqual(
       [...archivedSeqs].sort((a, b) => a! - b!),
       [...onPrimary].sort((a, b) => a - b),
@@ -149,10 +163,17 @@ void describe('whenSyncReplicaDown: "block"', () => {
     await h.nodes[1]!.stop('SIGKILL');
     const pending = fetch(`${primary.url}/events`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${EVENTS_TOKEN}` },
       body: JSON.stringify({ events: [{ kind: 'blocked', payload: {} }] }),
     });
-    await sleep(4_000);
+    // Positive evidence that the monitor had its chance to degrade: it probed the waiting primary
+    // for longer than degradeAfter.
+    const start = (await monitorProgress(h.client))?.probes ?? 0;
+    const rounds = Math.ceil(h.config.cluster.degradeAfter / h.config.cluster.probeInterval) + 2;
+    await waitFor(
+      'the monitor to probe past degradeAfter',
+      async () => ((await monitorProgress(h.client))?.probes ?? 0) >= start + rounds,
+    );
     const early = await Promise.race([pending.then(() => 'answered'), sleep(10).then(() => 'waiting')]);
     assert.equal(early, 'waiting', 'a write was acknowledged without the synchronous replica');
     assert.equal((await nodeHealth(primary.url)).syncState, 'waiting');

@@ -14,7 +14,7 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, SwitchoverResult } from '../src/workflows/cluster';
-import { Harness, failureMessages, nodeHealth, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, Harness, failureMessages, monitorProgress, nodeHealth, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -53,22 +53,27 @@ void describe('failover while etcd is down and the worker is killed', () => {
       since: new Date().toISOString(),
     });
     await waitFor('replica in sync', async () => (await nodeHealth(primary.url)).syncState === 'in-sync');
-    const writer = startClusterWriter(center, { key: KEY });
+    const writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY });
     await waitFor('writes', async () => writer.acked.length >= 200);
 
     await h.etcd!.stop();
     await primary.stop('SIGKILL');
     await writer.stop();
     const handle = await dr.startFailover({ failedNode: 'node1', reason: 'test: etcd down' });
-    await sleep(3_000);
+    // Positive evidence that the failover had its chances: a step that needs the config center
+    // failed three times, saying so.
+    const pending = await waitFor('the failover to wait for the config center', async () => {
+      const activity = (await handle.describe()).raw.pendingActivities?.[0];
+      return (activity?.attempt ?? 0) >= 3 && activity;
+    });
+    assert.match(String(pending.lastFailure?.message), /etcd|config center/);
     assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica', 'promoted without the config center');
-    const description = await handle.describe();
-    assert.equal(description.status.name, 'RUNNING');
+    assert.equal((await handle.describe()).status.name, 'RUNNING');
 
     worker.kill('SIGKILL');
-    await sleep(500);
+    await new Promise((resolve) => worker.once('exit', resolve));
     await h.etcd!.restart();
-    await sleep(1_000);
+    await waitFor('etcd to answer', async () => (await readPrimary(center, KEY)).record);
     assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica', 'promoted with no worker running');
     worker = await h.spawnReadyWorker();
 
@@ -84,14 +89,18 @@ void describe('failover while etcd is down and the worker is killed', () => {
     );
     const record = (await readPrimary(center, KEY)).record!;
     assert.deepEqual([record.node, record.epoch], ['node2', 2]);
-    const present = await sequencesOn(h.nodes[1]!.url);
+    const present = await sequencesOn(h.nodes[1]!.url, EVENTS_CREDENTIAL);
     assert.deepEqual(
       writer.acked.filter((s) => !present.has(s)),
       [],
     );
-    await waitFor('one notification', async () => hooks.received.length === 1);
-    await sleep(1_000);
+    // The workflow has ended and its delivery succeeded: no activity can deliver again.
+    assert.deepEqual(
+      result.notified.map((n) => n.ok),
+      [true],
+    );
     assert.equal(hooks.received.length, 1);
+    assert.equal(hooks.duplicates, 0);
   });
 
   void test('no eligible replica: fails loudly and promotes nothing', async () => {
@@ -184,10 +193,17 @@ void describe('monitorCluster does not fail over a flapping or cut-off probe pat
         proxy.up = i % 2 === 0;
         await sleep(350);
       }
-      // Cut off for several seconds: probes fail in a row, but node2 hears node1 every 200 ms.
+      // Cut off: probes fail in a row, but node2 hears node1 every 200 ms. Positive evidence that
+      // the monitor had its chance: it counted twice the failure threshold of consecutive failed
+      // probes (each round also asked the replica) before anything is asserted.
       proxy.up = false;
-      await sleep(5_000);
+      const threshold = h.config.cluster.failureThreshold;
+      const seen = await waitFor('the monitor to count consecutive failed probes', async () => {
+        const progress = await monitorProgress(h.client);
+        return progress && progress.failures >= 2 * threshold && progress;
+      });
       proxy.up = true;
+      assert.ok(seen.probes > seen.failures, 'the monitor probed before and during the cut');
       await assert.rejects(h.client.workflow.getHandle('failover-kimiclaw').describe(), WorkflowNotFoundError);
       assert.equal((await nodeHealth(h.nodes[0]!.url)).role, 'primary');
       assert.equal((await nodeHealth(h.nodes[1]!.url)).role, 'replica');
@@ -220,7 +236,7 @@ void describe('switchover', () => {
         since: new Date().toISOString(),
       });
       await waitFor('in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
-      const writer = startClusterWriter(center, { key: KEY });
+      const writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY });
       await waitFor('writes', async () => writer.acked.length >= 200);
       const there = (await (await dr.startSwitchover({ to: 'node2', reason: 'test' })).result()) as SwitchoverResult;
       assert.deepEqual([there.from, there.to, there.epoch], ['node1', 'node2', 2]);
@@ -234,7 +250,7 @@ void describe('switchover', () => {
       );
       await writer.stop();
       for (const node of h.nodes) {
-        const present = await sequencesOn(node.url).catch(() => new Set<number>());
+        const present = await sequencesOn(node.url, EVENTS_CREDENTIAL).catch(() => new Set<number>());
         if ((await nodeHealth(node.url)).role !== 'primary') continue;
         assert.deepEqual(
           writer.acked.filter((s) => !present.has(s)),

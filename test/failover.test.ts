@@ -6,14 +6,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { WorkflowFailedError } from '@temporalio/client';
 import { KimiclawDr } from '../src/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult, RecoverNodeResult } from '../src/workflows/cluster';
-import { Harness, failureMessages, nodeHealth, runCli, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, EVENTS_TOKEN, Harness, failureMessages, nodeHealth, runCli, waitFor } from './harness';
 
 const SECRET = 'webhook-test-secret';
 const KEY = '/services/kimiclaw/primary';
@@ -59,11 +58,25 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
       assert.match(String((err as WorkflowFailedError).cause?.message), /node node2 is not the primary/);
       return true;
     });
-    const unknown = await dr.startFailover({ failedNode: 'node9' });
-    await assert.rejects(unknown.result(), (err: unknown) => {
-      assert.match(failureMessages(err), /unknown node "node9".*node1, node2/);
+    // Every workflow says at its top what was wrong, not "Activity task failed".
+    const topLevel = (pattern: RegExp) => (err: unknown) => {
+      assert.ok(err instanceof WorkflowFailedError);
+      assert.match(String(err.cause?.message), pattern);
+      assert.equal((err.cause as { type?: string }).type, 'InvalidInput');
       return true;
+    };
+    const unknown = await dr.startFailover({ failedNode: 'node9' });
+    await assert.rejects(unknown.result(), topLevel(/unknown node "node9".*node1, node2/));
+    const recover = await dr.startRecoverNode({ node: 'node9' });
+    await assert.rejects(recover.result(), topLevel(/recovery of node node9 failed: node: unknown node "node9"/));
+    const toNowhere = await dr.startSwitchover({ to: 'node9' });
+    await assert.rejects(toNowhere.result(), topLevel(/switchover to node9 failed: to: unknown node "node9"/));
+    const monitor = await h.client.workflow.start('monitorCluster', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: 'monitor-nope',
+      args: [{ cluster: 'nope' }],
     });
+    await assert.rejects(monitor.result(), topLevel(/monitorCluster cannot start: cluster: unknown cluster "nope"/));
     await assert.rejects(dr.startFailover({ failedNode: '' }), /failedNode/);
     const wrongId = await h.client.workflow.start('failover', {
       taskQueue: h.config.temporal.taskQueue,
@@ -87,7 +100,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
 
   void test('SIGKILL of the primary under writes: failover, no acknowledged write lost, one notification each', async () => {
     await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
-    const writer = startClusterWriter(center, { key: KEY });
+    const writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY });
     await waitFor('writes flowing', async () => writer.acked.length >= 500);
     await h.nodes[0]!.stop('SIGKILL');
     const killedAt = Date.now();
@@ -103,7 +116,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const record = (await readPrimary(center, KEY)).record!;
     assert.equal(record.node, 'node2');
     assert.equal(record.epoch, 2);
-    const present = await sequencesOn(h.nodes[1]!.url);
+    const present = await sequencesOn(h.nodes[1]!.url, EVENTS_CREDENTIAL);
     const lost = writer.acked.filter((s) => !present.has(s));
     assert.deepEqual(lost, [], `${lost.length} acknowledged writes are missing on the new primary`);
     assert.ok(ackedBeforeKill.length >= 500);
@@ -117,9 +130,13 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     assert.ok(result.rtoSeconds > 0 && result.rtoSeconds < 30, `rto ${result.rtoSeconds}`);
     assert.ok(firstOnNew.at - killedAt < 30_000);
 
-    await waitFor('the webhook', async () => hooks.received.length === 1);
-    await sleep(1_500);
+    // The failover has ended with its one delivery done: no activity of it can deliver again.
+    assert.deepEqual(
+      result.notified.map((n) => n.ok),
+      [true],
+    );
     assert.equal(hooks.received.length, 1, 'exactly one notification');
+    assert.equal(hooks.duplicates, 0);
     assert.equal(hooks.received[0]!.signatureValid, true);
     assert.equal(hooks.received[0]!.event.primary.node, 'node2');
     assert.equal(hooks.received[0]!.event.epoch, 2);
@@ -135,7 +152,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     await old.start();
     const write = await fetch(`${old.url}/events`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${EVENTS_TOKEN}` },
       body: JSON.stringify({ events: [{ kind: 'split', payload: { brain: true } }] }),
     });
     assert.equal(
@@ -149,7 +166,10 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const [a, b] = await Promise.all([nodeHealth(old.url), nodeHealth(h.nodes[1]!.url)]);
     assert.equal(a.role, 'replica');
     assert.equal(b.replicas.find((r) => r.id === 'node1')?.state, 'in-sync');
-    const [onOld, onNew] = await Promise.all([sequencesOn(old.url), sequencesOn(h.nodes[1]!.url)]);
+    const [onOld, onNew] = await Promise.all([
+      sequencesOn(old.url, EVENTS_CREDENTIAL),
+      sequencesOn(h.nodes[1]!.url, EVENTS_CREDENTIAL),
+    ]);
     assert.deepEqual(
       [...onOld].sort((x, y) => x - y),
       [...onNew].sort((x, y) => x - y),
@@ -160,7 +180,7 @@ void describe('failover (Temporal, etcd, node processes, webhook receiver)', () 
     const primary = h.nodes[1]!;
     const replica = h.nodes[0]!;
     await replica.stop('SIGKILL');
-    const writer = startClusterWriter(center, { key: KEY });
+    const writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY });
     await waitFor('writes flowing without the replica', async () => writer.acked.length >= 100, 30_000);
     await writer.stop();
     assert.equal((await readPrimary(center, KEY)).record!.node, 'node2');

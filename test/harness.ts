@@ -1,7 +1,9 @@
 /**
  * Real components for integration tests: a Temporal dev server, versitygw, kimiclaw nodes as
  * separate processes and DuckDB files on disk, all on loopback with free ports under one temp
- * directory, all stopped by `stop()`. Each harness has its own task queue.
+ * directory, all stopped by `stop()`. Each harness has its own task queue. Nodes require the
+ * run's tokens (test/credentials.ts); the config sends the control token from a token file; what
+ * the processes print is kept in the run's log directory, or in the harness's own `logs/`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
@@ -11,7 +13,9 @@ import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import type { WatchProgress } from '../src/activities/cluster';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
+import { LOG_DIR, NODE_TOKEN, NODE_TOKEN_ENV, logFile, teeToLog } from './credentials';
 import {
   createBucket,
   startTemporalDevServer,
@@ -27,6 +31,15 @@ import { startWorker, type RunningWorker } from '../src/worker';
 
 export const REPO = resolve(__dirname, '..');
 export { NodeProcess };
+export { AUTH, EVENTS_CREDENTIAL, EVENTS_TOKEN, NODE_CREDENTIAL, NODE_TOKEN } from './credentials';
+
+/** A node process that requires the run's tokens and logs where the run's logs go. */
+export function testNode(id: string, root: string, database = 'kimiclaw', port = 0, logDir = LOG_DIR): NodeProcess {
+  const node = new NodeProcess(id, root, database, port);
+  node.env = NODE_TOKEN_ENV;
+  node.logFile = logFile(`node-${id}`, logDir);
+  return node;
+}
 export const BUCKET = 'kimiclaw-backups';
 const CREDS = { accessKey: 'kimiclaw-test', secretKey: 'kimiclaw-test-secret' };
 
@@ -61,6 +74,13 @@ export interface HarnessOptions {
   cluster?: boolean;
 }
 
+export interface WorkerProcessOptions {
+  /** Added to the worker's environment (e.g. DR_NODES=node1). */
+  env?: NodeJS.ProcessEnv;
+  /** A command the worker runs under, its argv appended (e.g. unshare … sh -c '…; exec "$@"' sh). */
+  wrapper?: string[];
+}
+
 export class Harness {
   temporal!: TemporalDevServer;
   s3!: Versitygw;
@@ -72,6 +92,8 @@ export class Harness {
   taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
   etcd: EtcdServer | undefined;
   configFile = '';
+  /** Where this harness's processes log: the run's log directory, else <dir>/logs. */
+  logDir = '';
   rawConfig: ConfigInput = { storage: { bucket: BUCKET }, databases: [] };
   private variants: RunningWorker[] = [];
   private children: ChildProcess[] = [];
@@ -89,10 +111,12 @@ export class Harness {
 
   private async init(options: HarnessOptions): Promise<void> {
     this.dir = await mkdtemp(join(tmpdir(), 'kimiclaw-dr-test-'));
+    this.logDir = LOG_DIR ?? join(this.dir, 'logs');
     const [temporal, s3] = await Promise.all([
-      startTemporalDevServer({ uiPort: false }),
+      startTemporalDevServer({ uiPort: false, logFile: logFile('temporal', this.logDir) }),
       startVersitygw({
         dir: join(this.dir, 's3'),
+        logFile: logFile('versitygw', this.logDir),
         ...CREDS,
         ...(options.objectLock ? { versioningDir: join(this.dir, 's3-versions') } : {}),
       }),
@@ -104,7 +128,7 @@ export class Harness {
     const ports = options.cluster ? await Promise.all(ids.map(() => freePort())) : ids.map(() => 0);
     if (options.cluster) this.etcd = await startEtcd({ dataDir: join(this.dir, 'etcd') });
     for (const [i, id] of ids.entries()) {
-      const node = new NodeProcess(id, join(this.dir, 'nodes'), 'kimiclaw', ports[i]);
+      const node = testNode(id, join(this.dir, 'nodes'), 'kimiclaw', ports[i], this.logDir);
       if (options.cluster) {
         node.args =
           i === 0
@@ -128,6 +152,8 @@ export class Harness {
     }
     // Replicas first, so the primary finds them listening.
     for (const node of [...this.nodes.slice(1), ...this.nodes.slice(0, 1)]) await node.start();
+    const tokenFile = join(this.dir, 'node-token');
+    await writeFile(tokenFile, `${NODE_TOKEN}\n`, { mode: 0o600 });
     const base: ConfigInput = {
       temporal: { address: temporal.address, taskQueue: this.taskQueue },
       storage: {
@@ -139,6 +165,7 @@ export class Harness {
       },
       databases: [{ name: 'kimiclaw', nodes: this.nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
       metrics: { port: 0 },
+      nodeAuth: { tokenFile },
       ...(this.etcd
         ? {
             cluster: {
@@ -180,19 +207,27 @@ export class Harness {
   }
 
   /** The worker as its own process (to be killed), on this harness's task queues. */
-  spawnWorker(): ChildProcess {
-    const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/worker.ts')], {
+  spawnWorker(options: WorkerProcessOptions = {}): ChildProcess {
+    const [command, ...args] = [
+      ...(options.wrapper ?? []),
+      process.execPath,
+      '--import',
+      'tsx',
+      join(REPO, 'src/worker.ts'),
+    ];
+    const child = spawn(command!, args, {
       cwd: REPO,
-      env: { ...this.env(), DR_METRICS_PORT: '0' },
+      env: { ...this.env(), DR_METRICS_PORT: '0', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    teeToLog([child.stdout, child.stderr], 'worker', this.logDir);
     this.children.push(child);
     return child;
   }
 
   /** A worker process, once it says it is polling. */
-  async spawnReadyWorker(): Promise<ChildProcess> {
-    const child = this.spawnWorker();
+  async spawnReadyWorker(options: WorkerProcessOptions = {}): Promise<ChildProcess> {
+    const child = this.spawnWorker(options);
     await new Promise<void>((resolvePromise, reject) => {
       let err = '';
       child.stderr?.setEncoding('utf8').on('data', (d: string) => (err += d));
@@ -232,6 +267,7 @@ export function runCli(
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
     });
+    teeToLog([child.stdout, child.stderr], 'cli');
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
@@ -287,6 +323,7 @@ export interface NodeHealthView {
   role: string;
   epoch: number;
   lsn: number;
+  rows: number;
   syncState: string;
   history: Array<{ epoch: number; startLsn: number }>;
   replicas: Array<{ id: string; state: string }>;
@@ -295,4 +332,18 @@ export interface NodeHealthView {
 export async function nodeHealth(url: string): Promise<NodeHealthView> {
   const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(2_000) });
   return (await res.json()) as NodeHealthView;
+}
+
+/**
+ * What monitorCluster's watch reported in its latest heartbeat: evidence that the monitor had
+ * its chance (probe rounds, consecutive failures) before a test asserts that it did nothing.
+ */
+export async function monitorProgress(client: Client, cluster = 'kimiclaw'): Promise<WatchProgress | undefined> {
+  const description = await client.workflow.getHandle(`monitor-${cluster}`).describe();
+  const converter = client.options.loadedDataConverter.payloadConverter;
+  for (const activity of description.raw.pendingActivities ?? []) {
+    const first = activity.heartbeatDetails?.payloads?.[0];
+    if (first) return converter.fromPayload<WatchProgress>(first);
+  }
+  return undefined;
 }

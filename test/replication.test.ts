@@ -10,9 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { NodeProcess } from '../src/dev/node-process';
+import type { NodeProcess } from '../src/dev/node-process';
 import { freePort } from '../src/net';
-import { waitFor } from './harness';
+import { AUTH, testNode, waitFor } from './harness';
 
 interface Reply<T> {
   status: number;
@@ -35,7 +35,7 @@ type ErrorBody = { error: { code: string; message: string; epoch?: number; lsn?:
 async function call<T>(url: string, method: 'GET' | 'POST', body?: unknown, headers: Record<string, string> = {}) {
   const res = await fetch(url, {
     method,
-    headers: body === undefined ? headers : { 'content-type': 'application/json', ...headers },
+    headers: body === undefined ? { ...AUTH, ...headers } : { 'content-type': 'application/json', ...AUTH, ...headers },
     body: body === undefined ? undefined : JSON.stringify(body),
     signal: AbortSignal.timeout(60_000),
   });
@@ -68,9 +68,9 @@ void describe('replication and fencing (real node processes)', () => {
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kimiclaw-repl-'));
     const [p1, p2, p3] = [await freePort(), await freePort(), await freePort()];
-    n1 = new NodeProcess('node1', dir, 'kimiclaw', p1);
-    n2 = new NodeProcess('node2', dir, 'kimiclaw', p2);
-    n3 = new NodeProcess('node3', dir, 'kimiclaw', p3);
+    n1 = testNode('node1', dir, 'kimiclaw', p1);
+    n2 = testNode('node2', dir, 'kimiclaw', p2);
+    n3 = testNode('node3', dir, 'kimiclaw', p3);
     n2.args = ['--role', 'replica'];
     n3.args = ['--role', 'replica'];
     n1.args = [
@@ -123,7 +123,12 @@ void describe('replication and fencing (real node processes)', () => {
   void test('without the synchronous replica writes wait; allowed degraded writes go on; it catches up', async () => {
     await n2.stop('SIGKILL');
     const pending = append(n1, 3, 'while-down');
-    await sleep(1_500);
+    // Positive evidence that the primary had its chance to acknowledge: it tried node2 and marked
+    // the link down, with the write committed and waiting.
+    await waitFor('the primary to find node2 down', async () => {
+      const view = await health(n1);
+      return view.syncState === 'waiting' && view.replicas.some((r) => r.id === 'node2' && r.state === 'down');
+    });
     const early = await Promise.race([pending.then(() => 'answered'), sleep(10).then(() => 'waiting')]);
     assert.equal(early, 'waiting', 'a write was acknowledged without the synchronous replica');
     const h = await health(n1);
@@ -242,8 +247,10 @@ void describe('replication and fencing (real node processes)', () => {
     // node2 is primary of epoch 2 with node1 as synchronous replica; freeze node1.
     n1.signal('SIGSTOP');
     try {
+      const lsn = (await health(n2)).lsn;
       const pending = append(n2, 2, 'waiting-when-fenced');
-      await sleep(500);
+      // The write is committed on node2 and waits for its frozen replica when the fence comes.
+      await waitFor('the write committed and waiting', async () => (await health(n2)).lsn > lsn);
       const fenced = await call<{ role: string }>(`${n2.url}/demote`, 'POST', { epoch: 3 });
       assert.equal(fenced.body.role, 'fenced');
       const answer = await pending;
@@ -267,8 +274,8 @@ void describe('a replica too far behind is sent a snapshot, then the log', () =>
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kimiclaw-bootstrap-'));
     const [p1, p2] = [await freePort(), await freePort()];
-    primary = new NodeProcess('node1', dir, 'kimiclaw', p1);
-    replica = new NodeProcess('node2', dir, 'kimiclaw', p2);
+    primary = testNode('node1', dir, 'kimiclaw', p1);
+    replica = testNode('node2', dir, 'kimiclaw', p2);
     primary.args = ['--role', 'primary', '--bootstrap-lag-lsn', '50'];
     replica.args = ['--role', 'replica'];
     await primary.start();

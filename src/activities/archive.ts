@@ -1,7 +1,7 @@
 /**
  * The continuous log archive: while a node is primary, its new events are sealed into segments
  * in the object store at least every `archive.interval` (10 s by default), so off-site data is
- * seconds old (DESIGN: the archive, not daily L2, is what gives region RPO < 5 min and
+ * seconds old (docs/architecture.md: the archive, not daily L2, is what gives region RPO < 5 min and
  * corruption RPO 0). Segments are keyed by LSN range and the archive's position is read back from
  * the store at start, so restarts of the node or the worker leave no gap and no duplicate.
  */
@@ -50,7 +50,7 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
   /** One pass: seal everything the primary has committed after `from`. */
   async function archivePass(name: string, from: number): Promise<ArchivePosition> {
     const { node } = await findPrimary(stores.database(name));
-    const client = new NodeClient(node.id, node.url);
+    const client = new NodeClient(node.id, node.url, config.nodeAuth.token);
     const s3 = stores.s3();
     let through = from;
     let segments = 0;
@@ -58,11 +58,12 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
     for (;;) {
       const page = await client.events(through, config.archive.segmentMaxEvents);
       const first = page.events[0];
+      // rpo_seconds is this event's age at each scrape until it is sealed, however long that takes.
+      metrics.setOldestUnarchived(name, first ? Date.parse(first.ts) : null);
       if (!sampled) {
         // The exposure this pass closes: how old the oldest acknowledged unarchived event is.
-        const lag = first ? Math.max(0, (Date.now() - Date.parse(first.ts)) / 1000) : 0;
-        metrics.rpoSeconds.set({ database: name }, lag);
-        if (first) metrics.archiveLag.observe({ database: name }, lag);
+        if (first)
+          metrics.archiveLag.observe({ database: name }, Math.max(0, (Date.now() - Date.parse(first.ts)) / 1000));
         sampled = true;
       }
       if (!first) break;
@@ -81,7 +82,11 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
       segments++;
       metrics.archivedLsn.set({ database: name }, through);
       Context.current().heartbeat({ archivedThrough: through });
-      if (!page.more) break;
+      if (!page.more) {
+        // Sealed up to the head this pass saw; anything newer is read by the next pass.
+        metrics.setOldestUnarchived(name, null);
+        break;
+      }
     }
     return { database: name, archivedThrough: through, segments };
   }
@@ -110,6 +115,7 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
         metrics.archiveFailures.inc({ database: name });
         log.warn('archive pass failed; retrying next interval', { database: name, error: (err as Error).message });
       }
+      metrics.archivePasses.inc({ database: name });
       ctx.heartbeat({ archivedThrough: through });
       const wait = Math.max(0, config.archive.interval - (Date.now() - started));
       await ctx.sleep(wait).catch(() => undefined);

@@ -7,12 +7,14 @@ import { ConfigError, loadConfig, type Config } from '../config';
 import { TIERS, type Tier } from '../domain';
 import { InputProblem } from '../errors';
 import { InvalidInputError, KimiclawDr, connectTemporal } from '../client';
+import { describeVerification } from '../backup/content-check';
 import { findBackup, listCatalog, verifyStoredBackup, type VerifyReport } from '../catalog';
 import { applySchedules, describeSchedules, pauseSchedule, resumeSchedule, triggerSchedule } from '../schedules';
+import { describeLease } from '../config-center/lease';
 import { Stores } from '../storage/stores';
+import { parseLocalNodes, resolveLocalNodes } from '../local-nodes';
 import { formatBackupTable, formatBytes, printJson } from './format';
 import { parseInput } from '../backup/input';
-import { restoreWorkflowId } from '../backup/ids';
 import { RestoreInputSchema, type RestoreInput } from '../restore/input';
 import { followWorkflow } from './progress';
 import type { BackupResult } from '../workflows/backup';
@@ -28,9 +30,10 @@ function config(): Config {
   return loadConfig();
 }
 
+/** Stores as this host reaches them: L1 only of the nodes DR_NODES names (default: all). */
 async function withStores<T>(fn: (config: Config, stores: Stores) => Promise<T>): Promise<T> {
   const cfg = config();
-  const stores = new Stores(cfg);
+  const stores = new Stores(cfg, { localNodes: resolveLocalNodes(cfg, parseLocalNodes(process.env.DR_NODES)) });
   try {
     return await fn(cfg, stores);
   } finally {
@@ -51,7 +54,7 @@ program
 
 program
   .command('worker')
-  .description('run the worker (workflows, activities, /metrics); DR_NODES=node1,… names the local nodes')
+  .description('run the worker (workflows, activities, /metrics); DR_NODES=node1,… (or none) names the local nodes')
   .action(async () => {
     await import('../worker').then((m) => m.runWorkerMain());
   });
@@ -141,42 +144,34 @@ program
       const parsed = parseInput(RestoreInputSchema, input);
       if (!parsed.ok) throw new InvalidInputError(parsed.problems);
       if (opts.preview) {
-        await withStores(async (cfg, stores) => {
-          const { createRestoreActivities } = await import('../activities/restore');
-          const { DrMetrics } = await import('../metrics');
-          const plan = await createRestoreActivities({ config: cfg, stores, metrics: new DrMetrics() }).planRestoreFor({
-            request: parsed.value,
-          });
-          if (opts.json) printJson(plan);
-          else {
-            console.log(plan.reason);
-            console.log(
-              `  backup      ${plan.backup.backupId} (${plan.backup.tier}, ${formatBytes(plan.backup.artifact.bytes)} to download)`,
-            );
-            console.log(
-              `  rows        ${plan.backup.snapshot.rows.toLocaleString('en-US')} in the backup, LSN ${plan.backup.snapshot.lsn}`,
-            );
-            console.log(
-              `  log replay  ${plan.replaySegments} segment(s), LSN ${plan.replayFromLsn + 1} → ${plan.targetLsn}`,
-            );
-            if (plan.headLsn !== undefined && plan.headLsn > plan.targetLsn) {
-              console.log(`  not restored: LSN ${plan.targetLsn + 1} → ${plan.headLsn} (after the target)`);
-            }
-            if (plan.needsRetrieval)
-              console.log('  the artifact is in an archive storage class: it must be retrieved first (hours)');
-            if (plan.fallbacks.length) console.log(`  fallbacks   ${plan.fallbacks.join(', ')}`);
-            console.log('nothing was changed (--preview)');
+        // Planned by the workers: the node's own L1 catalog is readable only on its host.
+        const dr = await KimiclawDr.connect(config());
+        const plan = await dr.previewRestore(input);
+        if (opts.json) printJson(plan);
+        else {
+          console.log(plan.reason);
+          console.log(
+            `  backup      ${plan.backup.backupId} (${plan.backup.tier}, ${formatBytes(plan.backup.artifact.bytes)} to download)`,
+          );
+          console.log(
+            `  rows        ${plan.backup.snapshot.rows.toLocaleString('en-US')} in the backup, LSN ${plan.backup.snapshot.lsn}`,
+          );
+          console.log(
+            `  log replay  ${plan.replaySegments} segment(s), LSN ${plan.replayFromLsn + 1} → ${plan.targetLsn}`,
+          );
+          if (plan.headLsn !== undefined && plan.headLsn > plan.targetLsn) {
+            console.log(`  not restored: LSN ${plan.targetLsn + 1} → ${plan.headLsn} (after the target)`);
           }
-        });
+          if (plan.needsRetrieval)
+            console.log('  the artifact is in an archive storage class: it must be retrieved first (hours)');
+          if (plan.fallbacks.length) console.log(`  fallbacks   ${plan.fallbacks.join(', ')}`);
+          console.log('nothing was changed (--preview)');
+        }
         return;
       }
-      const cfg = config();
-      const client = await connectTemporal(cfg);
-      const handle = await client.workflow.start('restore', {
-        taskQueue: cfg.temporal.taskQueue,
-        workflowId: restoreWorkflowId(opts.database, new Date()),
-        args: [input],
-      });
+      const dr = await KimiclawDr.connect(config());
+      const client = dr.client;
+      const handle = await dr.startRestore(input);
       if (!opts.wait) {
         console.log(
           opts.json
@@ -190,6 +185,7 @@ program
       else {
         console.log(`restored ${result.database} on ${result.node} from ${result.backupId} (${result.tier})`);
         for (const f of result.fellBackFrom) console.log(`  skipped ${f.backupId}: ${f.reason}`);
+        console.log(`  verified    ${describeVerification(result.verification)}`);
         console.log(
           `  log replay  ${result.segmentsReplayed} segment(s), ${result.rowsReplayed.toLocaleString('en-US')} rows`,
         );
@@ -237,7 +233,7 @@ backups
         if (!opts.json) {
           console.log(
             report.ok
-              ? `OK     ${report.backupId}: SHA-256 matches, ${report.rows?.toLocaleString('en-US')} rows match the source fingerprint (${report.seconds.toFixed(1)} s)`
+              ? `OK     ${report.backupId}: SHA-256 matches, ${report.rows?.toLocaleString('en-US')} rows match the source fingerprint (${report.verification ? describeVerification(report.verification, manifest.artifact.compression) : 'not compared'}; ${report.seconds.toFixed(1)} s)`
               : `FAILED ${report.backupId} (${report.location}) failed verification:\n${report.problems.map((p) => `         - ${p}`).join('\n')}`,
           );
         }
@@ -261,33 +257,30 @@ async function newestOfEachTier(cfg: Config, stores: Stores) {
 
 backups
   .command('prune')
-  .description("apply a tier's retention now")
+  .description("apply a tier's retention now, on the host of each catalog (workflow pruneBackups)")
   .addOption(tierOption().makeOptionMandatory())
   .option('--database <name>', 'database', 'kimiclaw')
-  .option('--node <id>', 'for L1: the node whose backups to prune')
+  .option('--node <id>', "for L1: only this node's backups (default: every node's)")
   .option('--dry-run', 'show what would be deleted, delete nothing')
-  .option('--json', 'print JSON')
+  .option('--json', 'print JSON: one result per catalog')
   .action(async (opts: { tier: Tier; database: string; node?: string; dryRun?: boolean; json?: boolean }) => {
-    await withStores(async (cfg, stores) => {
-      const { createCatalogActivities } = await import('../activities/catalog');
-      const { DrMetrics } = await import('../metrics');
-      const db = cfg.databases.find((d) => d.name === opts.database);
-      if (!db) throw new InputProblem('--database', `"${opts.database}" is not a configured database`);
-      const node = opts.node ?? db.nodes[0]?.id;
-      const result = await createCatalogActivities({ config: cfg, stores, metrics: new DrMetrics() }).pruneTier({
-        database: opts.database,
-        tier: opts.tier,
-        node,
-        dryRun: opts.dryRun,
-      });
-      if (opts.json) printJson(result);
-      else {
-        const verb = result.dryRun ? 'would delete' : 'deleted';
-        console.log(`${verb}: ${result.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`);
-        for (const k of result.kept) console.log(`kept ${k.backupId} (${k.reason})`);
-        if (result.orphansDeleted.length) console.log(`${verb} orphans: ${result.orphansDeleted.join(', ')}`);
-      }
+    // A node's L1 directory is opened only by the worker on its host: the prune runs there.
+    const dr = await KimiclawDr.connect(config());
+    const results = await dr.prune({
+      database: opts.database,
+      tier: opts.tier,
+      ...(opts.node ? { node: opts.node } : {}),
+      dryRun: opts.dryRun ?? false,
     });
+    if (opts.json) return printJson(results);
+    for (const result of results) {
+      const verb = result.dryRun ? 'would delete' : 'deleted';
+      console.log(`${result.location}${result.node ? ` (node ${result.node})` : ''}`);
+      console.log(`  ${verb}: ${result.deleted.map((d) => d.backupId).join(', ') || 'nothing'}`);
+      for (const k of result.kept) console.log(`  kept ${k.backupId} (${k.reason})`);
+      if (result.orphansDeleted.length) console.log(`  ${verb} orphans: ${result.orphansDeleted.join(', ')}`);
+      for (const p of result.problems) console.error(`warning: ${p}`);
+    }
   });
 
 const schedules = program.command('schedules').description('Temporal schedules of the backups');
@@ -359,14 +352,20 @@ archive
       if (opts.json) printJson(status);
       else {
         for (const s of status) {
-          console.log(
-            `${s.database}: ${s.segments} segments, archived through LSN ${s.archivedThrough}` +
-              (s.headLsn === undefined
-                ? ' (primary unreachable)'
-                : `, primary at LSN ${s.headLsn} (${s.headLsn - s.archivedThrough} behind)`),
-          );
+          const archived =
+            s.archivedThrough === undefined
+              ? `archive unknown: ${s.archiveError}`
+              : `${s.segments} segments, archived through LSN ${s.archivedThrough}`;
+          const head =
+            s.headLsn === undefined
+              ? `primary unknown: ${s.headError}`
+              : `primary at LSN ${s.headLsn}` +
+                (s.archivedThrough === undefined ? '' : ` (${s.headLsn - s.archivedThrough} behind)`);
+          console.log(`${s.database}: ${archived}; ${head}`);
         }
       }
+      // An answer with a part missing is not a healthy status: scripts see it in the exit code.
+      if (status.some((s) => s.archiveError || s.headError)) process.exitCode = 1;
     });
   });
 
@@ -374,7 +373,9 @@ const cluster = program.command('cluster').description('replication, failover an
 
 cluster
   .command('status')
-  .description('each node: role, epoch, LSN, replication lag; the primary and sync records of the config center')
+  .description(
+    'each node: role, epoch, LSN, replication lag; the primary and sync records and the topology lease of the config center',
+  )
   .option('--cluster <name>', 'the database whose nodes form the cluster')
   .option('--json', 'print JSON')
   .action(async (opts: { cluster?: string; json?: boolean }) => {
@@ -395,6 +396,15 @@ cluster
         status.sync.degraded
           ? `sync: DEGRADED since ${status.sync.since} (the primary acknowledges writes alone)`
           : `sync: standby ${status.sync.standbys.join(', ')} holds every acknowledged write`,
+      );
+    }
+    const lease = status.lease;
+    if (lease) {
+      const live = !lease.releasedAt && Date.parse(lease.expiresAt) > Date.now();
+      console.log(
+        live
+          ? `topology lease: ${describeLease(lease)}`
+          : `topology lease: free (last: ${lease.purpose} by ${lease.holder}, ${lease.releasedAt ? `released ${lease.releasedAt}` : `expired ${lease.expiresAt}`})`,
       );
     }
     for (const n of status.nodes) {

@@ -309,6 +309,8 @@ export interface Versitygw extends S3Credentials {
   stop(): Promise<void>;
   /** Starts again on the same port and directories, for outage tests. */
   start(): Promise<void>;
+  /** SIGSTOP freezes it (connections hang, nothing is refused), SIGCONT thaws it. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 export const VERSITYGW_REGION = 'us-east-1';
@@ -324,6 +326,8 @@ export async function startVersitygw(options: VersitygwOptions): Promise<Versity
       name: 'versitygw',
       command: versitygw,
       args: versitygwArgs(options, port),
+      // The root credentials go through the environment: arguments are visible in every process list.
+      env: { ...process.env, ROOT_ACCESS_KEY_ID: options.accessKey, ROOT_SECRET_ACCESS_KEY: options.secretKey },
       logFile: options.logFile,
     });
     const endpoint = `http://${LOOPBACK}:${port}`;
@@ -348,11 +352,14 @@ export async function startVersitygw(options: VersitygwOptions): Promise<Versity
       if (child?.isRunning()) return;
       await launch(port);
     },
+    signal: (signal) => {
+      if (child?.isRunning()) process.kill(child.pid, signal);
+    },
   };
 }
 
 function versitygwArgs(o: VersitygwOptions, port: number): string[] {
-  const args = ['--access', o.accessKey, '--secret', o.secretKey, '--region', VERSITYGW_REGION];
+  const args = ['--region', VERSITYGW_REGION];
   // --quiet drops the per-request log line; errors still print.
   args.push('--port', `${LOOPBACK}:${port}`, '--quiet', 'posix');
   if (o.versioningDir) args.push('--versioning-dir', o.versioningDir);

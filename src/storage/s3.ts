@@ -28,6 +28,9 @@ import type { BackupStore, PutArtifactOptions, StoredObject } from './store';
 
 export type StorageConfig = Config['storage'];
 
+/** Establishing a connection to the store; a live one answers in milliseconds. */
+const CONNECT_TIMEOUT_MS = 5_000;
+
 export function createS3Client(storage: StorageConfig): S3Client {
   const client = new S3Client({
     region: storage.region,
@@ -42,6 +45,7 @@ export function createS3Client(storage: StorageConfig): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: 3,
+    requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: storage.idleTimeout },
   });
   if (payloadNeedsNoSignature(storage.endpoint)) {
     // SigV4 otherwise hashes every uploaded part (~1 s of CPU per GiB). Over TLS, or on
@@ -93,6 +97,12 @@ export class S3Store implements BackupStore {
   /** Turns an SDK error into one that says what is wrong and whether retrying helps. */
   explain(err: unknown, doing: string): Error {
     const network = networkErrorCode(err);
+    if (network === 'TimeoutError') {
+      return new Unavailable(
+        `waiting for S3 endpoint ${this.endpointName} (${doing}): nothing received within ${this.storage.idleTimeout / 1000} s (storage.idleTimeout)`,
+        { cause: err },
+      );
+    }
     if (network) {
       return new Unavailable(`waiting for S3 endpoint ${this.endpointName} to answer (${doing}): ${network}`, {
         cause: err,

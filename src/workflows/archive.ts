@@ -7,9 +7,10 @@
  */
 import { continueAsNew, proxyActivities, upsertSearchAttributes } from '@temporalio/workflow';
 import { z } from 'zod';
-import type { Activities } from '../activities';
+import type { ControlActivities } from '../activities';
 import { DEFAULT_DATABASE, NameSchema } from '../domain';
 import { DrDatabase } from './search-attributes';
+import { explainFailure } from './failure';
 import { inputOrFail } from './input';
 
 export const ArchiveLogInputSchema = z.object({ database: NameSchema.default(DEFAULT_DATABASE) }).strict();
@@ -17,7 +18,7 @@ export type ArchiveLogInput = z.input<typeof ArchiveLogInputSchema>;
 
 const RUN_FOR_MS = 3_600_000;
 
-const archiver = proxyActivities<Activities>({
+const archiver = proxyActivities<ControlActivities>({
   startToCloseTimeout: RUN_FOR_MS + 10 * 60_000,
   heartbeatTimeout: '30s',
   // A daemon: an archiver that dies (worker killed) is started again, forever, with backoff.
@@ -27,6 +28,8 @@ const archiver = proxyActivities<Activities>({
 export async function archiveLog(input: ArchiveLogInput = {}): Promise<never> {
   const { database } = inputOrFail(ArchiveLogInputSchema, input, 'archiveLog');
   upsertSearchAttributes([{ key: DrDatabase, value: database }]);
-  await archiver.runLogArchiver({ database, runForMs: RUN_FOR_MS });
+  await archiver.runLogArchiver({ database, runForMs: RUN_FOR_MS }).catch((err: unknown) => {
+    throw explainFailure(err, `the log archiver of ${database} stopped`, 'ArchiveFailed');
+  });
   return continueAsNew<typeof archiveLog>({ database });
 }
