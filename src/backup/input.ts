@@ -1,7 +1,7 @@
 /**
  * Workflow inputs: plain JSON objects an operator can paste into the Temporal UI. Parsed with zod
  * inside the workflow; a bad one fails at once, naming the field and the accepted values
- * (DESIGN rule 8). Pure: workflow code imports it.
+ * (docs/architecture.md, rule 8). Pure: workflow code imports it.
  */
 import { z } from 'zod';
 import { DEFAULT_DATABASE, NameSchema, TierSchema } from '../domain';

@@ -1,5 +1,5 @@
 /**
- * Which backups of one tier to delete (DESIGN rule 5). Pure: the caller lists the manifests and
+ * Which backups of one tier to delete (docs/architecture.md, rule 5). Pure: the caller lists the manifests and
  * says what is in use; this decides, with a reason for every backup it keeps.
  */
 export interface RetentionCandidate {

@@ -1,7 +1,7 @@
 /**
  * The restore workflow's input: a plain JSON object an operator can paste into the Temporal UI.
  * Parsed with zod inside the workflow; a bad one fails at once naming the field and the accepted
- * values (DESIGN rule 8). Parse it with parseInput from ../backup/input. Pure: workflow code
+ * values (docs/architecture.md, rule 8). Parse it with parseInput from ../backup/input. Pure: workflow code
  * imports it.
  */
 import { z } from 'zod';

@@ -1,4 +1,4 @@
-/** Parsing a workflow's input: a bad one fails the workflow at once (DESIGN rule 8). */
+/** Parsing a workflow's input: a bad one fails the workflow at once (docs/architecture.md, rule 8). */
 import { ApplicationFailure } from '@temporalio/workflow';
 import type { z } from 'zod';
 import { parseInput } from '../backup/input';
