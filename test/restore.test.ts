@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { ApplicationFailure } from '@temporalio/common';
-import { KimiclawDr } from '../src/client';
+import { InvalidInputError, KimiclawDr } from '../src/client';
 import { fingerprintFile } from '../src/duckdb/verify';
 import { startWriter } from '../src/node/writer';
 import { NodeClient } from '../src/node-client';
@@ -33,7 +33,13 @@ after(async () => {
 });
 
 let seq = 0;
+/** Through the typed client, as other services start a restore. */
 function startRestore(input: RestoreInput) {
+  return dr.startRestore(input, { workflowId: `restore-test-${Date.now()}-${seq++}` });
+}
+
+/** Straight to the workflow, as the Temporal UI would: the workflow itself must refuse bad input. */
+function startRaw(input: RestoreInput) {
   return h.client.workflow.start<typeof restore>('restore', {
     taskQueue: h.taskQueue,
     workflowId: `restore-test-${Date.now()}-${seq++}`,
@@ -215,10 +221,12 @@ describe('restore', () => {
       ],
     ];
     for (const [input, message] of cases) {
-      const f = await failure((await startRestore(input)).result());
+      const f = await failure((await startRaw(input)).result());
       assert.equal(f.type, 'InvalidInput', `${JSON.stringify(input)}: ${f.message}`);
       assert.match(f.message, message);
     }
+    // The typed client refuses what the schema refuses before anything starts.
+    await assert.rejects(dr.startRestore({ backupId: '../../etc/passwd' }), InvalidInputError);
     assert.equal((await node.stats()).checksum, before.checksum);
     const files = await readdir(h.nodes[0]!.dataDir);
     const asides = files.filter((f) => /\.corrupted\.\d{8}T\d{6}Z$/.test(f));
