@@ -164,12 +164,14 @@ async function main(): Promise<void> {
       `source database              ${(bytesBefore / MB).toFixed(0)} MB, ${written.events.toLocaleString('en-US')} events written during (b), ${written.errors} write errors`,
     );
     log(
-      `(a) plan: cp + gzip + upload  median ${planMedian.toFixed(1)} s  ${(bytesBefore / MB / planMedian).toFixed(0)} MB/s`,
+      plan.length
+        ? `(a) plan: cp + gzip + upload  median ${planMedian.toFixed(1)} s  ${(bytesBefore / MB / planMedian).toFixed(0)} MB/s`
+        : '(a) plan: cp + gzip + upload  skipped (--no-baseline)',
     );
     log(
       `(b) backup workflow (L2)      median ${oursMedian.toFixed(1)} s  ${(bytesBefore / MB / oursMedian).toFixed(0)} MB/s  (stored ${(bytesAfter / MB).toFixed(0)} MB, ${(bytesBefore / bytesAfter).toFixed(1)}×)`,
     );
-    log(`speed-up (a)/(b)             ${(planMedian / oursMedian).toFixed(1)}×  (target ≥ 5×)`);
+    if (plan.length) log(`speed-up (a)/(b)             ${(planMedian / oursMedian).toFixed(1)}×  (target ≥ 5×)`);
     const gib = fingerprints.bytes / 1024 ** 3;
     const { seconds, cpuSeconds } = fingerprints;
     const perGiB = (version: FingerprintVersion): string =>
