@@ -16,6 +16,8 @@ const HealthSchema = z.object({
   epoch: z.number(),
   lsn: z.number(),
   rows: z.number(),
+  /** Where each primary epoch this node knows of began (docs/node-api.md, replication). */
+  history: z.array(z.object({ epoch: z.number(), startLsn: z.number() })).default([]),
 });
 export type NodeHealth = z.infer<typeof HealthSchema>;
 

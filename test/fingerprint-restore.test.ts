@@ -45,7 +45,7 @@ before(async () => {
     })),
   );
   const segment = await encodeSegment(events);
-  await stores.s3().putBytes(segmentKey('kimiclaw', 101, 103), segment.body, {
+  await stores.s3().putBytes(segmentKey('kimiclaw', 101, 103, 1), segment.body, {
     sha256: segment.sha256,
     rows: String(segment.rows),
     'first-ts': segment.firstTs,

@@ -15,7 +15,7 @@ import { NodeClient } from '../node-client';
 import { listManifests } from '../storage/store';
 import type { Stores } from '../storage/stores';
 import { TIERS } from '../domain';
-import { parseSegmentKey, segmentKey } from '../restore/segments';
+import { epochEndAfter, epochOfLsn, parseSegmentKey, segmentKey } from '../restore/segments';
 
 export interface ArchivePosition {
   database: string;
@@ -49,14 +49,16 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
 
   /** One pass: seal everything the primary has committed after `from`. */
   async function archivePass(name: string, from: number): Promise<ArchivePosition> {
-    const { node } = await findPrimary(stores.database(name));
+    const { node, health } = await findPrimary(stores.database(name));
     const client = new NodeClient(node.id, node.url, config.nodeAuth.token);
     const s3 = stores.s3();
     let through = from;
     let segments = 0;
     let sampled = false;
     for (;;) {
-      const page = await client.events(through, config.archive.segmentMaxEvents);
+      // One epoch per segment: a page stops where the next epoch of the primary's history begins.
+      const epochEnd = epochEndAfter(health.history, through);
+      const page = await client.events(through, config.archive.segmentMaxEvents, epochEnd);
       const first = page.events[0];
       // rpo_seconds is this event's age at each scrape until it is sealed, however long that takes.
       metrics.setOldestUnarchived(name, first ? Date.parse(first.ts) : null);
@@ -67,11 +69,10 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
         sampled = true;
       }
       if (!first) break;
-      if (first.lsn !== through + 1) {
-        log.warn('archive gap: the node has no events for some LSNs', { after: through, next: first.lsn });
-      }
+      // The segment covers every LSN after the archive's position: LSNs with no event (batches a
+      // surgical restore left out) are holes of the history, not gaps of the archive.
       const segment = await encodeSegment(page.events);
-      const key = segmentKey(name, first.lsn, page.lastLsn);
+      const key = segmentKey(name, through + 1, page.lastLsn, epochOfLsn(health.history, page.lastLsn));
       await s3.putBytes(key, segment.body, {
         sha256: segment.sha256,
         rows: String(segment.rows),
@@ -82,6 +83,7 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
       segments++;
       metrics.archivedLsn.set({ database: name }, through);
       Context.current().heartbeat({ archivedThrough: through });
+      if (!page.more && epochEnd !== undefined && through === epochEnd) continue;
       if (!page.more) {
         // Sealed up to the head this pass saw; anything newer is read by the next pass.
         metrics.setOldestUnarchived(name, null);

@@ -23,12 +23,13 @@ import { findPrimary } from '../cluster';
 import { currentRecordedFingerprint, fingerprint, fingerprintDifferences } from '../duckdb/fingerprint';
 import { openDatabase } from '../duckdb/open';
 import { applyEvents } from '../duckdb/replay';
+import { SET_STATE_SQL, STATE_LAST_ID, STATE_LSN } from '../duckdb/schema';
 import type { DrMetrics } from '../metrics';
 import { NodeClient } from '../node-client';
 import { RestoreInputSchema, type ParsedRestoreInput } from '../restore/input';
 import { parseInstant } from '../restore/instant';
 import { planRestore, type RestorePlan } from '../restore/plan';
-import { contiguousFrom, parseSegmentKey, segmentKey, type Segment } from '../restore/segments';
+import { contiguousFrom, parseSegmentKey, segmentKey, type LsnRange, type Segment } from '../restore/segments';
 import { syncDirectory } from '../storage/local';
 import { listManifests } from '../storage/store';
 import type { Stores } from '../storage/stores';
@@ -85,7 +86,9 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     const segments: Segment[] = [];
     for (const object of await stores.s3().list(`${database}/log/`)) {
       const range = parseSegmentKey(object.key);
-      if (range) segments.push({ startLsn: range.startLsn, endLsn: range.endLsn, key: object.key });
+      if (!range) continue;
+      const { startLsn, endLsn, epoch } = range;
+      segments.push({ startLsn, endLsn, key: object.key, ...(epoch === undefined ? {} : { epoch }) });
     }
     return segments.sort((a, b) => a.startLsn - b.startLsn);
   }
@@ -312,7 +315,16 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     toLsn: number;
     /** The staged backup's verified fingerprint; replayed rows are added to it. */
     base: Fingerprint;
-  }): Promise<{ segments: number; rows: number; reachedLsn: number; fingerprint: Fingerprint }> {
+    /** Batches to leave out (a surgical restore); their LSNs and ids stay used. */
+    exclude?: LsnRange[];
+  }): Promise<{
+    segments: number;
+    rows: number;
+    reachedLsn: number;
+    fingerprint: Fingerprint;
+    /** Events left out, per range asked for. */
+    leftOut: Array<LsnRange & { events: number; firstId: number | null; lastId: number | null }>;
+  }> {
     const ctx = Context.current();
     const coverage = contiguousFrom(await listSegments(input.database), input.fromLsn, input.toLsn);
     if (coverage.reachedLsn < input.toLsn) {
@@ -325,10 +337,32 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       const c = await db.connect();
       try {
         let rows = 0;
+        let lastId = 0;
+        const exclude = input.exclude ?? [];
+        const leftOut = exclude.map((r) => ({
+          ...r,
+          events: 0,
+          firstId: null as number | null,
+          lastId: null as number | null,
+        }));
         for (const step of coverage.steps) {
-          const events = (await readSegment(step.segment)).filter((e) => e.lsn >= step.fromLsn && e.lsn <= step.toLsn);
-          rows += (await applyEvents(c, events)).count;
+          const inStep = (await readSegment(step.segment)).filter((e) => e.lsn >= step.fromLsn && e.lsn <= step.toLsn);
+          const kept = inStep.filter((e) => {
+            lastId = Math.max(lastId, e.id);
+            const range = leftOut.find((r) => r.fromLsn <= e.lsn && e.lsn <= r.toLsn);
+            if (!range) return true;
+            range.events++;
+            range.firstId ??= e.id;
+            range.lastId = e.id;
+            return false;
+          });
+          rows += (await applyEvents(c, kept)).count;
           ctx.heartbeat({ phase: 'replay', bytesDone: 0, bytesTotal: 0 });
+        }
+        if (exclude.length > 0) {
+          // Batches left out at the end must not have their LSNs or ids given out again.
+          await c.run(SET_STATE_SQL, [STATE_LSN, String(coverage.reachedLsn)]);
+          await c.run(SET_STATE_SQL, [STATE_LAST_ID, String(lastId)]);
         }
         await c.run('CHECKPOINT');
         // The staged file was verified against the backup's fingerprint; only the replayed
@@ -339,6 +373,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
           rows,
           reachedLsn: coverage.reachedLsn,
           fingerprint: replayed ? addFingerprints(input.base, replayed) : input.base,
+          leftOut,
         };
       } finally {
         c.closeSync();
@@ -417,7 +452,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
           (e) => e.lsn <= input.lsn,
         );
         const cut = await encodeSegment(kept);
-        await s3.putBytes(segmentKey(input.database, segment.startLsn, input.lsn), cut.body, {
+        await s3.putBytes(segmentKey(input.database, segment.startLsn, input.lsn, segment.epoch ?? 1), cut.body, {
           sha256: cut.sha256,
           rows: String(cut.rows),
           'first-ts': cut.firstTs,

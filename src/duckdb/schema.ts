@@ -42,6 +42,11 @@ export const STATE_HISTORY = 'history';
 export const STATE_CHECKSUM = 'checksum';
 /** Which fingerprint version STATE_CHECKSUM follows (row-checksum.ts); absent: version 1. */
 export const STATE_FINGERPRINT_VERSION = 'fingerprint_version';
+/**
+ * The highest event id ever assigned in this history, when it is above max(events.id): a restore
+ * that left batches out keeps their ids (and LSNs) used, so no id is acknowledged for two events.
+ */
+export const STATE_LAST_ID = 'last_id';
 
 /**
  * Adds the rows of batches firstLsn..lastLsn ($1, $2) to the recorded checksum, inside the batch's
@@ -102,14 +107,15 @@ export async function readPosition(connection: DuckDBConnection): Promise<Stored
        coalesce(max(lsn), 0)::VARCHAR,
        count(*)::VARCHAR,
        (SELECT value FROM node_state WHERE key = '${STATE_LSN}'),
-       (SELECT value FROM node_state WHERE key = '${STATE_EPOCH}')
+       (SELECT value FROM node_state WHERE key = '${STATE_EPOCH}'),
+       (SELECT value FROM node_state WHERE key = '${STATE_LAST_ID}')
      FROM events`,
   );
-  const [lastId, maxLsn, rows, stateLsn, stateEpoch] = (reader.getRows()[0] ?? []).map((v) =>
+  const [lastId, maxLsn, rows, stateLsn, stateEpoch, stateLastId] = (reader.getRows()[0] ?? []).map((v) =>
     v === null || v === undefined ? undefined : Number(v),
   );
   return {
-    lastId: lastId ?? 0,
+    lastId: Math.max(lastId ?? 0, stateLastId ?? 0),
     lsn: Math.max(maxLsn ?? 0, stateLsn ?? 0),
     rows: rows ?? 0,
     epoch: stateEpoch ?? 1,

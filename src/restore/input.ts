@@ -33,6 +33,11 @@ const PointInTimeSchema = z.string().transform((text, ctx) => {
   return instant.iso;
 });
 
+const LsnRangeSchema = z
+  .object({ fromLsn: z.number().int().min(1), toLsn: z.number().int().min(1) })
+  .strict()
+  .refine((r) => r.fromLsn <= r.toLsn, { message: 'is empty: fromLsn must be at most toLsn' });
+
 /** A directory on the node's host: absolute and normalised, so it can be compared with the data directory. */
 const ScratchDirSchema = z
   .string()
@@ -56,12 +61,60 @@ export const RestoreInputSchema = z
     node: NameSchema.optional(),
     /** Where a scratch restore writes, on the node's host; only with target "scratch". */
     scratchDir: ScratchDirSchema.optional(),
+    /**
+     * Restore even though some acknowledged writes cannot be brought back (no node can prove the
+     * acknowledged head, or the archive does not reach it); the result counts them. In place only.
+     */
+    acceptLoss: z.boolean().optional(),
+    /**
+     * Batches to leave out (surgical repair of bad writes), as inclusive LSN ranges: the restore
+     * starts from the newest backup before the first one and replays the archive around them, so
+     * the good writes after them are kept with the ids and LSNs they were acknowledged with.
+     */
+    excludeLsns: z
+      .array(LsnRangeSchema)
+      .min(1, 'list at least one range, or leave excludeLsns out')
+      .max(10_000)
+      .optional(),
   })
   .strict()
   .superRefine(
     (input, ctx) => {
       // With `when`, this also runs when other fields failed: each value may be anything.
-      const { database, backupId, pointInTime, toLsn, target, scratchDir } = input as Record<string, unknown>;
+      const { database, backupId, pointInTime, toLsn, target, scratchDir, acceptLoss, excludeLsns } = input as Record<
+        string,
+        unknown
+      >;
+      if (acceptLoss !== undefined && target === 'scratch') {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['acceptLoss'],
+          message: 'means nothing for a scratch restore, which replaces no data; leave it out',
+        });
+      }
+      if (Array.isArray(excludeLsns)) {
+        const ranges = (excludeLsns as Array<{ fromLsn?: unknown; toLsn?: unknown }>)
+          .filter((r) => typeof r?.fromLsn === 'number' && typeof r.toLsn === 'number')
+          .map((r) => ({ fromLsn: r.fromLsn as number, toLsn: r.toLsn as number }))
+          .sort((a, b) => a.fromLsn - b.fromLsn);
+        for (let i = 1; i < ranges.length; i++) {
+          const [a, b] = [ranges[i - 1]!, ranges[i]!];
+          if (b.fromLsn <= a.toLsn) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['excludeLsns'],
+              message: `ranges ${a.fromLsn}-${a.toLsn} and ${b.fromLsn}-${b.toLsn} overlap; merge them into one`,
+            });
+          }
+        }
+        if (typeof toLsn === 'number' && ranges.some((r) => r.toLsn > toLsn)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['excludeLsns'],
+            message: `reaches past toLsn ${toLsn}: a range to leave out must lie within what is restored`,
+          });
+        }
+      }
       if (pointInTime !== undefined && toLsn !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['toLsn'], message: 'give pointInTime or toLsn, not both' });
       }

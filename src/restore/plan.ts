@@ -21,8 +21,11 @@ import {
 /** Storage classes whose objects must be restored (hours) before they can be read. */
 export const ARCHIVE_STORAGE_CLASSES: readonly string[] = ['GLACIER', 'DEEP_ARCHIVE'];
 
-/** What fixed the target LSN: toLsn, pointInTime, or neither (everything the archive holds). */
-export type RestoreTargetKind = 'lsn' | 'pointInTime' | 'archived';
+/**
+ * What fixed the target LSN: toLsn, pointInTime, the head the cluster proved acknowledged, or
+ * neither (everything the archive holds).
+ */
+export type RestoreTargetKind = 'lsn' | 'pointInTime' | 'acknowledged' | 'archived';
 
 export interface PlanRestoreArgs {
   /** Every manifest of the database, all tiers, any order (bad ones included). */
@@ -37,6 +40,11 @@ export interface PlanRestoreArgs {
   headLsn?: number;
   /** Backups found bad during this restore, to fall back past. */
   excluded?: readonly string[];
+  /**
+   * The highest LSN the cluster proved acknowledged: a restore of "everything" must reach it, or
+   * be refused unless request.acceptLoss (then the plan says what is lost).
+   */
+  requiredLsn?: number;
 }
 
 export interface RestorePlan {
@@ -58,6 +66,10 @@ export interface RestorePlan {
   fallbacks: Manifest[];
   /** LSNs the live node has that the restored database will not (headLsn > targetLsn). */
   notRestored?: LsnRange;
+  /** Acknowledged LSNs the restore cannot bring back (accepted with acceptLoss). */
+  lost?: LsnRange;
+  /** Batches left out on purpose (request.excludeLsns), in LSN order. */
+  excludedLsns?: LsnRange[];
   /** One line for people: what was chosen and why. */
   reason: string;
 }
@@ -75,7 +87,11 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
   const ofDatabase = args.backups.filter((b) => b.database === database);
   // L1 lives on its node's disk: when the restore names a node, another node's L1 is out of reach.
   const onNode = (b: Manifest): boolean => !(request.node !== undefined && b.tier === 'L1' && b.node !== request.node);
-  const candidates = ofDatabase.filter((b) => !b.bad && !excluded.has(b.backupId) && onNode(b));
+  // A surgical restore starts from a backup taken before the first batch it leaves out.
+  const leftOut = [...(request.excludeLsns ?? [])].sort((a, b) => a.fromLsn - b.fromLsn);
+  const firstLeftOut = leftOut[0]?.fromLsn;
+  const beforeLeftOut = (b: Manifest): boolean => firstLeftOut === undefined || b.snapshot.lsn < firstLeftOut;
+  const candidates = ofDatabase.filter((b) => !b.bad && !excluded.has(b.backupId) && onNode(b) && beforeLeftOut(b));
 
   // The point asked for.
   if (request.pointInTime !== undefined && request.toLsn !== undefined) {
@@ -114,6 +130,13 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
         `backup ${id} was found bad during this restore; name another backup or leave backupId out`,
       );
     }
+    if (!beforeLeftOut(named)) {
+      return refuse(
+        'backupId',
+        `backup ${id} was taken at LSN ${named.snapshot.lsn}, so it holds batches excludeLsns leaves out (from LSN ${firstLeftOut}); ` +
+          `name a backup taken before LSN ${firstLeftOut} or leave backupId out`,
+      );
+    }
     if (!onNode(named)) {
       return refuse(
         'backupId',
@@ -122,7 +145,15 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
     }
   }
 
-  if (candidates.length === 0) return refuse('database', noUsableBackup(database, ofDatabase, excluded, request.node));
+  if (candidates.length === 0) {
+    if (firstLeftOut !== undefined && ofDatabase.some((b) => !b.bad && onNode(b))) {
+      return refuse(
+        'excludeLsns',
+        `no usable backup was taken before LSN ${firstLeftOut}, the first batch to leave out; the oldest usable one holds it`,
+      );
+    }
+    return refuse('database', noUsableBackup(database, ofDatabase, excluded, request.node));
+  }
 
   if (pit) {
     const oldest = oldestByCreation(candidates);
@@ -139,7 +170,7 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
   }
   if (args.headLsn !== undefined) checkLsn(args.headLsn, 'headLsn');
 
-  const kind: RestoreTargetKind = request.toLsn !== undefined ? 'lsn' : pit ? 'pointInTime' : 'archived';
+  let kind: RestoreTargetKind = request.toLsn !== undefined ? 'lsn' : pit ? 'pointInTime' : 'archived';
   const requested = request.toLsn ?? (pit ? args.targetLsnForTime : undefined);
   const targetField: RestoreField = kind === 'pointInTime' ? 'pointInTime' : 'toLsn';
   const point = (lsn: number): string => `LSN ${lsn}${pit ? `, pointInTime ${pit.iso}` : ''}`;
@@ -187,6 +218,34 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
       requested === undefined ? 'newest verified backup' : `newest verified backup at or before ${point(requested)}`;
   }
 
+  // "Everything" on a cluster means everything acknowledged, not merely what the archive holds.
+  let lost: LsnRange | undefined;
+  if (kind === 'archived' && args.requiredLsn !== undefined) {
+    checkLsn(args.requiredLsn, 'requiredLsn');
+    if (targetLsn < args.requiredLsn) {
+      const atStake = { fromLsn: targetLsn + 1, toLsn: args.requiredLsn };
+      if (!request.acceptLoss) {
+        return refuse(
+          'acceptLoss',
+          `LSN ${atStake.fromLsn} → ${atStake.toLsn} (${atStake.toLsn - atStake.fromLsn + 1} LSNs) were acknowledged to clients ` +
+            `but are not in the log archive, which ends at LSN ${targetLsn}; a restore from backups would lose them. ` +
+            'Wait for the archive to catch up, restore from a node that holds them, or pass acceptLoss: true',
+        );
+      }
+      lost = atStake;
+    } else {
+      targetLsn = args.requiredLsn;
+      kind = 'acknowledged';
+    }
+  }
+  const beyond = leftOut.filter((r) => r.toLsn > targetLsn);
+  if (beyond.length > 0) {
+    return refuse(
+      'excludeLsns',
+      `${beyond.map((r) => `${r.fromLsn}-${r.toLsn}`).join(', ')} lies beyond LSN ${targetLsn}, the last LSN this restore reaches (the head)`,
+    );
+  }
+
   const coverage = contiguousFrom(args.segments, chosen.snapshot.lsn, targetLsn);
   if (coverage.reachedLsn < targetLsn) {
     const where = coverage.gap
@@ -223,6 +282,8 @@ export function planRestore(args: PlanRestoreArgs): PlanRestoreResult {
   if (args.headLsn !== undefined && args.headLsn > targetLsn) {
     plan.notRestored = { fromLsn: targetLsn + 1, toLsn: args.headLsn };
   }
+  if (lost) plan.lost = lost;
+  if (leftOut.length > 0) plan.excludedLsns = leftOut;
   const failed = [...excluded].filter((id) => ofDatabase.some((b) => b.backupId === id));
   if (failed.length > 0) notes.push(`passed over ${failed.join(', ')}: found bad during this restore`);
   plan.reason = describe(plan, lead, notes);
@@ -306,6 +367,17 @@ function describe(plan: RestorePlan, lead: string, notes: readonly string[]): st
       : `, then ${segments}, LSN ${from} → ${targetLsn}`,
   );
   if (plan.targetKind === 'archived') parts.push(' (end of the log archive)');
+  if (plan.targetKind === 'acknowledged') parts.push(' (everything acknowledged)');
+  if (plan.excludedLsns) {
+    parts.push(
+      `, leaving out LSN ${plan.excludedLsns.map((r) => (r.fromLsn === r.toLsn ? `${r.fromLsn}` : `${r.fromLsn}-${r.toLsn}`)).join(', ')}`,
+    );
+  }
+  if (plan.lost) {
+    parts.push(
+      `; LSN ${plan.lost.fromLsn} → ${plan.lost.toLsn} were acknowledged but are not archived: lost (acceptLoss)`,
+    );
+  }
   if (plan.needsRetrieval) parts.push(`; needs retrieval from ${backup.artifact.storageClass} first`);
   for (const note of notes) parts.push(`; ${note}`);
   if (plan.notRestored) {

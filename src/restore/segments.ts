@@ -1,8 +1,13 @@
 /**
  * The continuous log archive: the events written after each backup, in sealed segments keyed by
- * their (inclusive) LSN range, `<database>/log/<startLsn>-<endLsn>.ndjson.zst` with both LSNs
- * zero-padded to 20 digits so keys sort in LSN order. This file names segments and decides which
- * ones a restore replays. Pure: workflow code imports it.
+ * their (inclusive) LSN range and the epoch that wrote them,
+ * `<database>/log/<startLsn>-<endLsn>-e<epoch>.ndjson.zst`, both LSNs zero-padded to 20 digits so
+ * keys sort in LSN order. The epoch makes a key unique for its content: after a restore opens a
+ * new epoch at an earlier LSN, the new history's segments never take the keys of the abandoned
+ * ones (retired under log-retired/). Keys written before epochs were named (no `-e<n>`) still
+ * read. A segment covers every LSN of its range; LSNs with no event inside it (batches left out
+ * by a surgical restore) are holes of the history, not gaps of the archive. This file names
+ * segments and decides which ones a restore replays. Pure: workflow code imports it.
  */
 import { NAME_RE } from '../domain';
 
@@ -20,12 +25,15 @@ export interface Segment {
   /** Timestamp of the first and last batch, ISO-8601 with µs, when its metadata says. */
   firstTs?: string;
   lastTs?: string;
+  /** The epoch whose primary wrote these batches, when the key names it. */
+  epoch?: number;
 }
 
 export interface ParsedSegmentKey {
   database: string;
   startLsn: number;
   endLsn: number;
+  epoch?: number;
 }
 
 /** Apply LSNs fromLsn..toLsn (inclusive) of a segment: a sub-range when another step covers the rest. */
@@ -61,25 +69,28 @@ export function logFolder(database: string): string {
   return `${database}/log`;
 }
 
-/** kimiclaw, 1201, 1375 → kimiclaw/log/00000000000000001201-00000000000000001375.ndjson.zst */
-export function segmentKey(database: string, startLsn: number, endLsn: number): string {
+/** kimiclaw, 1201, 1375, 3 → kimiclaw/log/00000000000000001201-00000000000000001375-e3.ndjson.zst */
+export function segmentKey(database: string, startLsn: number, endLsn: number, epoch: number): string {
   if (!NAME_RE.test(database)) throw new RangeError(`"${database}" is not a database name`);
   checkRange(startLsn, endLsn);
-  return `${logFolder(database)}/${padLsn(startLsn)}-${padLsn(endLsn)}.ndjson.zst`;
+  if (!Number.isSafeInteger(epoch) || epoch < 1) throw new RangeError(`epoch must be an integer ≥ 1, got ${epoch}`);
+  return `${logFolder(database)}/${padLsn(startLsn)}-${padLsn(endLsn)}-e${epoch}.ndjson.zst`;
 }
 
-const SEGMENT_KEY_RE = /^([a-z0-9][a-z0-9_-]{0,62})\/log\/(\d{20})-(\d{20})\.ndjson\.zst$/;
+const SEGMENT_KEY_RE = /^([a-z0-9][a-z0-9_-]{0,62})\/log\/(\d{20})-(\d{20})(?:-e(\d{1,15}))?\.ndjson\.zst$/;
 
 /** Reads a segment key; undefined for anything that is not exactly one (including end < start). */
 export function parseSegmentKey(key: string): ParsedSegmentKey | undefined {
   const m = SEGMENT_KEY_RE.exec(key);
   if (!m) return undefined;
-  const [, database, start, end] = m as unknown as [string, string, string, string];
+  const [, database, start, end, epochText] = m as unknown as [string, string, string, string, string | undefined];
   const startLsn = Number(start);
   const endLsn = Number(end);
   if (!Number.isSafeInteger(startLsn) || !Number.isSafeInteger(endLsn)) return undefined;
   if (startLsn < 1 || endLsn < startLsn) return undefined;
-  return { database, startLsn, endLsn };
+  if (epochText === undefined) return { database, startLsn, endLsn };
+  const epoch = Number(epochText);
+  return epoch >= 1 ? { database, startLsn, endLsn, epoch } : undefined;
 }
 
 /**
@@ -202,4 +213,26 @@ function checkRange(startLsn: number, endLsn: number, key?: string): void {
 
 function compareText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * The epoch that wrote LSN `lsn`, from a node's epoch history ({ epoch, startLsn }: the epoch's
+ * batches have LSNs above startLsn); 1 before the first promotion.
+ */
+export function epochOfLsn(history: readonly { epoch: number; startLsn: number }[], lsn: number): number {
+  let epoch = 1;
+  for (const h of history) if (h.startLsn < lsn) epoch = Math.max(epoch, h.epoch);
+  return epoch;
+}
+
+/**
+ * Where a segment sealed after `afterLsn` must end so that it holds one epoch only: the last LSN of
+ * the epoch that wrote afterLsn + 1 (undefined: that epoch has not ended).
+ */
+export function epochEndAfter(
+  history: readonly { epoch: number; startLsn: number }[],
+  afterLsn: number,
+): number | undefined {
+  const starts = history.map((h) => h.startLsn).filter((start) => start > afterLsn);
+  return starts.length > 0 ? Math.min(...starts) : undefined;
 }

@@ -173,3 +173,49 @@ void describe('RestoreInputSchema via parseInput', () => {
     assert.equal(problems(42).length, 1);
   });
 });
+
+void describe('RestoreInputSchema: acceptLoss and excludeLsns', () => {
+  void test('ranges to leave out are kept as given; acceptLoss in place', () => {
+    const v = value({
+      excludeLsns: [
+        { fromLsn: 5, toLsn: 9 },
+        { fromLsn: 12, toLsn: 12 },
+      ],
+      acceptLoss: true,
+    });
+    assert.deepEqual(v.excludeLsns, [
+      { fromLsn: 5, toLsn: 9 },
+      { fromLsn: 12, toLsn: 12 },
+    ]);
+    assert.equal(v.acceptLoss, true);
+  });
+
+  void test('empty, overlapping and out-of-range ranges are refused, naming excludeLsns', () => {
+    assert.match(
+      problems({ excludeLsns: [{ fromLsn: 9, toLsn: 5 }] }).join(),
+      /excludeLsns\.0: is empty: fromLsn must be at most toLsn/,
+    );
+    assert.match(problems({ excludeLsns: [] }).join(), /excludeLsns: list at least one range/);
+    assert.match(
+      problems({
+        excludeLsns: [
+          { fromLsn: 5, toLsn: 9 },
+          { fromLsn: 9, toLsn: 12 },
+        ],
+      }).join(),
+      /excludeLsns: ranges 5-9 and 9-12 overlap; merge them into one/,
+    );
+    assert.match(
+      problems({ toLsn: 10, excludeLsns: [{ fromLsn: 8, toLsn: 11 }] }).join(),
+      /excludeLsns: reaches past toLsn 10/,
+    );
+    assert.match(problems({ excludeLsns: [{ fromLsn: 0, toLsn: 2 }] }).join(), /excludeLsns\.0\.fromLsn/);
+  });
+
+  void test('acceptLoss on a scratch restore is refused: it means nothing there', () => {
+    assert.match(
+      problems({ target: 'scratch', acceptLoss: true }).join(),
+      /acceptLoss: means nothing for a scratch restore/,
+    );
+  });
+});

@@ -67,7 +67,12 @@ function manifest(spec: BackupSpec): Manifest {
 
 /** A segment with 10 rows per LSN, or the rows given, or none known ('unknown'). */
 function seg(startLsn: number, endLsn: number, rows: number | 'unknown' = (endLsn - startLsn + 1) * 10): Segment {
-  return { startLsn, endLsn, key: segmentKey('kimiclaw', startLsn, endLsn), ...(rows === 'unknown' ? {} : { rows }) };
+  return {
+    startLsn,
+    endLsn,
+    key: segmentKey('kimiclaw', startLsn, endLsn, 1),
+    ...(rows === 'unknown' ? {} : { rows }),
+  };
 }
 
 // The usual catalog: a monthly archive, yesterday's daily, this hour's local snapshot.
@@ -643,5 +648,68 @@ void describe('inUseBackupIds', () => {
   void test('the chosen backup first, then the fallbacks', () => {
     assert.deepEqual(inUseBackupIds(plan()), [L1.backupId, L2.backupId, L3.backupId]);
     assert.deepEqual(inUseBackupIds(plan({ backupId: L2.backupId })), [L2.backupId]);
+  });
+});
+
+void describe('planRestore: everything acknowledged (a cluster proves its head)', () => {
+  void test('rolls forward to the acknowledged head when the archive reaches it', () => {
+    const p = plan({}, { requiredLsn: 1360 });
+    assert.equal(p.targetKind, 'acknowledged');
+    assert.equal(p.targetLsn, 1360);
+    assert.equal(p.lost, undefined);
+    assert.match(p.reason, /everything acknowledged/);
+  });
+
+  void test('refuses when the archive trails the acknowledged head, saying how many LSNs are at stake', () => {
+    const r = refusal({}, { requiredLsn: 1400 });
+    assert.equal(r.field, 'acceptLoss');
+    assert.match(r.message, /LSN 1376 → 1400 \(25 LSNs\) were acknowledged .* archive, which ends at LSN 1375/);
+  });
+
+  void test('with acceptLoss, restores what the archive holds and names what is lost', () => {
+    const p = plan({ acceptLoss: true }, { requiredLsn: 1400 });
+    assert.equal(p.targetLsn, 1375);
+    assert.deepEqual(p.lost, { fromLsn: 1376, toLsn: 1400 });
+    assert.match(p.reason, /LSN 1376 → 1400 were acknowledged but are not archived: lost/);
+  });
+
+  void test('an explicit target is not raised to the acknowledged head', () => {
+    const p = plan({ toLsn: 1250 }, { requiredLsn: 1400 });
+    assert.equal(p.targetKind, 'lsn');
+    assert.equal(p.targetLsn, 1250);
+  });
+});
+
+void describe('planRestore: batches left out (excludeLsns)', () => {
+  void test('starts from the newest backup before the first batch left out and replays around them', () => {
+    const p = plan({
+      excludeLsns: [
+        { fromLsn: 1300, toLsn: 1300 },
+        { fromLsn: 1210, toLsn: 1212 },
+      ],
+    });
+    assert.equal(p.backup, L1);
+    assert.equal(p.targetLsn, 1375);
+    assert.deepEqual(p.excludedLsns, [
+      { fromLsn: 1210, toLsn: 1212 },
+      { fromLsn: 1300, toLsn: 1300 },
+    ]);
+    assert.match(p.reason, /leaving out LSN 1210-1212, 1300/);
+  });
+
+  void test('a backup holding a batch to leave out is never the start', () => {
+    assert.equal(plan({ excludeLsns: [{ fromLsn: 1150, toLsn: 1160 }] }).backup, L2);
+    const named = refusal({ backupId: L1.backupId, excludeLsns: [{ fromLsn: 1150, toLsn: 1160 }] });
+    assert.equal(named.field, 'backupId');
+    assert.match(named.message, /taken at LSN 1200, so it holds batches excludeLsns leaves out \(from LSN 1150\)/);
+    const none = refusal({ excludeLsns: [{ fromLsn: 50, toLsn: 60 }] });
+    assert.equal(none.field, 'excludeLsns');
+    assert.match(none.message, /no usable backup was taken before LSN 50/);
+  });
+
+  void test('a range beyond the head is refused', () => {
+    const r = refusal({ excludeLsns: [{ fromLsn: 1370, toLsn: 1380 }] });
+    assert.equal(r.field, 'excludeLsns');
+    assert.match(r.message, /1370-1380 lies beyond LSN 1375, the last LSN this restore reaches/);
   });
 });

@@ -2,6 +2,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
   contiguousFrom,
+  epochEndAfter,
+  epochOfLsn,
   coveredRanges,
   isWholeSegment,
   parseSegmentKey,
@@ -13,7 +15,12 @@ import {
 } from '../../src/restore/segments';
 
 function seg(startLsn: number, endLsn: number, rows?: number): Segment {
-  return { startLsn, endLsn, key: segmentKey('kimiclaw', startLsn, endLsn), ...(rows === undefined ? {} : { rows }) };
+  return {
+    startLsn,
+    endLsn,
+    key: segmentKey('kimiclaw', startLsn, endLsn, 1),
+    ...(rows === undefined ? {} : { rows }),
+  };
 }
 
 /** Steps as "segment:from-to" so a failure shows the whole plan at once. */
@@ -37,20 +44,43 @@ function random(seed: number): () => number {
 }
 
 void describe('segmentKey', () => {
-  void test('pads both LSNs to 20 digits under <database>/log/', () => {
+  void test('pads both LSNs to 20 digits under <database>/log/, and names the epoch', () => {
     assert.equal(
-      segmentKey('kimiclaw', 1201, 1375),
-      'kimiclaw/log/00000000000000001201-00000000000000001375.ndjson.zst',
+      segmentKey('kimiclaw', 1201, 1375, 3),
+      'kimiclaw/log/00000000000000001201-00000000000000001375-e3.ndjson.zst',
     );
-    assert.equal(segmentKey('events_2', 1, 1), 'events_2/log/00000000000000000001-00000000000000000001.ndjson.zst');
     assert.equal(
-      segmentKey('kimiclaw', 1, Number.MAX_SAFE_INTEGER),
-      'kimiclaw/log/00000000000000000001-00009007199254740991.ndjson.zst',
+      segmentKey('events_2', 1, 1, 1),
+      'events_2/log/00000000000000000001-00000000000000000001-e1.ndjson.zst',
+    );
+    assert.equal(
+      segmentKey('kimiclaw', 1, Number.MAX_SAFE_INTEGER, 12),
+      'kimiclaw/log/00000000000000000001-00009007199254740991-e12.ndjson.zst',
     );
   });
 
+  void test('reads keys written before epochs were named, and refuses epoch 0', () => {
+    assert.deepEqual(parseSegmentKey('kimiclaw/log/00000000000000001201-00000000000000001375.ndjson.zst'), {
+      database: 'kimiclaw',
+      startLsn: 1201,
+      endLsn: 1375,
+    });
+    assert.deepEqual(parseSegmentKey(segmentKey('kimiclaw', 5, 9, 4)), {
+      database: 'kimiclaw',
+      startLsn: 5,
+      endLsn: 9,
+      epoch: 4,
+    });
+    assert.equal(parseSegmentKey('kimiclaw/log/00000000000000000005-00000000000000000009-e0.ndjson.zst'), undefined);
+    assert.throws(() => segmentKey('kimiclaw', 5, 9, 0), /epoch must be an integer ≥ 1, got 0/);
+  });
+
   void test('keys sort in LSN order', () => {
-    const keys = [segmentKey('kimiclaw', 1001, 1200), segmentKey('kimiclaw', 99, 1000), segmentKey('kimiclaw', 1, 98)];
+    const keys = [
+      segmentKey('kimiclaw', 1001, 1200, 1),
+      segmentKey('kimiclaw', 99, 1000, 1),
+      segmentKey('kimiclaw', 1, 98, 1),
+    ];
     assert.deepEqual(
       [...keys].sort().map((k) => parseSegmentKey(k)?.startLsn),
       [1, 99, 1001],
@@ -58,13 +88,13 @@ void describe('segmentKey', () => {
   });
 
   void test('refuses a bad database name or range', () => {
-    assert.throws(() => segmentKey('../etc', 1, 2), /"\.\.\/etc" is not a database name/);
-    assert.throws(() => segmentKey('Kimiclaw', 1, 2), RangeError);
-    assert.throws(() => segmentKey('kimiclaw', 0, 2), /startLsn must be an integer ≥ 1, got 0/);
-    assert.throws(() => segmentKey('kimiclaw', 5, 4), /endLsn must be an integer ≥ startLsn \(5\), got 4/);
-    assert.throws(() => segmentKey('kimiclaw', 1.5, 4), RangeError);
-    assert.throws(() => segmentKey('kimiclaw', 1, Number.MAX_SAFE_INTEGER + 1), RangeError);
-    assert.throws(() => segmentKey('kimiclaw', Number.NaN, 4), RangeError);
+    assert.throws(() => segmentKey('../etc', 1, 2, 1), /"\.\.\/etc" is not a database name/);
+    assert.throws(() => segmentKey('Kimiclaw', 1, 2, 1), RangeError);
+    assert.throws(() => segmentKey('kimiclaw', 0, 2, 1), /startLsn must be an integer ≥ 1, got 0/);
+    assert.throws(() => segmentKey('kimiclaw', 5, 4, 1), /endLsn must be an integer ≥ startLsn \(5\), got 4/);
+    assert.throws(() => segmentKey('kimiclaw', 1.5, 4, 1), RangeError);
+    assert.throws(() => segmentKey('kimiclaw', 1, Number.MAX_SAFE_INTEGER + 1, 1), RangeError);
+    assert.throws(() => segmentKey('kimiclaw', Number.NaN, 4, 1), RangeError);
   });
 });
 
@@ -75,7 +105,12 @@ void describe('parseSegmentKey', () => {
       ['kimiclaw', 1201, 1375],
       ['a', 42, Number.MAX_SAFE_INTEGER],
     ] as const) {
-      assert.deepEqual(parseSegmentKey(segmentKey(db, start, end)), { database: db, startLsn: start, endLsn: end });
+      assert.deepEqual(parseSegmentKey(segmentKey(db, start, end, 2)), {
+        database: db,
+        startLsn: start,
+        endLsn: end,
+        epoch: 2,
+      });
     }
   });
 
@@ -355,5 +390,29 @@ void describe('isWholeSegment and stepRows', () => {
     assert.equal(stepRows({ segment: s, fromLsn: 11, toLsn: 19 }), undefined);
     assert.equal(stepRows({ segment: seg(11, 20), fromLsn: 11, toLsn: 20 }), undefined);
     assert.equal(stepRows({ segment: seg(11, 20, 0), fromLsn: 11, toLsn: 20 }), 0);
+  });
+});
+
+void describe('epochs of the history', () => {
+  // Epoch 2 began after LSN 100, epoch 5 after LSN 250 (a restore rewound to 250 and opened epoch 5).
+  const history = [
+    { epoch: 2, startLsn: 100 },
+    { epoch: 5, startLsn: 250 },
+  ];
+
+  void test('epochOfLsn: the epoch that wrote an LSN', () => {
+    assert.equal(epochOfLsn([], 7), 1);
+    assert.equal(epochOfLsn(history, 100), 1);
+    assert.equal(epochOfLsn(history, 101), 2);
+    assert.equal(epochOfLsn(history, 250), 2);
+    assert.equal(epochOfLsn(history, 251), 5);
+  });
+
+  void test('epochEndAfter: where a segment must stop to hold one epoch', () => {
+    assert.equal(epochEndAfter(history, 0), 100);
+    assert.equal(epochEndAfter(history, 99), 100);
+    assert.equal(epochEndAfter(history, 100), 250);
+    assert.equal(epochEndAfter(history, 250), undefined);
+    assert.equal(epochEndAfter([], 10), undefined);
   });
 });
