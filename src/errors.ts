@@ -52,6 +52,20 @@ export class VerificationFailed extends Error {
   }
 }
 
+/**
+ * A node refused because its database file is damaged (docs/node-api.md, `Damaged`): a fact about
+ * the file that no retry changes; it holds until the node is rebuilt or restored. Not retried.
+ */
+export class NodeDamaged extends Error {
+  constructor(
+    readonly node: string,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'NodeDamaged';
+  }
+}
+
 /** Another topology change of the cluster holds its lease. Not retried: the message names the holder. */
 export class TopologyBusy extends Error {
   constructor(message: string) {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { FINGERPRINT_VERSIONS } from './duckdb/row-checksum';
-import { ConfigProblem, InputProblem, Unavailable, networkErrorCode } from './errors';
+import { ConfigProblem, InputProblem, NodeDamaged, Unavailable, networkErrorCode } from './errors';
 import type { NodeToken } from './node-token';
 
 const HealthSchema = z.object({
@@ -18,8 +18,49 @@ const HealthSchema = z.object({
   rows: z.number(),
   /** Where each primary epoch this node knows of began (docs/node-api.md, replication). */
   history: z.array(z.object({ epoch: z.number(), startLsn: z.number() })).default([]),
+  /** false unless status is ok or maintenance: the write path fails or there is no database. */
+  writable: z.boolean().optional(),
+  /** Why a damaged or unwritable node is so. */
+  damage: z
+    .object({
+      reason: z.string(),
+      detectedBy: z.enum(['open', 'scrub', 'read', 'write', 'checkpoint']),
+      at: z.string(),
+    })
+    .optional(),
+  /** The highest LSN the node knows to be acknowledged; a node that does not say cannot prove any. */
+  ackedLsn: z.number().optional(),
+  disk: z.object({ path: z.string(), freeBytes: z.number(), totalBytes: z.number(), low: z.boolean() }).optional(),
+  scrub: z
+    .object({
+      lastRunAt: z.string().nullable(),
+      lastDurationMs: z.number().nullable(),
+      bytesChecked: z.number(),
+      ok: z.boolean().nullable(),
+      nextAt: z.string().nullable(),
+      error: z.string().optional(),
+    })
+    .optional(),
 });
 export type NodeHealth = z.infer<typeof HealthSchema>;
+
+const InitializeSchema = z.object({ role: z.enum(['primary', 'replica']), epoch: z.number(), lsn: z.number() }).loose();
+
+const AsideSchema = z.object({
+  path: z.string(),
+  retentionMs: z.number(),
+  aside: z.array(
+    z.object({
+      name: z.string(),
+      path: z.string(),
+      bytes: z.number(),
+      movedAt: z.string(),
+      reason: z.string(),
+      expiresAt: z.string(),
+    }),
+  ),
+});
+export type NodeAside = z.infer<typeof AsideSchema>;
 
 const FingerprintFields = {
   rows: z.number(),
@@ -116,7 +157,7 @@ export class NodeClient {
   }
 
   /** Makes the node primary of `epoch`, replicating to `replicas` (docs/node-api.md, fencing). */
-  promote(body: { epoch: number; replicas: ReplicaSpec[]; allowDegraded: boolean }) {
+  promote(body: { epoch: number; replicas: ReplicaSpec[]; allowDegraded: boolean; startLsn?: number }) {
     return this.call('POST', '/promote', body, PromoteSchema);
   }
 
@@ -126,8 +167,18 @@ export class NodeClient {
   }
 
   /** On the primary of `epoch`: its replicas, or whether it may acknowledge without one. */
-  setReplication(body: { epoch: number; replicas?: ReplicaSpec[]; allowDegraded?: boolean }) {
+  setReplication(body: { epoch: number; replicas?: ReplicaSpec[]; allowDegraded?: boolean; bootstrap?: string[] }) {
     return this.call('POST', '/replication', body, ReplicationStatusSchema);
+  }
+
+  /** An empty node creates its database in this role (docs/node-api.md, POST /initialize). */
+  initialize(body: { role: 'primary' | 'replica'; epoch: number }) {
+    return this.call('POST', '/initialize', body, InitializeSchema);
+  }
+
+  /** The files the node moved aside (rebuilds, restores), kept until their expiry. */
+  aside(): Promise<NodeAside> {
+    return this.call('GET', '/aside', undefined, AsideSchema);
   }
 
   private async call<T>(
@@ -171,6 +222,9 @@ export class NodeClient {
           'nodeAuth',
           `${what} refused ${sent} (HTTP ${response.status}: ${message}); set nodeAuth.tokenFile or KIMICLAW_NODE_TOKEN to a control token the node accepts`,
         );
+      }
+      if (parsed.success && parsed.data.error.code === 'Damaged') {
+        throw new NodeDamaged(this.nodeId, `${what} refused ${method} ${path}: ${message}`);
       }
       if (response.status >= 400 && response.status < 500 && parsed.success) {
         throw new InputProblem(parsed.data.error.field ?? parsed.data.error.code, `${what} refused: ${message}`);

@@ -71,7 +71,7 @@ async function runRestore(input: RestoreInput) {
 void describe('restoring a version-1 backup', () => {
   void test('in place: verified in version 1, replayed and opened in version 2', async () => {
     const result = await runRestore({ backupId: BACKUP_ID });
-    assert.deepEqual(result.verification, { fingerprintVersion: 1, verifiedBy: 'recorded-checksum' });
+    assert.deepEqual(result.verification!, { fingerprintVersion: 1, verifiedBy: 'recorded-checksum' });
     assert.equal(result.rowsReplayed, 6);
     assert.equal(result.finalLsn, 103);
 
@@ -90,10 +90,10 @@ void describe('restoring a version-1 backup', () => {
     await stores.s3().putJson(key, { format: 1, v1KnownAnswer: { ...V1_KNOWN_ANSWER, hash: '42', duckdb: 'v1.2.2' } });
     try {
       const result = await runRestore({ backupId: BACKUP_ID, target: 'scratch' });
-      assert.equal(result.verification.fingerprintVersion, 1);
-      assert.equal(result.verification.verifiedBy, 'sha256+codec');
+      assert.equal(result.verification!.fingerprintVersion, 1);
+      assert.equal(result.verification!.verifiedBy, 'sha256+codec');
       assert.match(
-        result.verification.checksumSkipped ?? '',
+        result.verification!.checksumSkipped ?? '',
         /where DuckDB v1\.2\.2 computed 42: hash\(\) has changed/,
       );
       assert.equal(result.rows, 1006);

@@ -77,6 +77,7 @@ async function startNode(id: string): Promise<NodeProcess> {
   const node = new NodeProcess(id, join(dir, 'nodes'));
   node.env = NODE_TOKEN_ENV;
   node.logFile = logFile(`node-${id}`);
+  node.createIfMissing = true;
   await node.start();
   nodes.push(node);
   return node;

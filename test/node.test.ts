@@ -41,7 +41,8 @@ import { fingerprintFile, recordedFingerprintFile } from '../src/duckdb/verify';
 import { generateDatabase } from '../src/node/generate';
 import { Gate, Mutex } from '../src/node/mutex';
 import { startWriter } from '../src/node/writer';
-import { type AppendResult, EventStore, MaintenanceError } from '../src/node/store';
+import { type AppendResult, EventStore } from '../src/node/store';
+import { MaintenanceError } from '../src/node/store-errors';
 import { AUTH, EVENTS_CREDENTIAL, NODE_TOKEN_ENV, teeToLog } from './credentials';
 
 const REPO = resolve(__dirname, '..');
@@ -75,6 +76,8 @@ async function spawnNode(dataDir: string, id = 'node1'): Promise<NodeProcess> {
       '127.0.0.1',
       '--database',
       'kimiclaw',
+      '--init',
+      'primary',
     ],
     { cwd: REPO, env: { ...process.env, ...NODE_TOKEN_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
@@ -179,21 +182,31 @@ void describe('node API', () => {
     });
     assert.deepEqual(second.body, { lsn: 2, firstId: 4, lastId: 4, count: 1 });
 
-    const health = await call(`${node.url}/health`, 'GET');
-    assert.deepEqual(health.body, {
+    const health = await call<{ disk: Record<string, unknown>; scrub: Record<string, unknown> }>(
+      `${node.url}/health`,
+      'GET',
+    );
+    const { disk, scrub, ...rest } = health.body;
+    assert.deepEqual(rest, {
       status: 'ok',
+      writable: true,
       node: 'node1',
       database: 'kimiclaw',
       role: 'primary',
       epoch: 1,
       history: [],
       lsn: 2,
+      ackedLsn: 2,
       rows: 4,
       allowDegraded: false,
       syncState: 'standalone',
       auth: 'bearer',
       replicas: [],
     });
+    assert.equal(disk.path, resolve(dataDir));
+    assert.ok(Number(disk.freeBytes) > 0 && Number(disk.totalBytes) >= Number(disk.freeBytes), JSON.stringify(disk));
+    assert.equal(typeof disk.low, 'boolean');
+    assert.deepEqual(Object.keys(scrub).sort(), ['bytesChecked', 'lastDurationMs', 'lastRunAt', 'nextAt', 'ok']);
 
     const stats = await call<Stats>(`${node.url}/stats`, 'GET');
     assert.equal(stats.status, 200);

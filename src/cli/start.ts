@@ -8,6 +8,7 @@
  * the first run in .data/node-token (mode 0600). It reaches the nodes through --token-file or
  * their environment, and the worker, the writer and later CLI calls through the config.
  */
+import { existsSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
@@ -15,6 +16,7 @@ import { DEFAULT_DATABASE } from '../domain';
 import { EMBEDDED_CONFIG_FILE, loadRawConfig, validateConfig, type Config } from '../config';
 import { KimiclawDr, connectTemporal } from '../client';
 import { NodeProcess } from '../dev/node-process';
+import { NodeClient } from '../node-client';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../dev/servers';
 import { freePort, isPortFree } from '../net';
 import { primaryKey } from '../activities/cluster';
@@ -122,6 +124,9 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
         const node = new NodeProcess(id, root, DEFAULT_DATABASE, ports[i]);
         node.env = credential.env;
         node.logFile = join(root, `${id}.log`);
+        // A data directory made here is a new cluster: its nodes create their databases. On later
+        // runs a missing database was lost, and the node waits "empty" to be restored or rebuilt.
+        node.createIfMissing = !existsSync(node.dataDir);
         return node;
       });
       // Each names the other: whichever is primary (a restart keeps the roles) replicates to it.
@@ -139,9 +144,10 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
         `node1=http://127.0.0.1:${ports[0]},sync`,
         ...credential.args,
       ];
+      // One node that does not start (or starts damaged) does not take the others down.
       for (const node of [nodes[1]!, nodes[0]!]) {
-        await node.start();
         stops.push({ name: `kimiclaw ${node.id}`, stop: () => node.stop('SIGTERM') });
+        await startNodeProcess(node);
       }
       const restarting = new Set<string>();
       // Like systemd: a node that dies is started again a few seconds later (and rejoins as a
@@ -153,13 +159,7 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
           say(`${node.id} exited; starting it again in 5 s`);
           setTimeout(() => {
             if (stopping) return;
-            node.start().then(
-              () => restarting.delete(node.id),
-              (err: unknown) => {
-                say(`${node.id} did not start: ${(err as Error).message}`);
-                restarting.delete(node.id);
-              },
-            );
+            void startNodeProcess(node).finally(() => restarting.delete(node.id));
           }, 5_000);
         }
       }, 1_000);
@@ -167,7 +167,7 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       raw.databases = [
         {
           name: DEFAULT_DATABASE,
-          nodes: nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })),
+          nodes: nodes.map((n, i) => ({ id: n.id, url: `http://127.0.0.1:${ports[i]}`, dataDir: n.dataDir })),
         },
       ];
     }
@@ -267,6 +267,39 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
   } catch (err) {
     await stopAll();
     throw err;
+  }
+}
+
+/**
+ * Starts a node process and says what state it came up in when that is not ok: a damaged file (and
+ * where it is; it is moved aside, not deleted, when the node is rebuilt or restored), no database,
+ * or a write path that fails. A node that does not start at all is said too; the supervisor tries
+ * it again.
+ */
+async function startNodeProcess(node: NodeProcess): Promise<void> {
+  try {
+    await node.start();
+  } catch (err) {
+    say(`${node.id} did not start: ${(err as Error).message.split('\n')[0]}`);
+    return;
+  }
+  node.createIfMissing = false;
+  const health = await new NodeClient(node.id, node.url, undefined, 5_000).health().catch(() => undefined);
+  if (!health || health.status === 'ok') return;
+  const file = join(node.dataDir, `${health.database}.duckdb`);
+  if (health.status === 'damaged') {
+    say(
+      `${node.id} started DAMAGED (${health.damage?.reason ?? 'no reason given'}; detected by ${health.damage?.detectedBy ?? '?'}). ` +
+        `It serves /health and refuses writes; its file ${file} stays where it is. monitor-${health.database} fails over ` +
+        `from it or rebuilds it from the healthy node, which moves the file aside to ${file}.aside.<time>.damaged (kept, never deleted).`,
+    );
+  } else if (health.status === 'empty') {
+    say(
+      `${node.id} has no database (${file} is missing) and waits "empty": restore it (\`kimiclaw-dr restore\`) ` +
+        'or let the monitor rebuild it from the healthy node.',
+    );
+  } else {
+    say(`${node.id} started ${health.status}${health.damage ? `: ${health.damage.reason}` : ''}`);
   }
 }
 

@@ -20,6 +20,11 @@ export class NodeProcess {
   env: Record<string, string> = {};
   /** When set, everything the process prints is appended here too. */
   logFile: string | undefined;
+  /**
+   * Create the database when it is missing (--init, in the role --role names, else primary): for a
+   * node whose data directory was just made. Off, a node without its database waits "empty".
+   */
+  createIfMissing = false;
 
   constructor(
     readonly id: string,
@@ -37,6 +42,10 @@ export class NodeProcess {
     const args = ['--import', 'tsx', join(__dirname, '..', 'node', 'main.ts')];
     args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
     args.push('--database', this.database, ...this.args);
+    if (this.createIfMissing) {
+      const role = this.args[this.args.indexOf('--role') + 1];
+      args.push('--init', this.args.includes('--role') && role ? role : 'primary');
+    }
     // tsx is resolved from the repository root, whatever the caller's working directory.
     const child = spawn(process.execPath, args, {
       cwd: join(__dirname, '..', '..'),
@@ -79,6 +88,11 @@ export class NodeProcess {
   /** The port it listens on (kept across restarts, so its URL stays the same). */
   get listeningPort(): number {
     return this.port;
+  }
+
+  /** The process id while it runs (the benchmarks read its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.running ? this.child?.pid : undefined;
   }
 
   /** Whether the process is running. */

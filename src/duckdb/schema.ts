@@ -43,6 +43,11 @@ export const STATE_CHECKSUM = 'checksum';
 /** Which fingerprint version STATE_CHECKSUM follows (row-checksum.ts); absent: version 1. */
 export const STATE_FINGERPRINT_VERSION = 'fingerprint_version';
 /**
+ * The highest LSN the node knew to be acknowledged at its last role change (a fenced node serves
+ * no further, GET /events); absent: 0.
+ */
+export const STATE_ACKED_LSN = 'acked_lsn';
+/**
  * The highest event id ever assigned in this history, when it is above max(events.id): a restore
  * that left batches out keeps their ids (and LSNs) used, so no id is acknowledged for two events.
  */
@@ -70,6 +75,14 @@ export const SET_STATE_SQL = 'INSERT OR REPLACE INTO node_state (key, value) VAL
  */
 export const UPDATE_LSN_SQL = `UPDATE node_state SET value = $1 WHERE key = '${STATE_LSN}'`;
 
+/** A database whose events table is not the kimiclaw one: the node cannot run on it. */
+export class SchemaMismatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaMismatchError';
+  }
+}
+
 /** Creates the tables if missing and refuses a file whose events table has another shape. */
 export async function ensureSchema(connection: DuckDBConnection): Promise<void> {
   await connection.run(CREATE_EVENTS_SQL);
@@ -81,7 +94,9 @@ export async function ensureSchema(connection: DuckDBConnection): Promise<void> 
   const actual = reader.getRows().map(([name, type]) => `${String(name)} ${String(type)}`);
   const expected = EVENT_COLUMNS.map((c) => `${c.name} ${c.type}`);
   if (actual.join(', ') !== expected.join(', ')) {
-    throw new Error(`the events table has columns (${actual.join(', ')}); expected (${expected.join(', ')})`);
+    throw new SchemaMismatchError(
+      `the events table has columns (${actual.join(', ')}); expected (${expected.join(', ')})`,
+    );
   }
 }
 

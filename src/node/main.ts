@@ -2,7 +2,9 @@
  * Runs one kimiclaw node as a process:
  *   npx tsx src/node/main.ts --id node1 --data-dir DIR [--port 0] [--host 127.0.0.1] [--database kimiclaw]
  *     [--role primary|replica] [--replica node2=http://127.0.0.1:7002[,sync|async]]... [--sync-timeout-ms 30000]
- *     [--bootstrap-lag-lsn 100000] (--token-file FILE [--events-token-file FILE] | --insecure-no-auth)
+ *     [--bootstrap-lag-lsn 100000] [--init primary|replica] [--scrub-interval 60s] [--scrub-budget-mibps 64]
+ *     [--min-free-bytes N] [--aside-retention 7d] [--reopen-interval 2s]
+ *     (--token-file FILE [--events-token-file FILE] | --insecure-no-auth)
  * Tokens come from files or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS, never argv; without one
  * the node refuses to start (src/node/auth-sources.ts). Prints exactly one line to stdout once
  * listening, {"event":"listening","url":...,"id":...}, so a parent can read the URL; everything
@@ -10,6 +12,7 @@
  * checkpoint, exit 0); SIGHUP reads the token files again.
  */
 import { parseArgs } from 'node:util';
+import { parseDuration } from '../duration';
 import { NodeAuth } from './auth';
 import { type AuthSources, loadAuthSetup, reloadTokens } from './auth-sources';
 import { errorMessage, jsonLogger } from './log';
@@ -18,7 +21,9 @@ import { startNode } from './server';
 const USAGE =
   'usage: main.ts --id <name> --data-dir <dir> [--port 0] [--host 127.0.0.1] [--database kimiclaw] [--drain-timeout-ms 30000]\n' +
   '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]\n' +
-  '               [--bootstrap-lag-lsn 100000]\n' +
+  '               [--bootstrap-lag-lsn 100000] [--init primary|replica]\n' +
+  '               [--scrub-interval 60s|0] [--scrub-budget-mibps 64] [--min-free-bytes N] [--aside-retention 7d]\n' +
+  '               [--reopen-interval 2s]\n' +
   '               (--token-file <file> [--events-token-file <file>] | --insecure-no-auth)\n' +
   '  tokens: one per line in the files, or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS (comma-separated)';
 
@@ -27,6 +32,22 @@ function parseReplica(text: string): { id: string; url: string; mode: 'sync' | '
   const match = /^([^=]+)=([^,]+)(?:,(sync|async))?$/.exec(text);
   if (!match) throw new Error(`--replica ${text}: expected <id>=<url>[,sync|async]\n${USAGE}`);
   return { id: match[1]!, url: match[2]!, mode: (match[3] as 'sync' | 'async' | undefined) ?? 'sync' };
+}
+
+/** A duration flag: "90s", "7d", … or 0. */
+function durationFlag(name: string, text: string): number {
+  const ms = text.trim() === '0' ? 0 : parseDuration(text);
+  if (ms === undefined || ms < 0)
+    throw new Error(`--${name} ${text}: expected a duration such as 60s, 15m, 7d (or 0)\n${USAGE}`);
+  return ms;
+}
+
+/** A non-negative number flag. */
+function numberFlag(name: string, text: string): number {
+  const value = Number(text);
+  if (!Number.isFinite(value) || value < 0)
+    throw new Error(`--${name} ${text}: expected a non-negative number\n${USAGE}`);
+  return value;
 }
 
 async function main(): Promise<void> {
@@ -42,6 +63,12 @@ async function main(): Promise<void> {
       replica: { type: 'string', multiple: true, default: [] },
       'sync-timeout-ms': { type: 'string', default: '30000' },
       'bootstrap-lag-lsn': { type: 'string', default: '100000' },
+      init: { type: 'string' },
+      'scrub-interval': { type: 'string', default: '60s' },
+      'scrub-budget-mibps': { type: 'string', default: '64' },
+      'min-free-bytes': { type: 'string' },
+      'aside-retention': { type: 'string', default: '7d' },
+      'reopen-interval': { type: 'string', default: '2s' },
       'token-file': { type: 'string' },
       'events-token-file': { type: 'string' },
       'insecure-no-auth': { type: 'boolean', default: false },
@@ -54,6 +81,10 @@ async function main(): Promise<void> {
     return;
   }
   if (!values.id || !values['data-dir']) throw new Error(`--id and --data-dir are required\n${USAGE}`);
+  const init = values.init;
+  if (init !== undefined && init !== 'primary' && init !== 'replica') {
+    throw new Error(`--init ${init}: expected primary or replica\n${USAGE}`);
+  }
   const port = Number(values.port);
   const drainTimeoutMs = Number(values['drain-timeout-ms']);
   const log = jsonLogger({ node: values.id });
@@ -76,6 +107,14 @@ async function main(): Promise<void> {
     replicas: values.replica.map(parseReplica),
     syncTimeoutMs: Number(values['sync-timeout-ms']),
     bootstrapLagLsn: Number(values['bootstrap-lag-lsn']),
+    init,
+    scrubIntervalMs: durationFlag('scrub-interval', values['scrub-interval']),
+    scrubBudgetBytesPerSecond: Math.round(numberFlag('scrub-budget-mibps', values['scrub-budget-mibps']) * 1024 * 1024),
+    ...(values['min-free-bytes'] === undefined
+      ? {}
+      : { minFreeBytes: Math.round(numberFlag('min-free-bytes', values['min-free-bytes'])) }),
+    asideRetentionMs: durationFlag('aside-retention', values['aside-retention']),
+    reopenIntervalMs: durationFlag('reopen-interval', values['reopen-interval']),
     auth,
     log,
   });

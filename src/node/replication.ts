@@ -20,7 +20,7 @@
  * later failover knows the replica may lack acknowledged writes. See docs/node-api.md.
  */
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm } from 'node:fs/promises';
+import { mkdir, rm } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { dirname, join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -30,7 +30,9 @@ import type { LogEvent } from '../duckdb/replay';
 import { fingerprintFile, recordedFingerprintFile } from '../duckdb/verify';
 import type { Logger } from './log';
 import { errorMessage } from './log';
-import { type CommittedBatch, type EpochStart, type EventStore, NotPrimaryError, type ReplicationState } from './store';
+import type { EpochStart, ReplicationState } from './session';
+import type { CommittedBatch, EventStore } from './store';
+import { NotPrimaryError } from './store-errors';
 
 export type ReplicaMode = 'sync' | 'async';
 
@@ -60,6 +62,13 @@ export interface ReplicateRequest {
   primary: { id: string; url: string };
   history: EpochStart[];
   events: LogEvent[];
+  /** The primary's acknowledged LSN when it sent this (a primary that does not say: unknown). */
+  ackedLsn?: number;
+  /**
+   * The events follow this LSN in the primary's log: LSNs between it and the first event are holes
+   * of the history (batches a restore left out), not a gap. Absent: they must follow on directly.
+   */
+  afterLsn?: number;
 }
 
 export class StaleEpochError extends Error {
@@ -111,6 +120,8 @@ export interface SnapshotMeta {
   history: EpochStart[];
   lsn: number;
   fingerprint: Fingerprint;
+  /** The primary's acknowledged LSN when it took the snapshot. */
+  ackedLsn?: number;
 }
 
 export const SNAPSHOT_HEADER = 'x-kimiclaw-snapshot';
@@ -132,8 +143,12 @@ export class Replication {
   private bufferedEvents = 0;
   private wake: Array<() => void> = [];
   private stopped = false;
-  /** Monotonic: the highest LSN known to be acknowledged. */
-  private ackedThrough = 0;
+  /**
+   * The highest LSN known to be acknowledged: computed from the links while primary; while not,
+   * what the primary last said (replica) or what was known when this node stopped being primary
+   * (fenced). Monotonic within one history; a truncation or a replaced file lowers it.
+   */
+  private ackedThrough: number;
   allowDegraded = false;
   /** The replica's view of its primary: who, which epoch, when it last heard from it. */
   primaryContact: { id: string; url: string; epoch: number; at: number } | undefined;
@@ -157,7 +172,10 @@ export class Replication {
     this.maxBatchEvents = options.maxBatchEvents ?? 20_000;
     this.bootstrapLagLsn = options.bootstrapLagLsn ?? 100_000;
     this.authorization = options.authorization ?? (() => ({}));
+    this.ackedThrough = store.recordedAckedLsn;
     store.onCommit = (batch) => this.committed(batch);
+    store.ackedLsn = () => this.acknowledgedLsn;
+    store.onReopened = () => this.reopenedFenced();
   }
 
   get state(): ReplicationState {
@@ -250,8 +268,12 @@ export class Replication {
     };
   }
 
-  /** Makes this node the primary of `epoch`, which must be newer than its own. */
-  async promote(epoch: number, replicas: readonly ReplicaSpec[], allowDegraded: boolean) {
+  /**
+   * Makes this node the primary of `epoch`, which must be newer than its own. The epoch begins at
+   * startLsn (default: this node's LSN), never beyond it: a restore that forks the history names
+   * the LSN it restored to, and every replica cuts its tail there when it hears of the epoch.
+   */
+  async promote(epoch: number, replicas: readonly ReplicaSpec[], allowDegraded: boolean, startLsn?: number) {
     const state = this.store.state;
     if (state.role === 'primary' && state.epoch === epoch) {
       // A retried promote (its answer was lost): same outcome.
@@ -260,11 +282,21 @@ export class Replication {
       return { epoch, lsn: this.store.lsn, history: state.history };
     }
     if (epoch <= state.epoch) throw new StaleEpochError(epoch, state.epoch, 'the promotion');
-    if (state.role === 'fenced') {
+    // A fenced node was a primary that stepped down: its tail may hold writes nobody else has, so
+    // only a promotion that names where the new epoch begins (a restore, which decided the
+    // history) may make it primary again.
+    if (state.role === 'fenced' && startLsn === undefined) {
       throw new NotPrimaryError(state);
     }
-    const history = [...state.history.filter((h) => h.epoch < epoch), { epoch, startLsn: this.store.lsn }];
+    // A damaged, unwritable or empty node must never become the primary.
+    this.store.assertWritable();
+    if (startLsn !== undefined && startLsn > this.store.lsn) {
+      throw new RangeError(`startLsn ${startLsn} is beyond this node's LSN ${this.store.lsn}`);
+    }
+    const history = [...state.history.filter((h) => h.epoch < epoch), { epoch, startLsn: startLsn ?? this.store.lsn }];
     await this.store.setReplicationState({ role: 'primary', epoch, history });
+    // Batches buffered in an earlier term may belong to a file a restore has since replaced.
+    this.resetBuffer();
     this.primaryContact = undefined;
     this.allowDegraded = allowDegraded;
     this.configure(replicas);
@@ -281,12 +313,17 @@ export class Replication {
     const state = this.store.state;
     if (epoch < state.epoch) throw new StaleEpochError(epoch, state.epoch, 'the demotion');
     const role = primary ? 'replica' : 'fenced';
-    const drained = await this.store.stepDown({ role, epoch, history: state.history }, async () => {
-      if (state.role !== 'primary') return true;
-      const deadline = Date.now() + drainMs;
-      while (!this.satisfied(this.store.lsn) && Date.now() < deadline) await this.changed(50);
-      return this.satisfied(this.store.lsn);
-    });
+    const drained = await this.store.stepDown(
+      { role, epoch, history: state.history },
+      async () => {
+        if (state.role !== 'primary') return true;
+        const deadline = Date.now() + drainMs;
+        while (!this.satisfied(this.store.lsn) && Date.now() < deadline) await this.changed(50);
+        return this.satisfied(this.store.lsn);
+      },
+      // Read while still primary: what a fenced node may serve on GET /events from then on.
+      () => this.acknowledgedLsn,
+    );
     this.failWaiters(new NotPrimaryError(this.store.state));
     this.stopLinks();
     if (primary) this.primaryContact = { ...primary, epoch, at: Date.now() };
@@ -296,6 +333,7 @@ export class Replication {
 
   /** The replica side of POST /replicate. */
   async receive(request: ReplicateRequest): Promise<{ lsn: number; epoch: number; truncated: number }> {
+    this.store.assertWritable();
     const state = this.store.state;
     if (request.epoch < state.epoch) throw new StaleEpochError(request.epoch, state.epoch);
     if (state.role === 'primary') {
@@ -311,25 +349,39 @@ export class Replication {
       const fork = forkPoint(state.history, request.history);
       if (fork !== undefined && this.store.lsn > fork) {
         truncated = (await this.store.truncateAfter(fork)).removed;
+        this.ackedThrough = Math.min(this.ackedThrough, fork);
         this.log('diverged_tail_discarded', { afterLsn: fork, removed: truncated, epoch: request.epoch });
       }
       await this.store.setReplicationState({ role: 'replica', epoch: request.epoch, history: request.history });
     }
     this.primaryContact = { ...request.primary, epoch: request.epoch, at: Date.now() };
-    const { lsn } = await this.store.applyReplicated(request.events);
+    const { lsn } = await this.store.applyReplicated(request.events, request.afterLsn);
+    if (request.ackedLsn !== undefined) {
+      this.ackedThrough = Math.max(this.ackedThrough, Math.min(request.ackedLsn, lsn));
+    }
     return { lsn, epoch: request.epoch, truncated };
   }
 
   /**
    * The replica side of POST /replication/snapshot: a consistent copy of the primary's database
-   * (its body) replaces this node's file when the log would take too long. It is written beside
-   * the database, opened by DuckDB in a child process and compared with the fingerprint the
-   * primary sent, and only then swapped in (maintenance closes the file meanwhile).
+   * (its body) replaces this node's file, when the log would take too long or when this node has
+   * nothing to protect (its file is damaged, or it has none). It is written beside the database,
+   * opened by DuckDB in a child process and compared with the fingerprint the primary sent, and only
+   * then swapped in: the file it replaces moves aside, never deleted (aside.ts). The node becomes a
+   * replica of the sender.
    */
-  async receiveSnapshot(body: IncomingMessage, meta: SnapshotMeta): Promise<{ lsn: number; epoch: number }> {
+  async receiveSnapshot(
+    body: IncomingMessage,
+    meta: SnapshotMeta,
+  ): Promise<{ lsn: number; epoch: number; movedAside: string | null }> {
     const state = this.store.state;
+    const condition = this.store.condition.status;
+    const rebuild = condition === 'damaged' || condition === 'empty';
     if (meta.epoch < state.epoch) throw new StaleEpochError(meta.epoch, state.epoch);
-    if (state.role !== 'replica') throw new NotPrimaryError(state);
+    if (!rebuild) {
+      this.store.assertWritable();
+      if (state.role !== 'replica') throw new NotPrimaryError(state);
+    }
     const dir = join(dirname(this.store.path), 'replication-incoming');
     await mkdir(dir, { recursive: true });
     const incoming = join(dir, `snapshot-${meta.lsn}-${Date.now()}.duckdb`);
@@ -349,17 +401,22 @@ export class Replication {
           `the snapshot received does not match the primary's fingerprint v${expected.fingerprintVersion} (${differences.join('; ')})`,
         );
       }
-      await this.store.enterMaintenance('replication bootstrap from a snapshot');
-      try {
-        await rm(`${this.store.path}.wal`, { force: true });
-        await rename(incoming, this.store.path);
-      } finally {
-        await this.store.exitMaintenance();
-      }
-      await this.store.setReplicationState({ role: 'replica', epoch: meta.epoch, history: meta.history });
+      const ackedLsn = Math.min(meta.ackedLsn ?? 0, meta.lsn);
+      const { movedAside } = await this.store.replaceFile(incoming, {
+        reason: condition === 'damaged' ? 'damaged' : 'bootstrap',
+        state: { role: 'replica', epoch: meta.epoch, history: meta.history },
+        ackedLsn,
+      });
+      this.ackedThrough = ackedLsn;
       this.primaryContact = { ...meta.primary, epoch: meta.epoch, at: Date.now() };
-      this.log('bootstrapped', { lsn: this.store.lsn, rows: this.store.rows, from: meta.primary.id });
-      return { lsn: this.store.lsn, epoch: meta.epoch };
+      this.log('bootstrapped', {
+        lsn: this.store.lsn,
+        rows: this.store.rows,
+        from: meta.primary.id,
+        was: condition,
+        movedAside: movedAside ?? null,
+      });
+      return { lsn: this.store.lsn, epoch: meta.epoch, movedAside: movedAside ?? null };
     } finally {
       await rm(incoming, { force: true });
     }
@@ -369,14 +426,36 @@ export class Replication {
   async fence(newerEpoch: number): Promise<void> {
     const state = this.store.state;
     if (state.role !== 'primary') return;
-    await this.store.setReplicationState({
-      role: 'fenced',
-      epoch: Math.max(state.epoch, newerEpoch),
-      history: state.history,
-    });
+    const acked = this.acknowledgedLsn;
+    await this.store.setReplicationState(
+      { role: 'fenced', epoch: Math.max(state.epoch, newerEpoch), history: state.history },
+      acked,
+    );
     this.failWaiters(new NotPrimaryError(this.store.state));
     this.stopLinks();
     this.log('fenced', { epoch: newerEpoch, lsn: this.store.lsn });
+  }
+
+  /**
+   * On the primary: the next thing each named replica gets is a snapshot instead of the log,
+   * whatever its lag (a damaged or empty replica is rebuilt this way). Unknown ids are refused.
+   */
+  requestBootstrap(ids: readonly string[]): void {
+    const unknown = ids.filter((id) => !this.links.has(id));
+    if (unknown.length > 0) {
+      throw new RangeError(
+        `bootstrap: ${unknown.join(', ')} ${unknown.length === 1 ? 'is' : 'are'} not a replica of this primary (replicas: ${[...this.links.keys()].join(', ') || 'none'})`,
+      );
+    }
+    for (const id of ids) this.links.get(id)!.bootstrapRequested = true;
+    this.settle();
+  }
+
+  /** The store reopened its file after being unwritable, fenced if it was primary. */
+  private reopenedFenced(): void {
+    if (this.store.state.role === 'primary') return;
+    this.failWaiters(new NotPrimaryError(this.store.state));
+    this.stopLinks();
   }
 
   stop(): void {
@@ -390,7 +469,9 @@ export class Replication {
   /** Events after `afterLsn`, whole batches, from memory when possible, else from the table. */
   async eventsAfter(afterLsn: number): Promise<LogEvent[]> {
     const first = this.buffer[0];
-    if (first && first.lsn <= afterLsn + 1) {
+    // Beyond the store's head the buffer cannot be right (the file was truncated or replaced).
+    if ((this.buffer.at(-1)?.lsn ?? 0) > this.store.lsn) this.resetBuffer();
+    if (first && this.buffer.length > 0 && first.lsn <= afterLsn + 1) {
       const out: LogEvent[] = [];
       for (const batch of this.buffer) {
         if (batch.lsn <= afterLsn) continue;
@@ -430,11 +511,14 @@ export class Replication {
 
   /**
    * The highest LSN that is acknowledged (or would be, for a write waiting now): what the log
-   * archive may ship. Committed batches above it may still be discarded by a failover.
+   * archive may ship, and all that GET /events serves on any node. Committed batches above it may
+   * still be discarded by a failover. On a node that is not primary: what it was told or knew
+   * (ackedThrough), never beyond its own LSN.
    */
   get acknowledgedLsn(): number {
     const head = this.store.lsn;
-    if (this.store.state.role !== 'primary' || this.satisfied(head)) {
+    if (this.store.state.role !== 'primary') return Math.min(head, this.ackedThrough);
+    if (this.satisfied(head)) {
       this.ackedThrough = Math.max(this.ackedThrough, head);
       return head;
     }
@@ -471,11 +555,17 @@ export class Replication {
     });
   }
 
+  private resetBuffer(): void {
+    this.buffer = [];
+    this.bufferedEvents = 0;
+  }
+
   private committed(batch: CommittedBatch): void {
+    // Standalone: nothing to feed. Emptied, so the buffer never has a hole in its LSNs; and a
+    // batch that does not follow the last one means the file behind the buffer was replaced.
+    const last = this.buffer.at(-1);
+    if (this.links.size === 0 || (last && batch.lsn <= last.lsn)) this.resetBuffer();
     if (this.links.size === 0) {
-      // Standalone: nothing to feed. Emptied, so the buffer never has a hole in its LSNs.
-      this.buffer = [];
-      this.bufferedEvents = 0;
       this.settle();
       return;
     }
@@ -521,6 +611,8 @@ class ReplicaLink {
   lastAckAt: number | undefined;
   lastError: string | null = null;
   bootstraps = 0;
+  /** POST /replication { bootstrap }: send a snapshot next, whatever the lag. */
+  bootstrapRequested = false;
   private stopped = false;
 
   constructor(
@@ -552,18 +644,20 @@ class ReplicaLink {
       const head = this.owner.store.lsn;
       const behind = this.appliedLsn !== undefined && this.appliedLsn < head;
       const due = Date.now() - lastSent >= this.owner.heartbeatMs;
-      if (!behind && !due && this.appliedLsn !== undefined) {
+      if (!behind && !due && this.appliedLsn !== undefined && !this.bootstrapRequested) {
         await this.owner.changed(this.owner.heartbeatMs);
         continue;
       }
       try {
-        if (behind && head - this.appliedLsn! > this.owner.bootstrapLagLsn) {
+        if (this.bootstrapRequested || (behind && head - this.appliedLsn! > this.owner.bootstrapLagLsn)) {
           await this.bootstrap();
+          this.bootstrapRequested = false;
           continue;
         }
-        const events = behind ? await this.owner.eventsAfter(this.appliedLsn!) : [];
+        const after = this.appliedLsn;
+        const events = behind ? await this.owner.eventsAfter(after!) : [];
         lastSent = Date.now();
-        await this.send(events, head);
+        await this.send(events, head, behind ? after : undefined);
         failures = 0;
       } catch (err) {
         if (this.stopped) break;
@@ -593,6 +687,7 @@ class ReplicaLink {
         primary: this.owner.self,
         history,
         lsn: snap.lsn,
+        ackedLsn: this.owner.acknowledgedLsn,
         fingerprint: {
           rows: snap.rows,
           minId: snap.minId,
@@ -627,9 +722,16 @@ class ReplicaLink {
     }
   }
 
-  private async send(events: LogEvent[], head: number): Promise<void> {
+  private async send(events: LogEvent[], head: number, afterLsn?: number): Promise<void> {
     const { epoch, history } = this.owner.store.state;
-    const body: ReplicateRequest = { epoch, primary: this.owner.self, history, events };
+    const body: ReplicateRequest = {
+      epoch,
+      primary: this.owner.self,
+      history,
+      events,
+      ackedLsn: this.owner.acknowledgedLsn,
+      ...(afterLsn === undefined || events.length === 0 ? {} : { afterLsn }),
+    };
     const response = await fetch(`${this.spec.url}/replicate`, {
       method: 'POST',
       headers: { 'content-type': 'application/json', ...this.owner.authorization() },

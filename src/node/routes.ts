@@ -1,14 +1,24 @@
 /** The node API: one handler per route, each turning a request into a store operation. */
 import type { IncomingMessage } from 'node:http';
+import { listAside } from './aside';
 import type { Access, NodeAuth } from './auth';
+import { DamagedError, EmptyError, NotEmptyError, UnwritableError } from './condition';
+import type { DiskStatus } from './disk';
 import { HttpError, parseInput, readJsonBody } from './http';
 import type { Logger } from './log';
 import { InvalidPathError, resolveSnapshotPath } from './paths';
-import { NotReplicatedError, type Replication, SNAPSHOT_HEADER, StaleEpochError } from './replication';
+import {
+  NotReplicatedError,
+  type Replication,
+  type ReplicaSpec,
+  SNAPSHOT_HEADER,
+  StaleEpochError,
+} from './replication';
 import {
   AppendRequestSchema,
   DemoteRequestSchema,
   EventsQuerySchema,
+  InitializeRequestSchema,
   MaintenanceRequestSchema,
   PromoteRequestSchema,
   ReplicateRequestSchema,
@@ -17,14 +27,17 @@ import {
   SnapshotRequestSchema,
   StatsQuerySchema,
 } from './schemas';
+import type { ScrubStatus } from './scrubber';
+import type { EventStore } from './store';
 import {
   DatabaseMissingError,
-  type EventStore,
   LsnAheadError,
+  MaintenanceError,
   NotPrimaryError,
   ReplicationGapError,
   StaleWalError,
-} from './store';
+  StoreClosedError,
+} from './store-errors';
 
 export interface RouteContext {
   node: string;
@@ -34,6 +47,14 @@ export interface RouteContext {
   replication: Replication;
   auth: NodeAuth;
   log: Logger;
+  /** Free space of the data directory's file system, measured now (undefined if statfs fails). */
+  disk: () => Promise<DiskStatus | undefined>;
+  /** The scrub's last pass; undefined when the scrub is off. */
+  scrub: () => ScrubStatus | undefined;
+  /** How long moved-aside files are kept. */
+  asideRetentionMs: number;
+  /** The replicas given at start: a node initialized as primary replicates to them. */
+  startupReplicas: readonly ReplicaSpec[];
 }
 
 /** The header a client sets to the epoch it read from the config center. */
@@ -58,12 +79,28 @@ export const ROUTES: readonly Route[] = [
     method: 'GET',
     path: '/health',
     access: 'open',
-    summary: 'liveness, role, epoch, lsn, row count and replication (replicas and their lag, or the primary)',
-    handle: async (_req, _url, { node, database, store, replication, auth }) => {
+    summary:
+      'liveness, status (ok, maintenance, damaged, unwritable, empty), role, epoch, lsn, acknowledged LSN, disk, scrub and replication',
+    handle: async (_req, _url, { node, database, store, replication, auth, disk, scrub }) => {
       const maintenance = store.maintenance;
-      const base = { node, database, ...replication.status(), rows: store.rows, auth: auth.mode };
-      // 200 in maintenance too: the node is alive and doing what it was asked to.
-      return ok(maintenance ? { status: 'maintenance', ...base, ...maintenance } : { status: 'ok', ...base });
+      const condition = store.condition.current;
+      const diskStatus = await disk();
+      const scrubStatus = scrub();
+      // 200 in every state: the node is alive and says what it can do; only a dead one is silent.
+      return ok({
+        status: maintenance ? 'maintenance' : condition.status,
+        writable: store.writable,
+        ...('damage' in condition ? { damage: condition.damage } : {}),
+        node,
+        database,
+        ...replication.status(),
+        ackedLsn: replication.acknowledgedLsn,
+        rows: store.rows,
+        auth: auth.mode,
+        ...(diskStatus ? { disk: diskStatus } : {}),
+        ...(scrubStatus ? { scrub: scrubStatus } : {}),
+        ...maintenance,
+      });
     },
   },
   {
@@ -123,7 +160,7 @@ export const ROUTES: readonly Route[] = [
     path: '/replication/snapshot',
     access: 'control',
     summary:
-      'primary → replica far behind: the body is a consistent copy of the primary database (header x-kimiclaw-snapshot)',
+      'primary → replica far behind, damaged or empty: the body is a consistent copy of the primary database (header x-kimiclaw-snapshot); the file it replaces moves aside',
     handle: async (req, _url, { replication }) => {
       const header = req.headers[SNAPSHOT_HEADER];
       let meta: unknown;
@@ -147,7 +184,7 @@ export const ROUTES: readonly Route[] = [
     method: 'POST',
     path: '/replication',
     access: 'control',
-    summary: 'on the primary: set { epoch, replicas?, allowDegraded? }',
+    summary: 'on the primary: set { epoch, replicas?, allowDegraded?, bootstrap? (replicas to send a snapshot next) }',
     handle: async (req, _url, { replication }) => {
       const body = parseInput(ReplicationRequestSchema, await readJsonBody(req));
       const state = replication.state;
@@ -160,8 +197,21 @@ export const ROUTES: readonly Route[] = [
           { role: state.role, epoch: state.epoch },
         );
       }
+      if (body.bootstrap) {
+        const known = new Set([...(body.replicas ?? replication.replicas).map((r) => r.id)]);
+        const unknown = body.bootstrap.filter((id) => !known.has(id));
+        if (unknown.length > 0) {
+          throw new HttpError(
+            400,
+            'InvalidRequest',
+            `bootstrap: ${unknown.join(', ')} is not a replica of this primary (replicas: ${[...known].join(', ') || 'none'})`,
+            'bootstrap',
+          );
+        }
+      }
       if (body.allowDegraded !== undefined) replication.allowDegraded = body.allowDegraded;
       if (body.replicas) replication.configure(body.replicas);
+      if (body.bootstrap) replication.requestBootstrap(body.bootstrap);
       replication.settle();
       return ok(replication.status());
     },
@@ -173,9 +223,17 @@ export const ROUTES: readonly Route[] = [
     summary: "become primary of { epoch } (newer than this node's), replicating to { replicas }",
     handle: async (req, _url, { replication }) => {
       const body = parseInput(PromoteRequestSchema, await readJsonBody(req));
-      return ok(
-        await replicationChecked(replication, replication.promote(body.epoch, body.replicas, body.allowDegraded)),
-      );
+      try {
+        return ok(
+          await replicationChecked(
+            replication,
+            replication.promote(body.epoch, body.replicas, body.allowDegraded, body.startLsn),
+          ),
+        );
+      } catch (err) {
+        if (err instanceof RangeError) throw new HttpError(400, 'InvalidRequest', err.message, 'startLsn');
+        throw err;
+      }
     },
   },
   {
@@ -193,7 +251,7 @@ export const ROUTES: readonly Route[] = [
     path: '/snapshot',
     access: 'control',
     summary: 'write a consistent copy of the database to { path } inside the data directory',
-    handle: async (req, _url, { dataDir, store }) => {
+    handle: async (req, _url, { node, dataDir, store }) => {
       const body = parseInput(SnapshotRequestSchema, await readJsonBody(req));
       let target: string;
       try {
@@ -202,7 +260,15 @@ export const ROUTES: readonly Route[] = [
         if (err instanceof InvalidPathError) throw new HttpError(400, 'InvalidPath', err.message, err.field);
         throw err;
       }
-      return ok(await store.snapshot(target));
+      try {
+        return ok(await store.snapshot(target));
+      } catch (err) {
+        // A fact about the file, not a passing state: a backup must fail at once, not retry.
+        const refused =
+          err instanceof DamagedError || err instanceof EmptyError ? conditionRefusal(err, node) : undefined;
+        if (refused) throw new HttpError(409, refused.code, refused.message, undefined, refused.details);
+        throw err;
+      }
     },
   },
   {
@@ -226,7 +292,48 @@ export const ROUTES: readonly Route[] = [
       }
     },
   },
+  {
+    method: 'POST',
+    path: '/initialize',
+    access: 'control',
+    summary: 'an empty node: create its database as { role: primary | replica, epoch }; 409 NotEmpty otherwise',
+    handle: async (req, _url, { store, replication, startupReplicas }) => {
+      const body = parseInput(InitializeRequestSchema, await readJsonBody(req));
+      const result = await store.initialize(body.role, body.epoch);
+      if (body.role === 'primary') replication.configure(startupReplicas);
+      return ok(result);
+    },
+  },
+  {
+    method: 'GET',
+    path: '/aside',
+    access: 'control',
+    summary: 'files moved aside (never deleted) by rebuilds and restores, with their size, reason and expiry',
+    handle: async (_req, _url, { store, asideRetentionMs }) =>
+      ok({ path: store.path, retentionMs: asideRetentionMs, aside: await listAside(store.path, asideRetentionMs) }),
+  },
 ];
+
+/**
+ * The refusal of a node that is stopping, in maintenance, damaged, unwritable or empty, as an
+ * HttpError with the code a caller branches on and the details it needs: 503 (whether waiting
+ * helps, the code says), 409 NotEmpty. Undefined for any other error.
+ */
+export function conditionRefusal(err: unknown, node: string): HttpError | undefined {
+  if (err instanceof StoreClosedError) return new HttpError(503, 'NodeStopping', err.message);
+  if (err instanceof MaintenanceError) {
+    return new HttpError(503, 'Maintenance', MaintenanceError.describe(`node ${node}`, err.state), undefined, {
+      ...err.state,
+    });
+  }
+  if (err instanceof DamagedError) return new HttpError(503, 'Damaged', err.message, undefined, { damage: err.damage });
+  if (err instanceof UnwritableError) {
+    return new HttpError(503, 'Unwritable', err.message, undefined, { damage: err.damage });
+  }
+  if (err instanceof EmptyError) return new HttpError(503, 'Empty', err.message, undefined, { path: err.path });
+  if (err instanceof NotEmptyError) return new HttpError(409, 'NotEmpty', err.message, undefined, { path: err.path });
+  return undefined;
+}
 
 /** Replication and fencing refusals as 409/503 with the details a client needs to act. */
 async function replicationChecked<T>(replication: Replication, pending: Promise<T>): Promise<T> {

@@ -196,8 +196,12 @@ export const ReplicateRequestSchema = z.strictObject(
     primary: nodeRef,
     history: z.array(z.strictObject({ epoch: epochField, startLsn: z.number().int().min(0) })),
     events: z.array(LogEventSchema, { error: 'must be an array of events' }),
+    /** The primary's acknowledged LSN; a primary that does not send it leaves the replica's unknown. */
+    ackedLsn: z.number({ error: LSN_RULE }).int({ error: LSN_RULE }).min(0, { error: LSN_RULE }).optional(),
+    /** The events follow this LSN in the primary's log; LSNs in between are holes of the history. */
+    afterLsn: z.number({ error: LSN_RULE }).int({ error: LSN_RULE }).min(0, { error: LSN_RULE }).optional(),
   },
-  strictBody('{ "epoch", "primary": { "id", "url" }, "history": [...], "events": [...] }'),
+  strictBody('{ "epoch", "primary": { "id", "url" }, "history": [...], "events": [...], "ackedLsn"?, "afterLsn"? }'),
 );
 
 /** Body of POST /promote. */
@@ -206,8 +210,12 @@ export const PromoteRequestSchema = z.strictObject(
     epoch: epochField,
     replicas: z.array(ReplicaSpecSchema).default([]),
     allowDegraded: z.boolean({ error: 'must be true or false' }).default(false),
+    /** Where the new epoch begins (a restore's fork point); default: the node's LSN. */
+    startLsn: z.number({ error: LSN_RULE }).int({ error: LSN_RULE }).min(0, { error: LSN_RULE }).optional(),
   },
-  strictBody('{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean }'),
+  strictBody(
+    '{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean, "startLsn"?: number }',
+  ),
 );
 
 /** Body of POST /demote. */
@@ -220,14 +228,36 @@ export const DemoteRequestSchema = z.strictObject(
   strictBody('{ "epoch": number, "primary"?: { "id", "url" }, "drainMs"?: number }'),
 );
 
-/** Body of POST /replication (primary: which replicas, whether writes may go on without one). */
+const BOOTSTRAP_RULE = 'must be a list of replica ids to send a snapshot to next, e.g. ["node2"]';
+
+/**
+ * Body of POST /replication (primary: which replicas, whether writes may go on without one, which
+ * replicas get a snapshot next instead of the log).
+ */
 export const ReplicationRequestSchema = z.strictObject(
   {
     epoch: epochField,
     replicas: z.array(ReplicaSpecSchema).optional(),
     allowDegraded: z.boolean({ error: 'must be true or false' }).optional(),
+    bootstrap: z
+      .array(z.string({ error: BOOTSTRAP_RULE }).min(1, { error: BOOTSTRAP_RULE }), { error: BOOTSTRAP_RULE })
+      .min(1, { error: BOOTSTRAP_RULE })
+      .optional(),
   },
-  strictBody('{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean }'),
+  strictBody(
+    '{ "epoch": number, "replicas"?: [{ "id", "url", "mode" }], "allowDegraded"?: boolean, "bootstrap"?: [string] }',
+  ),
+);
+
+/** Body of POST /initialize (an empty node: create the database in this role, at this epoch). */
+export const InitializeRequestSchema = z.strictObject(
+  {
+    role: z.enum(['primary', 'replica'], {
+      error: 'must be "primary" (the first node of a new cluster) or "replica" (fed by its primary)',
+    }),
+    epoch: epochField,
+  },
+  strictBody('{ "role": "primary" | "replica", "epoch": number }'),
 );
 
 const nullableCount = z.number().int().nullable();
@@ -239,6 +269,7 @@ export const SnapshotMetaSchema = z.strictObject(
     primary: nodeRef,
     history: z.array(z.strictObject({ epoch: epochField, startLsn: z.number().int().min(0) })),
     lsn: z.number().int().min(0),
+    ackedLsn: z.number().int().min(0).optional(),
     fingerprint: z.strictObject({
       rows: z.number().int().min(0),
       minId: nullableCount,
@@ -249,5 +280,5 @@ export const SnapshotMetaSchema = z.strictObject(
       fingerprintVersion: z.literal(FINGERPRINT_VERSIONS).default(1),
     }),
   },
-  strictBody('{ "epoch", "primary", "history", "lsn", "fingerprint" }'),
+  strictBody('{ "epoch", "primary", "history", "lsn", "ackedLsn"?, "fingerprint" }'),
 );

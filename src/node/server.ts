@@ -8,13 +8,19 @@ import { join, resolve } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { NameSchema, describeZodIssues } from '../config';
+import { expireAside } from './aside';
 import type { NodeAuth } from './auth';
+import { DiskWatcher } from './disk';
 import { HttpError, sendJson, sendJsonParts } from './http';
 import { type Logger, errorMessage, jsonLogger } from './log';
-import { ROUTES, type RouteContext, accessFor, routeList } from './routes';
+import { ROUTES, type RouteContext, accessFor, conditionRefusal, routeList } from './routes';
 import { Replication } from './replication';
 import { ReplicaSpecSchema } from './schemas';
-import { EventStore, MaintenanceError, StoreClosedError } from './store';
+import { Scrubber } from './scrubber';
+import { EventStore } from './store';
+
+const MIB = 1024 * 1024;
+const DAY_MS = 86_400_000;
 
 const NodeOptionsSchema = z.object({
   id: NameSchema,
@@ -34,6 +40,29 @@ const NodeOptionsSchema = z.object({
   heartbeatMs: z.number().int().min(10).default(200),
   /** A replica further behind than this many LSNs gets a snapshot instead of the log. */
   bootstrapLagLsn: z.number().int().min(1).default(100_000),
+  /**
+   * No database at the path: create it in this role (a new cluster, asserted by whoever starts the
+   * node), or, when not given, wait empty for POST /initialize or a replication snapshot.
+   */
+  init: z.enum(['primary', 'replica']).optional(),
+  /** Between the end of one scrub pass and the start of the next; 0 turns the scrub off. */
+  scrubIntervalMs: z.number().int().min(0).default(60_000),
+  /** The scrub's read budget; 0 is unlimited. */
+  scrubBudgetBytesPerSecond: z
+    .number()
+    .int()
+    .min(0)
+    .default(64 * MIB),
+  /** Free space below this is reported as low (default: the smaller of 256 MiB and 5 %). */
+  minFreeBytes: z.number().int().min(0).optional(),
+  /** How long moved-aside files are kept before the node removes them. */
+  asideRetentionMs: z
+    .number()
+    .int()
+    .min(0)
+    .default(7 * DAY_MS),
+  /** How often an unwritable node tries to reopen its database. */
+  reopenIntervalMs: z.number().int().min(10).default(2_000),
 });
 
 /** `auth` is required: whether a node runs open is decided by whoever starts it, not by a default. */
@@ -55,7 +84,11 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const databasePath = join(dataDir, `${opts.database}.duckdb`);
   const log = options.log ?? jsonLogger({ node: opts.id });
 
-  const store = await EventStore.open(databasePath, log, { role: opts.role });
+  const store = await EventStore.open(databasePath, log, {
+    role: opts.init ?? opts.role,
+    ifMissing: opts.init ? 'create' : 'wait',
+    reopenIntervalMs: opts.reopenIntervalMs,
+  });
   const { auth } = options;
   const replication = new Replication(store, { id: opts.id, url: '' }, log, {
     syncTimeoutMs: opts.syncTimeoutMs,
@@ -63,7 +96,40 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     bootstrapLagLsn: opts.bootstrapLagLsn,
     authorization: () => auth.authorizationHeader(),
   });
-  const ctx: RouteContext = { node: opts.id, database: opts.database, dataDir, store, replication, auth, log };
+  const disk = new DiskWatcher(dataDir, { minFreeBytes: opts.minFreeBytes, log });
+  await disk.start();
+  const scrubber =
+    opts.scrubIntervalMs > 0
+      ? new Scrubber(store.scrubSubject(), {
+          intervalMs: opts.scrubIntervalMs,
+          bytesPerSecond: opts.scrubBudgetBytesPerSecond,
+          log,
+          onDamage: (reason) => store.scrubFoundDamage(reason),
+        })
+      : undefined;
+  // Moved-aside files are kept for asideRetentionMs, then removed (aside.ts).
+  const sweepAside = (): void => {
+    expireAside(databasePath, opts.asideRetentionMs).then(
+      (removed) => removed.length > 0 && log('aside_expired', { removed, retentionMs: opts.asideRetentionMs }),
+      (err: unknown) => log('aside_expiry_failed', { error: errorMessage(err) }),
+    );
+  };
+  sweepAside();
+  const sweeper = setInterval(sweepAside, Math.min(3_600_000, Math.max(1_000, opts.asideRetentionMs / 10)));
+  sweeper.unref();
+  const ctx: RouteContext = {
+    node: opts.id,
+    database: opts.database,
+    dataDir,
+    store,
+    replication,
+    auth,
+    log,
+    disk: () => disk.refresh(),
+    scrub: () => scrubber?.status(),
+    asideRetentionMs: opts.asideRetentionMs,
+    startupReplicas: opts.replicas,
+  };
   let stopping = false;
   let inFlight = 0;
 
@@ -89,6 +155,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
       });
     });
   } catch (err) {
+    disk.stop();
+    clearInterval(sweeper);
     await store.close();
     throw err;
   }
@@ -97,10 +165,14 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   const url = `http://${host}:${address.port}`;
   replication.self.url = url;
   replication.configure(opts.replicas);
+  scrubber?.start();
+  const condition = store.condition.current;
   log('started', {
     url,
     database: opts.database,
     path: databasePath,
+    status: condition.status,
+    ...('damage' in condition ? { damage: condition.damage } : {}),
     lsn: store.lsn,
     rows: store.rows,
     role: store.state.role,
@@ -126,6 +198,9 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     if (inFlight > 0) log('drain_timeout', { inFlight });
     server.closeAllConnections();
     replication.stop();
+    disk.stop();
+    clearInterval(sweeper);
+    await scrubber?.stop();
     await closed;
     await store.close();
     log('stopped', { lsn: store.lsn, rows: store.rows });
@@ -137,6 +212,8 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     stop: () => (stopped ??= stop()),
   };
 }
+
+const EXPECTED_REFUSALS = new Set(['Maintenance', 'Damaged', 'Unwritable', 'Empty']);
 
 async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteContext): Promise<void> {
   const url = new URL(req.url ?? '/', 'http://node.invalid');
@@ -162,15 +239,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, ctx: RouteConte
     const httpError =
       err instanceof HttpError
         ? err
-        : err instanceof StoreClosedError
-          ? new HttpError(503, 'NodeStopping', err.message)
-          : err instanceof MaintenanceError
-            ? new HttpError(503, 'Maintenance', MaintenanceError.describe(`node ${ctx.node}`, err.state), undefined, {
-                ...err.state,
-              })
-            : new HttpError(500, 'Internal', errorMessage(err));
-    // Refusals in maintenance are expected, not failures worth a log line each.
-    if (httpError.status >= 500 && httpError.code !== 'Maintenance') {
+        : (conditionRefusal(err, ctx.node) ?? new HttpError(500, 'Internal', errorMessage(err)));
+    // Refusals of a node in maintenance, damaged, unwritable or empty are expected, and said once
+    // in the log when the state begins, not once per request.
+    if (httpError.status >= 500 && !EXPECTED_REFUSALS.has(httpError.code)) {
       ctx.log('request_failed', { method: req.method, path: url.pathname, error: httpError.message });
     }
     if (httpError.status === 401 || httpError.status === 403) {

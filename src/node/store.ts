@@ -7,92 +7,75 @@
  * whatever is at the path afterwards. Everything that opens or closes the file does so holding
  * the write lock, after the running reads have ended, so no write or read ever sees a half-open
  * store.
+ *
+ * Apart from maintenance the database is in one condition (condition.ts): ok; damaged (a corrupt
+ * file: writes refused until a rebuild or restore replaces it); unwritable (the write path fails:
+ * the store retries reopening the file and comes back fenced); or empty (no database: it waits for
+ * initialize() or a replacement file). Failures of DuckDB that say so set the condition, so a node
+ * that cannot write answers so at once instead of failing every request.
  */
-import { type Stats } from 'node:fs';
 import { mkdir, rename, stat } from 'node:fs/promises';
-import { dirname } from 'node:path';
-import {
-  DuckDBBlobValue,
-  DuckDBTimestampValue,
-  type DuckDBConnection,
-  type DuckDBPreparedStatement,
-} from '@duckdb/node-api';
+import { dirname, resolve } from 'node:path';
+import { DuckDBBlobValue, DuckDBTimestampValue, type DuckDBConnection } from '@duckdb/node-api';
 import { checkpointFully, walBytes } from '../duckdb/checkpoint';
-import {
-  type CurrentFingerprint,
-  type Fingerprint,
-  currentRecordedFingerprint,
-  fingerprint,
-} from '../duckdb/fingerprint';
-import { type OpenDatabase, openDatabase, withConnection } from '../duckdb/open';
+import { type Fingerprint, currentRecordedFingerprint, fingerprint } from '../duckdb/fingerprint';
+import { canonicalPath, withConnection } from '../duckdb/open';
 import { type LogEvent, TS_ISO_SQL_FORMAT, applyEvents, formatIsoMicros } from '../duckdb/replay';
 import { CURRENT_FINGERPRINT_VERSION, checksumSumSql } from '../duckdb/row-checksum';
 import {
   SET_STATE_SQL,
+  STATE_ACKED_LSN,
   STATE_CHECKSUM,
   STATE_EPOCH,
   STATE_HISTORY,
   STATE_LSN,
   STATE_ROLE,
-  UPDATE_CHECKSUM_SQL,
-  type StoredPosition,
-  UPDATE_LSN_SQL,
-  ensureSchema,
+  SchemaMismatchError,
   readPosition,
 } from '../duckdb/schema';
+import { syncDirectory } from '../storage/local';
+import { moveAside } from './aside';
+import {
+  type Damage,
+  DamagedError,
+  type DetectedBy,
+  NodeCondition,
+  NotEmptyError,
+  UnwritableError,
+  classifyDatabaseError,
+  damageOf,
+  fileIdentity,
+  readDamageMarker,
+  writeDamageMarker,
+} from './condition';
 import { copyFast, removeQuietly, tempPathFor } from './files';
 import { type Logger, errorMessage, silentLogger } from './log';
 import { Gate, Mutex, type Release } from './mutex';
-
-/**
- * primary: accepts writes and replicates them. replica: applies what its primary sends.
- * fenced: a former primary that learnt of a newer epoch; refuses writes until it rejoins.
- */
-export type NodeRole = 'primary' | 'replica' | 'fenced';
-export const NODE_ROLES: readonly NodeRole[] = ['primary', 'replica', 'fenced'];
-
-/** Where a primary epoch began: the LSN its primary had reached when it was promoted. */
-export interface EpochStart {
-  epoch: number;
-  startLsn: number;
-}
-
-/** Role, fencing epoch and epoch history, kept in node_state so a restart resumes them. */
-export interface ReplicationState {
-  role: NodeRole;
-  epoch: number;
-  history: EpochStart[];
-}
+import { type ScrubSubject, scrubFile, staticSubject } from './scrubber';
+import {
+  type NodeRole,
+  type Opened,
+  type ReplicationState,
+  type Session,
+  closeSession,
+  fileState,
+  openSession,
+} from './session';
+import {
+  DatabaseMissingError,
+  LsnAheadError,
+  MaintenanceError,
+  type MaintenanceState,
+  NotPrimaryError,
+  ReplicationGapError,
+  StaleWalError,
+  StoreClosedError,
+} from './store-errors';
 
 /** A committed batch as replication sends it. */
 export interface CommittedBatch {
   lsn: number;
   events: LogEvent[];
-}
-
-/** Writes go to the primary only. */
-export class NotPrimaryError extends Error {
-  constructor(readonly state: ReplicationState) {
-    super(
-      state.role === 'fenced'
-        ? `this node was primary of epoch ${state.epoch} and has been fenced: a newer primary exists; it accepts no writes until it rejoins as a replica`
-        : `this node is a ${state.role} (epoch ${state.epoch}); send writes to the primary`,
-    );
-    this.name = 'NotPrimaryError';
-  }
-}
-
-/** Replicated events that do not follow on from what this node has. */
-export class ReplicationGapError extends Error {
-  constructor(
-    readonly expectedLsn: number,
-    readonly gotLsn: number,
-  ) {
-    super(
-      `replicated events start at LSN ${gotLsn}; this node has LSN ${expectedLsn - 1} and needs ${expectedLsn} next`,
-    );
-    this.name = 'ReplicationGapError';
-  }
 }
 
 export interface NewEvent {
@@ -148,12 +131,6 @@ export interface EventPage {
   more: boolean;
 }
 
-export interface MaintenanceState {
-  reason: string | null;
-  /** ISO time maintenance was entered. */
-  since: string;
-}
-
 export interface MaintenanceOnResult extends MaintenanceState {
   status: 'maintenance';
   lsn: number;
@@ -170,66 +147,6 @@ export interface MaintenanceOffResult {
   created: boolean;
   /** The fingerprint of the file just opened (computed while opening it): proves which file it is. */
   fingerprint: Fingerprint;
-}
-
-export class StoreClosedError extends Error {
-  constructor() {
-    super('the database is closed (the node is stopping)');
-    this.name = 'StoreClosedError';
-  }
-}
-
-export class LsnAheadError extends Error {
-  constructor(
-    readonly requested: number,
-    readonly current: number,
-    /** The request field that carried the LSN. */
-    readonly field = 'lsn',
-  ) {
-    super(`${field} ${requested} is ahead of this node's lsn ${current}: rows up to it may still arrive`);
-    this.name = 'LsnAheadError';
-  }
-}
-
-/** The node is in maintenance: its file is closed, so nothing can be read or written. */
-export class MaintenanceError extends Error {
-  constructor(readonly state: MaintenanceState) {
-    super(MaintenanceError.describe('the node', state));
-    this.name = 'MaintenanceError';
-  }
-
-  /** The message, naming the node. */
-  static describe(node: string, state: MaintenanceState): string {
-    return (
-      `${node} is in maintenance since ${state.since}${state.reason ? ` (reason: ${state.reason})` : ''}: ` +
-      'its database file is closed; it accepts writes and reads again after POST /maintenance { "enabled": false }'
-    );
-  }
-}
-
-/** Leaving maintenance found no file at the database path (and allowEmpty was not given). */
-export class DatabaseMissingError extends Error {
-  constructor(readonly path: string) {
-    super(
-      `${path} does not exist; put the database file there, or pass "allowEmpty": true to start an empty ` +
-        'database; the node stays in maintenance',
-    );
-    this.name = 'DatabaseMissingError';
-  }
-}
-
-/** Leaving maintenance found a WAL that does not belong to the file now at the path. */
-export class StaleWalError extends Error {
-  constructor(
-    readonly path: string,
-    readonly bytes: number,
-  ) {
-    super(
-      `${path} (${bytes} bytes) is not the WAL this node left when it closed the database; DuckDB would replay ` +
-        'it onto the file now in place and mix in foreign rows. Move it aside (or remove it); the node stays in maintenance',
-    );
-    this.name = 'StaleWalError';
-  }
 }
 
 const round = (ms: number): number => Math.round(ms * 10) / 10;
@@ -257,107 +174,59 @@ function eventsJsonQuery(afterLsn: number, toLsn: number): string {
   );
 }
 
-/** The checksum of one batch, inside its own transaction (the same rows fingerprintQuery hashes). */
-const BATCH_CHECKSUM_SQL = `SELECT ${checksumSumSql(CURRENT_FINGERPRINT_VERSION, 'e')}::VARCHAR FROM events AS e WHERE e.lsn = $1`;
-
-/** The open file: the instance, the writer connection and its prepared statements. */
-interface Session {
-  db: OpenDatabase;
-  writer: DuckDBConnection;
-  updateLsn: DuckDBPreparedStatement;
-  updateChecksum: DuckDBPreparedStatement;
-  batchChecksum: DuckDBPreparedStatement;
-}
-
-interface Opened {
-  session: Session;
-  position: StoredPosition;
-  /** The file's fingerprint, and whether opening had to compute it (CurrentFingerprint). */
-  initial: CurrentFingerprint;
-  /** Role and history as stored; undefined for a file no node has run on. */
-  role: NodeRole | undefined;
-  history: EpochStart[];
-}
-
-async function readRoleState(c: DuckDBConnection): Promise<{ role: NodeRole | undefined; history: EpochStart[] }> {
-  const rows = (
-    await c.runAndReadAll(`SELECT key, value FROM node_state WHERE key IN ('${STATE_ROLE}', '${STATE_HISTORY}')`)
-  ).getRows();
-  const values = new Map(rows.map(([k, v]) => [String(k), String(v)]));
-  const role = values.get(STATE_ROLE);
-  const history = values.has(STATE_HISTORY) ? (JSON.parse(values.get(STATE_HISTORY)!) as EpochStart[]) : [];
-  return { role: NODE_ROLES.includes(role as NodeRole) ? (role as NodeRole) : undefined, history };
-}
-
 /** What the file and its WAL looked like when maintenance closed them (dev:ino:size:mtime). */
 interface ClosedFiles {
   db: string | null;
   wal: string | null;
 }
 
-async function identity(path: string): Promise<string | null> {
-  const info: Stats | undefined = await stat(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined;
-    throw err;
-  });
-  return info ? `${info.dev}:${info.ino}:${info.size}:${info.mtimeMs}` : null;
+/** Writes that fail in a row, for no reason DuckDB names, before the node calls itself unwritable. */
+const FAILED_WRITES_TO_UNWRITABLE = 3;
+
+/**
+ * What an open failure means: a file DuckDB refuses or our schema check fails is damaged, a full or
+ * read-only disk makes the node unwritable; anything else (another process holds the file, no
+ * permission) is not the file's fault and stops the start.
+ */
+function openFailure(err: unknown): 'damaged' | 'unwritable' | undefined {
+  if (err instanceof SchemaMismatchError) return 'damaged';
+  const kind = classifyDatabaseError(err);
+  if (kind === 'fatal') return 'unwritable';
+  if (kind === 'corrupt') return 'damaged';
+  const message = errorMessage(err);
+  if (/Could not set lock|already open in this process|Permission denied|EACCES/i.test(message)) return undefined;
+  return /^(IO|Serialization|Catalog|INTERNAL|Invalid Input) Error/i.test(message) ? 'damaged' : undefined;
 }
 
-/** Opens (or creates) the file, checks the schema, and reads where it stands. */
-async function openSession(path: string): Promise<Opened> {
-  await mkdir(dirname(path), { recursive: true });
-  const db = await openDatabase(path);
-  try {
-    const writer = await db.connect();
-    await ensureSchema(writer);
-    const position = await readPosition(writer);
-    // A database built by bulk SQL has no node_state yet; record where it stands.
-    await writer.run(SET_STATE_SQL, [STATE_LSN, String(position.lsn)]);
-    await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(position.epoch)]);
-    // The checksum every append keeps in node_state makes opening O(1); a file without one (built
-    // by bulk SQL), or with one in an older fingerprint version, is fingerprinted once, and from
-    // then on keeps it.
-    const initial = await currentRecordedFingerprint(writer);
-    const updateLsn = await writer.prepare(UPDATE_LSN_SQL);
-    const updateChecksum = await writer.prepare(UPDATE_CHECKSUM_SQL);
-    const batchChecksum = await writer.prepare(BATCH_CHECKSUM_SQL);
-    const { role, history } = await readRoleState(writer);
-    return { session: { db, writer, updateLsn, updateChecksum, batchChecksum }, position, initial, role, history };
-  } catch (err) {
-    try {
-      db.close();
-    } catch {
-      // The open failure is the news; a close failure keeps the path registered (never reopened).
-    }
-    throw err;
-  }
-}
-
-/** Closes the session; the caller holds the write lock and no read is running. */
-async function closeSession(session: Session, path: string, log: Logger): Promise<void> {
-  try {
-    const result = await checkpointFully(session.writer, path);
-    if (result.attempts > 1) log('checkpoint_retried', { ...result });
-  } catch (err) {
-    // The WAL still holds the data and is replayed at the next open; closing must go on.
-    log('checkpoint_on_close_failed', { error: errorMessage(err) });
-  }
-  session.writer.closeSync();
-  session.db.close();
+export interface StoreOptions {
+  /** The role of a file no node has run on yet (default primary). */
+  role?: NodeRole;
+  /** No database at the path: create one (default), or wait empty for initialize(). */
+  ifMissing?: 'create' | 'wait';
+  /** How often an unwritable store tries to reopen its file (default 2 s). */
+  reopenIntervalMs?: number;
 }
 
 export class EventStore {
-  readonly state: ReplicationState;
+  readonly state: ReplicationState = { role: 'none', epoch: 0, history: [] };
   /** The database file (its directory's symlinks resolved). */
   readonly path: string;
+  /** ok, damaged, unwritable or empty (maintenance is apart: maintenanceState). */
+  readonly condition: NodeCondition;
   private readonly lock = new Mutex();
-  /** Serializes entering and leaving maintenance. */
+  /** Serializes entering and leaving maintenance, reopening, replacing and creating the file. */
   private readonly control = new Mutex();
   /** Shut while a snapshot waits for running reads; see snapshot(). */
   private readonly readGate = new Gate();
   private readonly reads = new Set<Promise<unknown>>();
-  /** The open file; undefined in maintenance and after close(). */
+  /** Scrub passes running: each holds a descriptor on the file until it notices it is going. */
+  private readonly scrubs = new Set<Promise<unknown>>();
+  /** Set when close() begins: a scrub stops at once, writes still queued commit. */
+  private closeRequested = false;
+  /** The open file; undefined in maintenance, after close(), and while none can be opened. */
   private session: Session | undefined;
+  /** Counts the files opened: a scrub of an earlier one stops (scrubSubject). */
+  private generation = 0;
   private maintenanceState: MaintenanceState | undefined;
   private closedFiles: ClosedFiles | undefined;
   private lastId = 0;
@@ -380,35 +249,93 @@ export class EventStore {
   private closing: Promise<void> | undefined;
   /** Set once close() holds the lock: writes queued before close() still commit. */
   private closed = false;
+  private failedWritesInARow = 0;
+  private reopenTimer: NodeJS.Timeout | undefined;
+  private readonly reopenIntervalMs: number;
 
+  /** The acknowledged LSN recorded in the file (or the damage marker) when it was opened. */
+  recordedAckedLsn = 0;
   /** Called after each local commit, under the write lock, in LSN order (replication). */
   onCommit: ((batch: CommittedBatch) => void) | undefined;
+  /** What the node knows to be acknowledged (replication sets it), recorded at role changes. */
+  ackedLsn: () => number = () => this.recordedAckedLsn;
+  /** Called once the store reopened its file by itself after being unwritable (fenced if it was primary). */
+  onReopened: (() => void) | undefined;
 
   private constructor(
-    opened: Opened,
+    path: string,
     private readonly log: Logger,
-    initialRole: NodeRole,
+    private readonly initialRole: NodeRole,
+    options: StoreOptions,
   ) {
-    this.path = opened.session.db.path;
-    this.state = { role: opened.role ?? initialRole, epoch: opened.position.epoch, history: opened.history };
-    this.adopt(opened);
+    this.path = path;
+    this.condition = new NodeCondition(path);
+    this.reopenIntervalMs = options.reopenIntervalMs ?? 2_000;
   }
 
   /**
    * Opens (or creates) the database file and resumes after its highest id and LSN, in the role
-   * stored in the file; `role` applies to a file no node has run on yet (default primary).
+   * stored in the file; `role` applies to a file no node has run on yet (default primary). A file
+   * that cannot be opened, or none with ifMissing 'wait', gives a store in that condition.
    */
-  static async open(path: string, log: Logger = silentLogger, options: { role?: NodeRole } = {}): Promise<EventStore> {
-    const store = new EventStore(await openSession(path), log, options.role ?? 'primary');
-    await store.setReplicationState(store.state);
+  static async open(path: string, log: Logger = silentLogger, options: StoreOptions = {}): Promise<EventStore> {
+    await mkdir(dirname(resolve(path)), { recursive: true });
+    const store = new EventStore(canonicalPath(path), log, options.role ?? 'primary', options);
+    await store.start(options.ifMissing ?? 'create');
     return store;
   }
 
+  private async start(ifMissing: 'create' | 'wait'): Promise<void> {
+    const [db, wal] = await Promise.all([fileState(this.path), fileState(`${this.path}.wal`)]);
+    if (db === null && wal !== null) {
+      // DuckDB would start a new database and replay this WAL onto it.
+      this.markDamaged({
+        reason: `${this.path}.wal exists without ${this.path}: the database file is lost`,
+        detectedBy: 'open',
+        at: new Date().toISOString(),
+      });
+      return;
+    }
+    if (db === null && ifMissing === 'wait') {
+      this.condition.set({ status: 'empty' });
+      this.log('database_missing', { path: this.path, waiting: 'POST /initialize or a replication snapshot' });
+      return;
+    }
+    const marker = await readDamageMarker(this.path);
+    if (marker) {
+      // Damage found while the node ran: DuckDB may still open the file, but it stays damaged.
+      Object.assign(this.state, { role: marker.role, epoch: marker.epoch, history: marker.history });
+      this.currentLsn = marker.lsn;
+      this.rowCount = marker.rows;
+      this.recordedAckedLsn = marker.ackedLsn;
+      this.condition.set({ status: 'damaged', damage: marker.damage });
+      this.log('damaged', { ...marker.damage, path: this.path, remembered: true });
+      return;
+    }
+    let opened: Opened;
+    try {
+      opened = await openSession(this.path);
+    } catch (err) {
+      const failure = openFailure(err);
+      if (failure === undefined) throw err;
+      if (failure === 'damaged') this.markDamaged(damageOf(err, 'open'));
+      else this.markUnwritable(damageOf(err, 'open'));
+      return;
+    }
+    Object.assign(this.state, {
+      role: opened.role ?? this.initialRole,
+      epoch: opened.position.epoch,
+      history: opened.history,
+    });
+    this.adopt(opened);
+    await this.setReplicationState(this.state);
+  }
+
   /** Stores role, epoch and history (under the write lock, in one transaction). */
-  async setReplicationState(next: ReplicationState): Promise<void> {
+  async setReplicationState(next: ReplicationState, ackedLsn?: number): Promise<void> {
     const release = await this.lock.acquire();
     try {
-      await this.persistReplicationState(next);
+      await this.persistReplicationState(next, ackedLsn);
     } finally {
       release();
     }
@@ -419,41 +346,65 @@ export class EventStore {
    * stores the new state, all under the write lock: no write commits between the drain and the
    * role change. Writes queued meanwhile find the node no longer primary.
    */
-  async stepDown(next: ReplicationState, drain: () => Promise<boolean>): Promise<boolean> {
+  async stepDown(next: ReplicationState, drain: () => Promise<boolean>, ackedLsn?: () => number): Promise<boolean> {
     const release = await this.lock.acquire();
     try {
       const drained = await drain();
-      await this.persistReplicationState(next);
+      await this.persistReplicationState(next, ackedLsn?.());
       return drained;
     } finally {
       release();
     }
   }
 
-  private async persistReplicationState(next: ReplicationState): Promise<void> {
-    const { writer } = this.opened();
-    await writer.run('BEGIN TRANSACTION');
+  /**
+   * Records role, epoch, history (and the acknowledged LSN when given) in the file, the caller
+   * holding the write lock. A file that cannot take it (damaged, unwritable, none) does not stop a
+   * role change: it holds in memory, and is written when the file is reopened or replaced (a fence
+   * must never be lost to a full disk).
+   */
+  private async persistReplicationState(next: ReplicationState, ackedLsn?: number): Promise<void> {
+    if (this.maintenanceState && !this.session) throw new MaintenanceError({ ...this.maintenanceState });
+    const apply = (persisted: boolean): void => {
+      this.state.role = next.role;
+      this.state.epoch = next.epoch;
+      this.state.history = next.history.map((h) => ({ ...h }));
+      if (ackedLsn !== undefined) this.recordedAckedLsn = ackedLsn;
+      this.log('replication_state', { role: next.role, epoch: next.epoch, lsn: this.currentLsn, persisted });
+    };
+    const session = this.condition.status === 'ok' ? this.session : undefined;
+    if (!session || next.role === 'none') {
+      apply(false);
+      const current = this.condition.current;
+      if (current.status === 'damaged') await this.recordDamage(current.damage);
+      return;
+    }
+    const { writer } = session;
     try {
+      await writer.run('BEGIN TRANSACTION');
       await writer.run(SET_STATE_SQL, [STATE_ROLE, next.role]);
       await writer.run(SET_STATE_SQL, [STATE_EPOCH, String(next.epoch)]);
       await writer.run(SET_STATE_SQL, [STATE_HISTORY, JSON.stringify(next.history)]);
+      if (ackedLsn !== undefined) await writer.run(SET_STATE_SQL, [STATE_ACKED_LSN, String(ackedLsn)]);
       await writer.run('COMMIT');
     } catch (err) {
       await writer.run('ROLLBACK').catch(() => undefined);
-      throw err;
+      if (this.failed(err, 'write') === err) throw err;
+      apply(false);
+      return;
     }
-    this.state.role = next.role;
-    this.state.epoch = next.epoch;
-    this.state.history = next.history.map((h) => ({ ...h }));
-    this.log('replication_state', { role: next.role, epoch: next.epoch, lsn: this.currentLsn });
+    apply(true);
   }
 
   /**
    * Applies batches a primary replicated (ids, LSNs and timestamps as the primary gave them), in
    * one transaction with node_state. Events this node already has (lsn <= its LSN) are skipped, so
-   * a resend after a lost answer is harmless; events that do not follow on are refused.
+   * a resend after a lost answer is harmless; events that do not follow on are refused, unless
+   * the primary says they follow `afterLsn` (at or below this node's LSN): the LSNs between are
+   * holes of the history, batches a restore left out.
    */
-  async applyReplicated(events: readonly LogEvent[]): Promise<{ applied: number; lsn: number }> {
+  async applyReplicated(events: readonly LogEvent[], afterLsn?: number): Promise<{ applied: number; lsn: number }> {
+    this.available('write');
     const release = await this.lock.acquire();
     try {
       const { writer } = this.opened();
@@ -462,11 +413,19 @@ export class EventStore {
       const first = fresh[0];
       const last = fresh[fresh.length - 1];
       if (!first || !last) return { applied: 0, lsn: this.currentLsn };
-      if (first.lsn !== this.currentLsn + 1) throw new ReplicationGapError(this.currentLsn + 1, first.lsn);
-      await applyEvents(writer, fresh);
-      const [checksum] = (
-        await writer.runAndReadAll(`SELECT value FROM node_state WHERE key = '${STATE_CHECKSUM}'`)
-      ).getRows()[0] ?? [null];
+      const holes = afterLsn !== undefined && afterLsn <= this.currentLsn;
+      if (first.lsn !== this.currentLsn + 1 && !holes) throw new ReplicationGapError(this.currentLsn + 1, first.lsn);
+      let checksum: unknown;
+      try {
+        await applyEvents(writer, fresh);
+        [checksum] = (
+          await writer.runAndReadAll(`SELECT value FROM node_state WHERE key = '${STATE_CHECKSUM}'`)
+        ).getRows()[0] ?? [null];
+      } catch (err) {
+        // applyEvents commits last: a failure may have left the batch committed or not.
+        throw this.writeFailed(err, true);
+      }
+      this.failedWritesInARow = 0;
       this.running = {
         rows: this.running.rows + fresh.length,
         minId: this.running.minId ?? first.id,
@@ -486,7 +445,8 @@ export class EventStore {
   /**
    * Removes the events after lsn: the tail a former primary (or an asynchronous replica) holds
    * beyond the point where a newer epoch began. No client was told those writes succeeded: an
-   * acknowledgement needs the synchronous replica, and the new epoch starts from it.
+   * acknowledgement needs the synchronous replica, and the new epoch starts from it. The recorded
+   * acknowledged LSN comes down to lsn with them.
    */
   async truncateAfter(lsn: number): Promise<{ removed: number; lsn: number }> {
     const release = await this.lock.acquire();
@@ -505,18 +465,26 @@ export class EventStore {
         removed = Number(count ?? 0);
         await writer.run(`DELETE FROM events WHERE lsn > ${lsn}`);
         await writer.run(SET_STATE_SQL, [STATE_LSN, String(lsn)]);
+        await writer.run(
+          `UPDATE node_state SET value = least(value::BIGINT, ${lsn})::VARCHAR WHERE key = '${STATE_ACKED_LSN}'`,
+        );
         await writer.run('COMMIT');
       } catch (err) {
         await writer.run('ROLLBACK').catch(() => undefined);
-        throw err;
+        throw this.writeFailed(err, true);
       }
-      await writer.run('CHECKPOINT');
-      const position = await readPosition(writer);
-      const { fingerprint: fp } = await currentRecordedFingerprint(writer);
-      this.lastId = position.lastId;
-      this.currentLsn = position.lsn;
-      this.rowCount = position.rows;
-      this.running = runningOf(fp);
+      try {
+        await writer.run('CHECKPOINT');
+        const position = await readPosition(writer);
+        const { fingerprint: fp } = await currentRecordedFingerprint(writer);
+        this.lastId = position.lastId;
+        this.currentLsn = position.lsn;
+        this.rowCount = position.rows;
+        this.running = runningOf(fp);
+      } catch (err) {
+        throw this.failed(err, 'checkpoint');
+      }
+      this.recordedAckedLsn = Math.min(this.recordedAckedLsn, lsn);
       this.log('truncated', { afterLsn: lsn, removed });
       return { removed, lsn: this.currentLsn };
     } finally {
@@ -537,6 +505,15 @@ export class EventStore {
   get maintenance(): MaintenanceState | undefined {
     return this.maintenanceState && { ...this.maintenanceState };
   }
+  /** Whether the write path works: the condition is ok (maintenance is a pause, not a failure). */
+  get writable(): boolean {
+    return this.condition.status === 'ok';
+  }
+
+  /** Refuses (DamagedError, UnwritableError, EmptyError, …) unless the file can take writes now. */
+  assertWritable(): void {
+    this.available('write');
+  }
 
   /** Appends one batch in one transaction; resolves after COMMIT (which fsyncs the WAL). */
   async append(events: readonly NewEvent[]): Promise<AppendResult> {
@@ -544,7 +521,7 @@ export class EventStore {
     // Serialize outside the lock: it is the costliest per-event work and needs no ordering.
     const rows = events.map((e) => ({ kind: e.kind, payload: JSON.stringify(e.payload) ?? 'null' }));
     // Refused before queuing: only writes already queued when maintenance began still commit.
-    this.available();
+    this.available('write');
     if (this.state.role !== 'primary') throw new NotPrimaryError(this.state);
     const asked = performance.now();
     const release = await this.lock.acquire();
@@ -558,8 +535,9 @@ export class EventStore {
       const firstId = this.lastId + 1;
       const micros = BigInt(Date.now()) * 1000n;
       const ts = new DuckDBTimestampValue(micros);
-      await writer.run('BEGIN TRANSACTION');
+      let committing = false;
       try {
+        await writer.run('BEGIN TRANSACTION');
         // The appender writes into the open transaction: rows and LSN commit together or not at all.
         const appender = await writer.createAppender('events');
         const lsnValue = BigInt(lsn);
@@ -582,6 +560,7 @@ export class EventStore {
         const checksum = this.running.checksum + BigInt(String(batchSum ?? '0'));
         updateChecksum.bindVarchar(1, checksum.toString());
         await updateChecksum.run();
+        committing = true;
         await writer.run('COMMIT');
         this.running = {
           rows: this.running.rows + rows.length,
@@ -594,8 +573,9 @@ export class EventStore {
         await writer
           .run('ROLLBACK')
           .catch((rollbackErr: unknown) => this.log('rollback_failed', { error: errorMessage(rollbackErr) }));
-        throw err;
+        throw this.writeFailed(err, committing);
       }
+      this.failedWritesInARow = 0;
       this.currentLsn = lsn;
       this.lastId = firstId + rows.length - 1;
       this.rowCount += rows.length;
@@ -618,7 +598,7 @@ export class EventStore {
   }
 
   async stats(upToLsn?: number): Promise<StoreStats> {
-    this.available();
+    this.available('read');
     const current = this.currentLsn;
     if (upToLsn !== undefined && upToLsn > current) throw new LsnAheadError(upToLsn, current);
     // Filtering by a committed LSN makes the numbers exact even while writes continue.
@@ -652,7 +632,7 @@ export class EventStore {
     }
     if (limit < 1) throw new RangeError('limit must be at least 1');
     if (toLsn !== undefined && toLsn < afterLsn) throw new RangeError('toLsn must not be below afterLsn');
-    this.available();
+    this.available('read');
     const head = this.currentLsn;
     if (afterLsn > head) throw new LsnAheadError(afterLsn, head, 'afterLsn');
     const upper = Math.min(toLsn ?? head, head);
@@ -699,13 +679,28 @@ export class EventStore {
    * since reads that start then do not hinder the checkpoint.
    */
   async snapshot(target: string): Promise<SnapshotResult> {
-    this.available();
+    this.available('write');
     const started = performance.now();
     await mkdir(dirname(target), { recursive: true });
     const tmp = tempPathFor(target);
     let copy: Awaited<ReturnType<EventStore['copyWithWritesPaused']>>;
+    let checkMs: number;
     try {
       copy = await this.copyWithWritesPaused(tmp);
+      // The copy is the file as DuckDB left it at a checkpoint, and nobody writes it: its blocks
+      // are checked without races, so a damaged source never becomes a backup (the node turns
+      // damaged and the backup fails once, not after hours of retried verifications).
+      const checkStarted = performance.now();
+      const check = await scrubFile(staticSubject(tmp), 0);
+      checkMs = performance.now() - checkStarted;
+      if (check.kind === 'damaged') {
+        this.markDamaged({
+          reason: `${check.reason.replace(tmp, this.path)} (found in the consistent copy taken for a snapshot)`,
+          detectedBy: 'scrub',
+          at: new Date().toISOString(),
+        });
+        throw this.condition.refusal('write') ?? new Error(check.reason);
+      }
       // No fsync: a snapshot is a transient file that is verified and stored elsewhere, and
       // taken again if the host crashes. The rename keeps a retried snapshot atomic.
       await rename(tmp, target);
@@ -721,6 +716,7 @@ export class EventStore {
       ...result,
       checkpointMs: round(copy.checkpointMs),
       copyMs: round(copy.stallMs - copy.checkpointMs),
+      blockCheckMs: round(checkMs),
     });
     return result;
   }
@@ -733,7 +729,9 @@ export class EventStore {
     const locked = performance.now();
     try {
       const { writer } = this.opened();
-      const checkpoint = await checkpointFully(writer, this.path);
+      const checkpoint = await checkpointFully(writer, this.path).catch((err: unknown) => {
+        throw this.failed(err, 'checkpoint');
+      });
       const checkpointMs = performance.now() - locked;
       if (checkpoint.attempts > 1) this.log('checkpoint_retried', { ...checkpoint });
       const lsn = this.currentLsn;
@@ -760,7 +758,8 @@ export class EventStore {
    * Enters maintenance: new writes and reads are refused from now on, writes already queued for
    * the lock commit first, running reads end, then the file is checkpointed and closed, so
    * another process may move it aside and put a restored file in its place. Entering again only
-   * updates the reason (when one is given).
+   * updates the reason (when one is given). A node with no open file (damaged at start, empty,
+   * unwritable) enters at once: there is nothing to close.
    */
   async enterMaintenance(reason?: string): Promise<MaintenanceOnResult> {
     return this.exclusive(async () => {
@@ -772,20 +771,22 @@ export class EventStore {
       }
       const state: MaintenanceState = current ?? { reason: reason ?? null, since: new Date().toISOString() };
       this.maintenanceState = state;
+      await this.scrubsGone();
       const release = await this.lock.acquire();
       try {
-        const session = this.session;
-        if (this.closed || !session) throw new StoreClosedError();
+        if (this.closed) throw new StoreClosedError();
         await Promise.allSettled([...this.reads]);
+        const session = this.session;
         this.session = undefined;
-        await closeSession(session, this.path, this.log);
-        const [db, wal] = await Promise.all([identity(this.path), identity(`${this.path}.wal`)]);
+        if (session) await closeSession(session, this.path, this.log, this.condition.status !== 'unwritable');
+        const [db, wal] = await Promise.all([fileState(this.path), fileState(`${this.path}.wal`)]);
         this.closedFiles = { db, wal };
         this.log('maintenance_on', {
           reason: state.reason,
           lsn: this.currentLsn,
           rows: this.rowCount,
           walBytes: await walBytes(this.path),
+          condition: this.condition.status,
         });
         return { status: 'maintenance', ...state, lsn: this.currentLsn, path: this.path };
       } catch (err) {
@@ -804,7 +805,8 @@ export class EventStore {
    * when it is missing and allowEmpty is set), recomputes the position and running fingerprint
    * from it, and resumes writes. Refused, staying in maintenance, when the file is missing
    * (DatabaseMissingError) or a WAL is there that this node did not leave beside this very file
-   * (StaleWalError). Not in maintenance: nothing to do.
+   * (StaleWalError). Not in maintenance: nothing to do. The file opened sets the condition: ok,
+   * or damaged again when it is the very file damage was found in.
    */
   async exitMaintenance(options: { allowEmpty?: boolean } = {}): Promise<MaintenanceOffResult> {
     return this.exclusive(async () => {
@@ -822,34 +824,153 @@ export class EventStore {
       try {
         if (this.closed) throw new StoreClosedError();
         const walPath = `${this.path}.wal`;
-        const [db, wal] = await Promise.all([identity(this.path), identity(walPath)]);
+        const [db, wal] = await Promise.all([fileState(this.path), fileState(walPath)]);
         if (db === null && !options.allowEmpty) throw new DatabaseMissingError(this.path);
         const walSize = await walBytes(this.path);
         if (walSize > 0 && !(wal === this.closedFiles?.wal && db === this.closedFiles.db)) {
           throw new StaleWalError(walPath, walSize);
         }
+        const marker = await readDamageMarker(this.path);
         const opened = await openSession(this.path);
         // A restored file carries the epoch of its source; this node's own epoch never goes back.
         this.state.epoch = Math.max(this.state.epoch, opened.position.epoch);
+        if (this.state.role === 'none') {
+          this.state.role = opened.role ?? this.initialRole;
+          this.state.history = opened.history;
+        }
         this.adopt(opened);
-        await opened.session.writer.run(SET_STATE_SQL, [STATE_EPOCH, String(this.state.epoch)]);
-        await opened.session.writer.run(SET_STATE_SQL, [STATE_ROLE, this.state.role]);
-        await opened.session.writer.run(SET_STATE_SQL, [STATE_HISTORY, JSON.stringify(this.state.history)]);
+        this.condition.set(marker ? { status: 'damaged', damage: marker.damage } : { status: 'ok' });
+        this.stopReopening();
         const reason = this.maintenanceState.reason;
         this.maintenanceState = undefined;
         this.closedFiles = undefined;
+        await this.persistReplicationState(this.state);
         this.log('maintenance_off', {
           reason,
           created: db === null,
           lsn: this.currentLsn,
           rows: this.rowCount,
           checksum: this.running.checksum.toString(),
+          condition: this.condition.status,
         });
         return done(db === null);
       } finally {
         release();
       }
     });
+  }
+
+  /**
+   * Creates the database of an empty node (POST /initialize): role primary (the first node of a
+   * new cluster: its first batch gets LSN 1) or replica (fed by its primary from LSN 0), at epoch.
+   * Refused (NotEmptyError) unless the node is empty and there is still no file at the path.
+   */
+  async initialize(
+    role: 'primary' | 'replica',
+    epoch: number,
+  ): Promise<{ role: NodeRole; epoch: number; lsn: number; path: string }> {
+    return this.exclusive(async () => {
+      if (this.closed) throw new StoreClosedError();
+      if (this.maintenanceState) throw new MaintenanceError({ ...this.maintenanceState });
+      if (this.condition.status !== 'empty' || (await fileState(this.path)) !== null) {
+        throw new NotEmptyError(this.path);
+      }
+      const release = await this.lock.acquire();
+      try {
+        this.adopt(await openSession(this.path));
+        this.condition.set({ status: 'ok' });
+        // Epoch 1 is the first epoch of every cluster and has no recorded start (docs/node-api.md).
+        const history = role === 'primary' && epoch > 1 ? [{ epoch, startLsn: 0 }] : [];
+        await this.persistReplicationState({ role, epoch, history }, 0);
+        this.log('initialized', { role, epoch, path: this.path });
+        return { role, epoch, lsn: this.currentLsn, path: this.path };
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * Puts `incoming` (a verified database file in the same directory) in place of the node's file,
+   * whatever condition it is in: the current file, its WAL and its damage marker move aside
+   * (aside.ts: never deleted), the new file is opened, and the node takes `state` and `ackedLsn`
+   * with it. Returns where the old file went (undefined when there was none).
+   */
+  async replaceFile(
+    incoming: string,
+    options: { reason: string; state: ReplicationState; ackedLsn: number },
+  ): Promise<{ movedAside: string | undefined }> {
+    return this.exclusive(async () => {
+      if (this.closed) throw new StoreClosedError();
+      if (this.maintenanceState) throw new MaintenanceError({ ...this.maintenanceState });
+      this.generation++;
+      await this.scrubsGone();
+      const release = await this.lock.acquire();
+      try {
+        await Promise.allSettled([...this.reads]);
+        const old = this.session;
+        this.session = undefined;
+        if (old) await closeSession(old, this.path, this.log, this.condition.status === 'ok');
+        const movedAside = await moveAside(this.path, options.reason);
+        await rename(incoming, this.path);
+        await syncDirectory(dirname(this.path));
+        let opened: Opened;
+        try {
+          opened = await openSession(this.path);
+        } catch (err) {
+          // Verified by DuckDB before it came here, yet it does not open: nothing is in place now.
+          this.condition.set({ status: 'ok' });
+          this.markDamaged(damageOf(err, 'open'));
+          throw err;
+        }
+        this.adopt(opened);
+        this.condition.set({ status: 'ok' });
+        this.stopReopening();
+        this.failedWritesInARow = 0;
+        await this.persistReplicationState(options.state, options.ackedLsn);
+        this.log('file_replaced', { reason: options.reason, movedAside, lsn: this.currentLsn, rows: this.rowCount });
+        return { movedAside };
+      } finally {
+        release();
+      }
+    });
+  }
+
+  /**
+   * The live file for the scrubber: its generation is defined only while the file is open and ok
+   * (a damaged, unwritable or closed file is not scrubbed), and a recheck runs under the write lock.
+   */
+  scrubSubject(): ScrubSubject {
+    const generation = (): number | undefined =>
+      this.session && !this.closeRequested && !this.maintenanceState && this.condition.status === 'ok'
+        ? this.generation
+        : undefined;
+    return {
+      path: this.path,
+      generation,
+      hold: async (pass) => {
+        const running = pass();
+        this.scrubs.add(running);
+        try {
+          return await running;
+        } finally {
+          this.scrubs.delete(running);
+        }
+      },
+      withWritesPaused: async (expected, fn) => {
+        const release = await this.lock.acquire();
+        try {
+          return generation() === expected ? await fn() : undefined;
+        } finally {
+          release();
+        }
+      },
+    };
+  }
+
+  /** The scrub found a damaged block (confirmed with writes paused). */
+  scrubFoundDamage(reason: string): void {
+    this.markDamaged({ reason, detectedBy: 'scrub', at: new Date().toISOString() });
   }
 
   /** Lets queued writes finish, checkpoints, and closes the file. Safe to call twice. */
@@ -859,6 +980,9 @@ export class EventStore {
   }
 
   private async closeOnce(): Promise<void> {
+    this.stopReopening();
+    this.closeRequested = true;
+    await this.scrubsGone();
     // FIFO lock: every write queued before close() commits before this runs.
     const release = await this.lock.acquire();
     this.closed = true;
@@ -866,18 +990,20 @@ export class EventStore {
       await Promise.allSettled([...this.reads]);
       const session = this.session;
       this.session = undefined;
-      if (session) await closeSession(session, this.path, this.log);
+      if (session) await closeSession(session, this.path, this.log, this.condition.status !== 'unwritable');
     } finally {
       release();
     }
   }
 
   /** Takes over a freshly opened file: its position and fingerprint become the store's. */
-  private adopt({ session, position, initial }: Opened): void {
+  private adopt({ session, position, initial, ackedLsn }: Opened): void {
     this.session = session;
+    this.generation++;
     this.lastId = position.lastId;
     this.currentLsn = position.lsn;
     this.rowCount = position.rows;
+    this.recordedAckedLsn = ackedLsn;
     this.running = runningOf(initial.fingerprint);
     if (initial.upgradedFrom !== undefined) {
       this.log('fingerprint_recorded', {
@@ -888,6 +1014,150 @@ export class EventStore {
     }
   }
 
+  // --- condition -------------------------------------------------------------------------------
+
+  /**
+   * What a failed DuckDB call means for the node: a corrupt file makes it damaged, a fatal error
+   * (invalidated instance, full disk) unwritable. Returns the error to throw: the refusal of the
+   * new condition, or err itself when it says nothing about the file.
+   */
+  private failed(err: unknown, detectedBy: DetectedBy): unknown {
+    if (err instanceof DamagedError || err instanceof UnwritableError) return err;
+    const kind = classifyDatabaseError(err);
+    if (kind === undefined) return err;
+    // "Transaction COMMIT succeeded and is durable, but the autocheckpoint failed": a checkpoint.
+    const by = /checkpoint/i.test(errorMessage(err)) ? 'checkpoint' : detectedBy;
+    if (kind === 'corrupt') this.markDamaged(damageOf(err, by));
+    else this.markUnwritable(damageOf(err, by));
+    return this.condition.refusal('write') ?? err;
+  }
+
+  /**
+   * A write that failed: classified as above; a failed COMMIT leaves the batch's fate unknown (and
+   * the position kept in memory with it), and several failures in a row mean the write path is
+   * broken even when DuckDB does not say why. Either makes the node unwritable: the reopen reads
+   * the position back from the file.
+   */
+  private writeFailed(err: unknown, atCommit: boolean): unknown {
+    if (err instanceof RangeError) return err;
+    const refusal = this.failed(err, 'write');
+    if (refusal !== err) return refusal;
+    this.failedWritesInARow++;
+    if (atCommit || this.failedWritesInARow >= FAILED_WRITES_TO_UNWRITABLE) {
+      const reason = atCommit
+        ? `a commit failed, so whether it took effect is unknown: ${errorMessage(err)}`
+        : `${this.failedWritesInARow} writes in a row failed; the last: ${errorMessage(err)}`;
+      this.markUnwritable(damageOf(new Error(reason), 'write'));
+      return this.condition.refusal('write') ?? err;
+    }
+    return err;
+  }
+
+  private markDamaged(damage: Damage): void {
+    if (this.condition.status === 'damaged') return;
+    this.condition.set({ status: 'damaged', damage });
+    this.stopReopening();
+    this.log('damaged', { ...damage, path: this.path });
+    // A file DuckDB cannot open says so again at every start; damage found while running is
+    // remembered, since DuckDB may open that file without a complaint.
+    if (damage.detectedBy !== 'open') void this.recordDamage(damage);
+  }
+
+  private async recordDamage(damage: Damage): Promise<void> {
+    try {
+      const file = await fileIdentity(this.path);
+      if (!file) return;
+      const { role, epoch, history } = this.state;
+      await writeDamageMarker(this.path, {
+        damage,
+        file,
+        role,
+        epoch,
+        history,
+        lsn: this.currentLsn,
+        rows: this.rowCount,
+        ackedLsn: this.ackedLsn(),
+      });
+    } catch (err) {
+      this.log('damage_marker_failed', { error: errorMessage(err) });
+    }
+  }
+
+  private markUnwritable(damage: Damage): void {
+    if (this.condition.status !== 'ok') return;
+    this.condition.set({ status: 'unwritable', damage });
+    this.log('unwritable', { ...damage, path: this.path, retryEveryMs: this.reopenIntervalMs });
+    this.reopenTimer = setInterval(() => {
+      this.reopen().catch((err: unknown) => this.log('reopen_failed', { error: errorMessage(err) }));
+    }, this.reopenIntervalMs);
+    this.reopenTimer.unref();
+  }
+
+  private stopReopening(): void {
+    clearInterval(this.reopenTimer);
+    this.reopenTimer = undefined;
+  }
+
+  /**
+   * An unwritable node tries its file again: closes the instance (DuckDB wants an invalidated one
+   * reopened), opens the file and checkpoints it. DuckDB opens a file on a full disk, so only a
+   * checkpoint that empties the WAL proves that writes land again. Then it is ok, but a primary
+   * comes back fenced: it may have been failed over meanwhile, and the control plane rejoins it.
+   */
+  private async reopen(): Promise<void> {
+    const reopened = await this.exclusive(async () => {
+      if (this.closed || this.maintenanceState || this.condition.status !== 'unwritable') return false;
+      await this.scrubsGone();
+      const release = await this.lock.acquire();
+      try {
+        // What was acknowledged before: the reopened file may hold more (a commit DuckDB made
+        // durable and then reported failed), which no client was told about.
+        const acked = this.ackedLsn();
+        await Promise.allSettled([...this.reads]);
+        const old = this.session;
+        this.session = undefined;
+        if (old) await closeSession(old, this.path, this.log, false);
+        let opened: Opened | undefined;
+        try {
+          opened = await openSession(this.path);
+          await checkpointFully(opened.session.writer, this.path);
+        } catch (err) {
+          if (opened) await closeSession(opened.session, this.path, this.log, false).catch(() => undefined);
+          if (openFailure(err) === 'damaged') this.markDamaged(damageOf(err, 'open'));
+          else this.log('reopen_failed', { error: errorMessage(err).split('\n')[0] });
+          return false;
+        }
+        this.adopt(opened);
+        this.condition.set({ status: 'ok' });
+        this.stopReopening();
+        this.failedWritesInARow = 0;
+        const known = this.state.role === 'none' ? (opened.role ?? this.initialRole) : this.state.role;
+        await this.persistReplicationState(
+          {
+            role: known === 'primary' ? 'fenced' : known,
+            epoch: Math.max(this.state.epoch, opened.position.epoch),
+            history: this.state.role === 'none' ? opened.history : this.state.history,
+          },
+          Math.min(acked, this.currentLsn),
+        );
+        this.log('reopened', { role: this.state.role, lsn: this.currentLsn, rows: this.rowCount });
+        return true;
+      } finally {
+        release();
+      }
+    });
+    if (reopened) this.onReopened?.();
+  }
+
+  /**
+   * Waits for scrub passes to let go of the file; the caller has already made the generation
+   * undefined or different, so each stops at its next block. Called before taking the write lock:
+   * a pass may be waiting for the lock to recheck a block.
+   */
+  private async scrubsGone(): Promise<void> {
+    await Promise.allSettled([...this.scrubs]);
+  }
+
   private runningFingerprint(): Fingerprint {
     return {
       ...this.running,
@@ -896,17 +1166,22 @@ export class EventStore {
     };
   }
 
-  /** For work already admitted (holding the lock): the open session, or why the file is closed. */
+  /** For work already admitted (holding the lock): the open session, or why there is none. */
   private opened(): Session {
-    if (this.session && !this.closed) return this.session;
-    if (this.closed || !this.maintenanceState) throw new StoreClosedError();
-    throw new MaintenanceError({ ...this.maintenanceState });
+    if (this.closed) throw new StoreClosedError();
+    if (this.maintenanceState && !this.session) throw new MaintenanceError({ ...this.maintenanceState });
+    const refusal = this.condition.refusal('write');
+    if (refusal) throw refusal;
+    if (!this.session) throw new StoreClosedError();
+    return this.session;
   }
 
-  /** For new work: the open session, or why none is admitted (stopping, maintenance). */
-  private available(): Session {
+  /** For new work: the open session, or why none is admitted (stopping, maintenance, the condition). */
+  private available(kind: 'read' | 'write'): Session {
     if (this.closed) throw new StoreClosedError();
     if (this.maintenanceState) throw new MaintenanceError({ ...this.maintenanceState });
+    const refusal = this.condition.refusal(this.session ? kind : 'write');
+    if (refusal) throw refusal;
     if (!this.session) throw new StoreClosedError();
     return this.session;
   }
@@ -922,11 +1197,13 @@ export class EventStore {
 
   private async read<T>(fn: (c: DuckDBConnection) => Promise<T>): Promise<T> {
     await this.readGate.pass();
-    const { db } = this.available();
+    const { db } = this.available('read');
     const pending = withConnection(db, fn);
     this.reads.add(pending);
     try {
       return await pending;
+    } catch (err) {
+      throw this.failed(err, 'read');
     } finally {
       this.reads.delete(pending);
     }
