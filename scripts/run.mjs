@@ -200,6 +200,8 @@ async function test(files) {
     '--test',
     `--test-concurrency=${concurrency}`,
     '--test-timeout=600000',
+    // KIMICLAW_TEST_PATTERN: run only the tests whose names match (node --test-name-pattern).
+    ...(process.env.KIMICLAW_TEST_PATTERN ? [`--test-name-pattern=${process.env.KIMICLAW_TEST_PATTERN}`] : []),
     ...reporter,
     ...selected,
   ];

@@ -27,7 +27,7 @@ import {
 } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import { randomUUID } from 'node:crypto';
-import type { RestorePlanSummary, TransferProgress } from './activities';
+import type { TransferProgress } from './activities';
 import type { Config } from './config';
 import {
   archiveWorkflowId,
@@ -43,6 +43,7 @@ import { RestoreInputSchema, type RestoreInput } from './restore/input';
 import { DEFAULT_DATABASE } from './domain';
 import { BackupInputSchema, parseInput, type BackupInput } from './backup/input';
 import type { BackupResult } from './workflows/backup';
+import type { RestorePreview } from './workflows/restore';
 import { backupStatusQuery, type BackupStatus } from './workflows/messages';
 import { DrDatabase, DrTier } from './workflows/search-attributes';
 import type { archiveLog, backup, planRestore, pruneBackups, restore, restoreTest } from './workflows';
@@ -230,7 +231,7 @@ export class KimiclawDr {
   }
 
   /** Which backup and log range a restore with this input would use, planned on the node's host; changes nothing. */
-  async previewRestore(input: RestoreInput): Promise<RestorePlanSummary> {
+  async previewRestore(input: RestoreInput): Promise<RestorePreview> {
     const parsed = parseInput(RestoreInputSchema, input);
     if (!parsed.ok) throw new InvalidInputError(parsed.problems);
     return this.client.workflow.execute<typeof planRestore>('planRestore', {

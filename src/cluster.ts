@@ -6,8 +6,13 @@ import { NodeClient, type NodeHealth } from './node-client';
 /**
  * The node reporting itself primary with the highest epoch (a single-node database: that node).
  * Unreachable nodes are skipped; when none answers as primary the error lists what each said, for the retry message.
+ * `orFenced` (the log archiver): with no primary, the fenced node of the newest epoch that knows the
+ * most acknowledged.
  */
-export async function findPrimary(db: DatabaseConfig): Promise<{ node: NodeConfig; health: NodeHealth }> {
+export async function findPrimary(
+  db: DatabaseConfig,
+  options: { orFenced?: boolean } = {},
+): Promise<{ node: NodeConfig; health: NodeHealth }> {
   const problems: string[] = [];
   const answers = await Promise.all(
     db.nodes.map(async (node) => {
@@ -26,6 +31,17 @@ export async function findPrimary(db: DatabaseConfig): Promise<{ node: NodeConfi
     .filter((a) => a.health.role === 'primary' || db.nodes.length === 1)
     .sort((a, b) => b.health.epoch - a.health.epoch);
   if (primaries[0]) return primaries[0];
+  // While a restore holds every node fenced, what was acknowledged last is still on the node that
+  // was primary: it serves its acknowledged events. Only when every node answered, so the newest
+  // epoch is known and a stale node of an abandoned history cannot be taken for it.
+  const reached = answers.filter((a) => a !== undefined);
+  if (options.orFenced && reached.length === db.nodes.length) {
+    const newest = Math.max(...reached.map((a) => a.health.epoch));
+    const fenced = reached
+      .filter((a) => a.health.role === 'fenced' && a.health.epoch === newest)
+      .sort((a, b) => (b.health.ackedLsn ?? 0) - (a.health.ackedLsn ?? 0));
+    if (fenced[0]) return fenced[0];
+  }
   for (const a of answers) if (a) problems.push(`node ${a.node.id} is ${a.health.role}`);
   throw new Unavailable(`waiting for a primary of database "${db.name}": ${problems.join('; ')}`);
 }

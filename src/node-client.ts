@@ -88,6 +88,8 @@ const SnapshotSchema = z.object({
   bytes: z.number(),
   stallMs: z.number(),
   durationMs: z.number(),
+  /** The epoch of the history the snapshot's LSN belongs to (a node that does not say: unknown). */
+  epoch: z.number().optional(),
   ...FingerprintFields,
 });
 export type NodeSnapshot = z.infer<typeof SnapshotSchema>;

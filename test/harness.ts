@@ -33,11 +33,15 @@ export const REPO = resolve(__dirname, '..');
 export { NodeProcess };
 export { AUTH, EVENTS_CREDENTIAL, EVENTS_TOKEN, NODE_CREDENTIAL, NODE_TOKEN } from './credentials';
 
-/** A node process that requires the run's tokens and logs where the run's logs go. */
+/**
+ * A node process that requires the run's tokens and logs where the run's logs go. It creates its
+ * database when missing (--init, in its --role); set createIfMissing = false to see it wait empty.
+ */
 export function testNode(id: string, root: string, database = 'kimiclaw', port = 0, logDir = LOG_DIR): NodeProcess {
   const node = new NodeProcess(id, root, database, port);
   node.env = NODE_TOKEN_ENV;
   node.logFile = logFile(`node-${id}`, logDir);
+  node.createIfMissing = true;
   return node;
 }
 export const BUCKET = 'kimiclaw-backups';
@@ -72,6 +76,8 @@ export interface HarnessOptions {
    * replica, any others asynchronous; etcd (a real one, on loopback) is the config center.
    */
   cluster?: boolean;
+  /** More flags for every node process (e.g. a short --scrub-interval). */
+  nodeArgs?: string[];
 }
 
 export interface WorkerProcessOptions {
@@ -144,6 +150,7 @@ export class Harness {
               ]
             : ['--role', 'replica'];
       }
+      node.args.push(...(options.nodeArgs ?? []));
       if (options.seedBytes) {
         await mkdir(node.dataDir, { recursive: true });
         await generateDatabase(join(node.dataDir, `${node.database}.duckdb`), { targetBytes: options.seedBytes });

@@ -245,9 +245,9 @@ void describe('node work only on the node host (a worker process per host)', { s
       );
       return true;
     });
-    const preview = await runCli(['restore', '--preview', '--node', 'node1', '--json'], h.env());
+    const preview = await runCli(['restore', '--preview', '--node', 'node1', '--backup', 'latest', '--json'], h.env());
     assert.equal(preview.code, 0, preview.stderr);
-    const plan = JSON.parse(preview.stdout) as { node: { id: string }; backup: { backupId: string } };
+    const { plan } = JSON.parse(preview.stdout) as { plan: { node: { id: string }; backup: { backupId: string } } };
     assert.equal(plan.node.id, 'node1');
     assert.notEqual(plan.backup.backupId, l1b.backupId, "node1's plan never sees node2's L1");
   });

@@ -144,7 +144,9 @@ describe('restore', () => {
     const before = await node.stats();
     const preview = await runCli(['restore', '--preview', '--json'], h.env());
     assert.equal(preview.code, 0, preview.stderr);
-    const plan = JSON.parse(preview.stdout) as { backup: { backupId: string }; targetLsn: number; reason: string };
+    const { plan } = JSON.parse(preview.stdout) as {
+      plan: { backup: { backupId: string }; targetLsn: number; reason: string };
+    };
     assert.match(plan.backup.backupId, /^kimiclaw-L[123]-/);
     assert.ok(plan.targetLsn <= before.lsn);
     assert.equal((await node.stats()).checksum, before.checksum, 'preview changed nothing');

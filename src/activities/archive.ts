@@ -22,6 +22,8 @@ export interface ArchivePosition {
   /** Every LSN up to this one is sealed in the archive (or predates the archive's start). */
   archivedThrough: number;
   segments: number;
+  /** The epoch of the node the pass read from. */
+  epoch?: number;
 }
 
 export function createArchiveActivities(deps: { config: Config; stores: Stores; metrics: DrMetrics }) {
@@ -47,9 +49,20 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
     return newest;
   }
 
-  /** One pass: seal everything the primary has committed after `from`. */
-  async function archivePass(name: string, from: number): Promise<ArchivePosition> {
-    const { node, health } = await findPrimary(stores.database(name));
+  /**
+   * One pass: seal everything the primary has committed after `from`. When the primary's epoch is
+   * not the one the last pass saw, the position is read again from the store first: a restore that
+   * opened a new history retired the archive after its fork, and the new history is sealed from
+   * there (an ordinary failover finds the position where it was).
+   */
+  async function archivePass(
+    name: string,
+    from: number,
+    lastEpoch?: number,
+    orFenced = false,
+  ): Promise<ArchivePosition> {
+    const { node, health } = await findPrimary(stores.database(name), { orFenced });
+    if (lastEpoch !== undefined && health.epoch !== lastEpoch) from = await archivePosition(name);
     const client = new NodeClient(node.id, node.url, config.nodeAuth.token);
     const s3 = stores.s3();
     let through = from;
@@ -90,7 +103,7 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
         break;
       }
     }
-    return { database: name, archivedThrough: through, segments };
+    return { database: name, archivedThrough: through, segments, epoch: health.epoch };
   }
 
   /**
@@ -102,13 +115,15 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
     const name = input.database;
     let through = await archivePosition(name);
     let segments = 0;
+    let epoch: number | undefined;
     const until = Date.now() + input.runForMs;
     while (Date.now() < until && !ctx.cancellationSignal.aborted) {
       const started = Date.now();
       try {
-        const pass = await archivePass(name, through);
+        const pass = await archivePass(name, through, epoch);
         through = pass.archivedThrough;
         segments += pass.segments;
+        epoch = pass.epoch;
       } catch (err) {
         // The node is behind the archive: it was restored to an earlier LSN, and the restore
         // retires the abandoned part of the archive. Read the position again.
@@ -125,5 +140,22 @@ export function createArchiveActivities(deps: { config: Config; stores: Stores; 
     return { database: name, archivedThrough: through, segments };
   }
 
-  return { runLogArchiver };
+  /**
+   * One pass run by a restore while it holds every node fenced (and before it changes any file):
+   * seals what the node that was primary acknowledged last, reading from it although it is fenced.
+   * The running archiver never reads from a fenced node: after the restore's swap the nodes' old
+   * tails are an abandoned history. Returns how far the archive reaches.
+   */
+  async function sealAcknowledged(input: { database: string }): Promise<number> {
+    const name = stores.database(input.database).name;
+    const pass = await archivePass(name, await archivePosition(name), undefined, true);
+    return pass.archivedThrough;
+  }
+
+  /** How far the archive reaches now (a restore waits for it to seal what was acknowledged). */
+  async function archivedThrough(input: { database: string }): Promise<number> {
+    return archivePosition(stores.database(input.database).name);
+  }
+
+  return { runLogArchiver, archivedThrough, sealAcknowledged };
 }

@@ -109,7 +109,19 @@ export function createArtifactActivities(deps: { config: Config; stores: Stores 
       phase: 'verify',
       bytesDone: 0,
       bytesTotal: 0,
-    }));
+    })).catch((err: unknown) => {
+      // DuckDB refusing the copy (a checksum, a crash on it) is a fact about the file: the same
+      // copy fails the same way again, so it is final, not retried for hours.
+      const message = (err as Error).message;
+      if (
+        /is not a readable DuckDB database|reading the events table of|without an events table|crashed/.test(message)
+      ) {
+        throw new VerificationFailed(
+          `snapshot of backup ${input.backupId} (${input.path}) failed verification: ${message}`,
+        );
+      }
+      throw err;
+    });
     const differences = fingerprintDifferences(input.expected, actual);
     if (differences.length > 0) {
       // Version 1 is DuckDB's hash(): the node and this worker may run DuckDB releases that differ.

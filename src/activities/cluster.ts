@@ -16,6 +16,7 @@ import { type TopologyLease, readLease } from '../config-center/lease';
 import { InputProblem, PublishRefused, Unavailable } from '../errors';
 import { NodeClient } from '../node-client';
 import { type PrimaryChangeEvent, deliverWebhook } from '../notify/webhook';
+import { BUSY_STATES, FAILED_PRIMARY_STATES, REBUILD_STATES } from '../failover/node-states';
 import type { ActivityDeps } from './index';
 
 /** What a node's GET /health says about replication (docs/node-api.md). */
@@ -24,10 +25,15 @@ export interface NodeView {
   url: string;
   reachable: boolean;
   error?: string;
+  /** ok, maintenance, damaged, unwritable or empty (docs/node-api.md, /health). */
   status?: string;
   role?: string;
   epoch?: number;
   lsn?: number;
+  /** The highest LSN the node knows to be acknowledged. */
+  ackedLsn?: number;
+  /** Why a damaged or unwritable node is so. */
+  damage?: { reason: string; detectedBy: string; at: string };
   syncState?: string;
   allowDegraded?: boolean;
   replicas?: Array<{
@@ -37,6 +43,9 @@ export interface NodeView {
     appliedLsn: number | null;
     lagLsn: number | null;
     lastAckMsAgo: number | null;
+    lastError?: string | null;
+    /** Snapshots the primary sent this replica (rebuilds). */
+    bootstraps?: number;
   }>;
   primary?: { id: string; url: string; epoch: number; lastContactMsAgo: number };
 }
@@ -69,8 +78,11 @@ export interface WatchProgress {
 }
 
 export interface WatchOutcome {
-  kind: 'failed' | 'rest';
+  /** failed: the primary must be failed over; recover: these nodes need recoverNode; rest: continue as new. */
+  kind: 'failed' | 'recover' | 'rest';
   failedNode?: string;
+  /** recover: reachable nodes that are not the primary and are damaged, empty or fenced. */
+  nodes?: string[];
   /** Epoch ms of the first failed probe of the run that declared the failure. */
   firstFailureAt?: number;
   declaredAt?: number;
@@ -78,8 +90,9 @@ export interface WatchOutcome {
 }
 
 export const primaryKey = (cluster: string) => `/services/${cluster}/primary`;
+
 const epochKey = (cluster: string) => `/services/${cluster}/epoch`;
-const syncKey = (cluster: string) => `/services/${cluster}/sync`;
+export const syncKey = (cluster: string) => `/services/${cluster}/sync`;
 
 /** A node that does not answer /health within this is counted as a failed probe. */
 const PROBE_TIMEOUT_MS = 800;
@@ -304,9 +317,13 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function confirmFailure(input: {
     cluster: string;
     node: string;
-  }): Promise<{ down: boolean; detail: string; notPrimary?: boolean }> {
+  }): Promise<{ down: boolean; detail: string; notPrimary?: boolean; epoch?: number }> {
     const node = nodeOf(clusterOf(input.cluster), input.node, 'failedNode');
     const { record } = await readPrimary(cc(), primaryKey(input.cluster));
+    const confirm = (answer: { down: boolean; detail: string }) => ({
+      ...answer,
+      ...(record ? { epoch: record.epoch } : {}),
+    });
     if (record && record.node !== node.id) {
       return {
         down: false,
@@ -318,13 +335,22 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     for (let i = 0; i < 3; i++) {
       const v = await probeNode(node, 500);
       views.push(v);
-      if (v.reachable && v.role === 'primary') {
-        return { down: false, detail: `node ${node.id} answers: ${v.role}, epoch ${v.epoch}, LSN ${v.lsn}` };
+      if (v.reachable && FAILED_PRIMARY_STATES.includes(v.status ?? '')) {
+        return confirm({
+          down: true,
+          detail: `node ${node.id} answers but reports itself ${v.status}: ${v.damage?.reason ?? 'no reason given'}`,
+        });
       }
-      if (v.reachable) return { down: true, detail: `node ${node.id} answers but is ${v.role}, not primary` };
+      if (v.reachable && v.role === 'primary') {
+        return confirm({ down: false, detail: `node ${node.id} answers: ${v.role}, epoch ${v.epoch}, LSN ${v.lsn}` });
+      }
+      if (v.reachable) return confirm({ down: true, detail: `node ${node.id} answers but is ${v.role}, not primary` });
       await sleep(150);
     }
-    return { down: true, detail: `node ${node.id} did not answer 3 probes: ${views.map((v) => v.error).join(', ')}` };
+    return confirm({
+      down: true,
+      detail: `node ${node.id} did not answer 3 probes: ${views.map((v) => v.error).join(', ')}`,
+    });
   }
 
   /**
@@ -378,7 +404,12 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     return { ...choice, url: nodeOf(db, choice.node).url };
   }
 
-  async function promote(input: { cluster: string; node: string; epoch: number; exclude?: string }) {
+  /**
+   * Makes the node primary of `epoch`. `forkLsn`: where the new epoch's history departs from the
+   * old one when that is below the node's LSN (a restore that left batches out): a node without the
+   * new epoch truncates to it when it rejoins.
+   */
+  async function promote(input: { cluster: string; node: string; epoch: number; exclude?: string; forkLsn?: number }) {
     const db = clusterOf(input.cluster);
     const node = nodeOf(db, input.node);
     const views = await Promise.all(db.nodes.map((n) => probeNode(n, 1_000)));
@@ -396,7 +427,12 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       degraded: allowDegraded,
       since: new Date().toISOString(),
     });
-    const answer = await clientOf(node).promote({ epoch: input.epoch, replicas, allowDegraded });
+    const answer = await clientOf(node).promote({
+      epoch: input.epoch,
+      replicas,
+      allowDegraded,
+      ...(input.forkLsn === undefined ? {} : { startLsn: input.forkLsn }),
+    });
     return { node: node.id, url: node.url, lsn: answer.lsn, replicas };
   }
 
@@ -436,7 +472,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
    * `replicaSilence`). Meanwhile keeps the sync record true and degrades per the policy.
    * Returns 'rest' after about ten minutes so the workflow can continue as new.
    */
-  async function watchCluster(input: { cluster: string }): Promise<WatchOutcome> {
+  async function watchCluster(input: { cluster: string; recovering?: string[] }): Promise<WatchOutcome> {
     const ctx = Context.current();
     const db = clusterOf(input.cluster);
     const interval = config.cluster.probeInterval;
@@ -457,7 +493,15 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       }
       const primary = record && views.find((v) => v.id === record.node);
       if (primary && record) {
-        const ok = primary.reachable && primary.role === 'primary';
+        const stray = views
+          .filter((v) => v.id !== record.node && v.reachable && !input.recovering?.includes(v.id))
+          .filter((v) => REBUILD_STATES.includes(v.status ?? '') || v.role === 'fenced')
+          .map((v) => v.id);
+        if (stray.length > 0) return { kind: 'recover', nodes: stray };
+        // A primary that reports its own file damaged or its writes failing has failed, whatever
+        // its replicas still hear from it.
+        const selfReported = primary.reachable && FAILED_PRIMARY_STATES.includes(primary.status ?? '');
+        const ok = primary.reachable && primary.role === 'primary' && !selfReported;
         if (ok) {
           failures = 0;
           firstFailureAt = undefined;
@@ -466,6 +510,15 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
         } else {
           failures++;
           firstFailureAt ??= started;
+          if (failures >= config.cluster.failureThreshold && selfReported) {
+            return {
+              kind: 'failed',
+              failedNode: record.node,
+              firstFailureAt,
+              declaredAt: Date.now(),
+              evidence: `${record.node} reports itself ${primary.status}: ${primary.damage?.reason ?? 'no reason given'} (${failures} probes in a row)`,
+            };
+          }
           if (failures >= config.cluster.failureThreshold) {
             const witness = views.find(
               (v) =>
@@ -553,14 +606,18 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     return decided.state;
   }
 
-  /** recoverNode: waits (heartbeating what it sees) until the node answers at all. */
+  /**
+   * recoverNode: waits (heartbeating what it sees) until the node answers, and can take data: a
+   * node whose writes fail (a full disk) reopens its file by itself once the cause is gone.
+   */
   async function awaitNode(input: { cluster: string; node: string }): Promise<NodeView> {
     const ctx = Context.current();
     const node = nodeOf(clusterOf(input.cluster), input.node);
     for (;;) {
       const view = await probeNode(node, 2_000);
-      if (view.reachable) return view;
-      ctx.heartbeat({ waiting: `node ${node.id} at ${node.url}: ${view.error}` });
+      if (view.reachable && !BUSY_STATES.includes(view.status ?? '')) return view;
+      const why = view.reachable ? `${view.status}: ${view.damage?.reason ?? ''}` : view.error;
+      ctx.heartbeat({ waiting: `node ${node.id} at ${node.url}: ${why}` });
       await ctx.sleep(1_000);
     }
   }

@@ -8,6 +8,7 @@ import {
   ConfigProblem,
   InputProblem,
   LeaseLost,
+  NodeDamaged,
   NotOnThisHost,
   PublishRefused,
   TopologyBusy,
@@ -24,6 +25,7 @@ export const FAILURE_TYPES = {
   leaseLost: 'LeaseLost',
   publishRefused: 'PublishRefused',
   notOnThisHost: 'NotOnThisHost',
+  nodeDamaged: 'NodeDamaged',
 } as const;
 
 export function toApplicationFailure(err: unknown): unknown {
@@ -56,6 +58,7 @@ export function toApplicationFailure(err: unknown): unknown {
     [LeaseLost, FAILURE_TYPES.leaseLost],
     [PublishRefused, FAILURE_TYPES.publishRefused],
     [NotOnThisHost, FAILURE_TYPES.notOnThisHost],
+    [NodeDamaged, FAILURE_TYPES.nodeDamaged],
   ] as const) {
     if (err instanceof kind) return ApplicationFailure.create({ type, message: err.message, nonRetryable: true });
   }

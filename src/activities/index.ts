@@ -14,6 +14,7 @@ import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities, createTierCatalogActivities } from './catalog';
 import { createClusterActivities } from './cluster';
 import { createLeaseActivities } from './lease';
+import { createRebuildActivities } from './rebuild';
 import { createRestoreActivities } from './restore';
 import { classifyFailures } from './failures';
 
@@ -33,6 +34,7 @@ export function createControlActivities(deps: ActivityDeps) {
     ...createRestoreActivities(control).control,
     ...createClusterActivities(control),
     ...createLeaseActivities(control),
+    ...createRebuildActivities(control),
   });
 }
 

@@ -28,7 +28,7 @@ import type { DrMetrics } from '../metrics';
 import { NodeClient } from '../node-client';
 import { RestoreInputSchema, type ParsedRestoreInput } from '../restore/input';
 import { parseInstant } from '../restore/instant';
-import { planRestore, type RestorePlan } from '../restore/plan';
+import { planRestore, type RestorePlan, type RestoreTargetKind } from '../restore/plan';
 import { contiguousFrom, parseSegmentKey, segmentKey, type LsnRange, type Segment } from '../restore/segments';
 import { syncDirectory } from '../storage/local';
 import { listManifests } from '../storage/store';
@@ -45,6 +45,12 @@ export interface RestorePlanSummary {
   needsRetrieval: boolean;
   fallbacks: string[];
   reason: string;
+  /** What fixed targetLsn (restore/plan.ts). */
+  targetKind: RestoreTargetKind;
+  /** Acknowledged LSNs this restore cannot bring back (accepted with acceptLoss). */
+  lost?: LsnRange;
+  /** Batches left out on purpose. */
+  excludedLsns?: LsnRange[];
   headLsn?: number;
   /** MiB/s cap on the download (the tier's policy). */
   downloadLimitMiBps?: number;
@@ -164,6 +170,8 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
     request: ParsedRestoreInput;
     node: string;
     excluded?: string[];
+    /** The head the cluster proved acknowledged: "everything" must reach it (planRestore). */
+    requiredLsn?: number;
   }): Promise<RestorePlanSummary> {
     const request = RestoreInputSchema.parse(input.request);
     const db = stores.database(request.database);
@@ -183,6 +191,7 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       targetLsnForTime,
       headLsn,
       excluded: input.excluded,
+      ...(input.requiredLsn === undefined ? {} : { requiredLsn: input.requiredLsn }),
     });
     if (!result.ok) throw new InputProblem(result.field, result.message);
     return summarize(result.plan, nodeConfig, headLsn);
@@ -209,6 +218,9 @@ export function createRestoreActivities(deps: { config: Config; stores: Stores; 
       needsRetrieval: plan.needsRetrieval,
       fallbacks: plan.fallbacks.map((m) => m.backupId),
       reason: plan.reason,
+      targetKind: plan.targetKind,
+      ...(plan.lost ? { lost: plan.lost } : {}),
+      ...(plan.excludedLsns ? { excludedLsns: plan.excludedLsns } : {}),
       ...(headLsn === undefined ? {} : { headLsn }),
       ...(downloadLimitMiBps === undefined ? {} : { downloadLimitMiBps }),
     };

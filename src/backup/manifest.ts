@@ -36,6 +36,8 @@ export const ManifestSchema = z.object({
     lsn: z.number().int().nonnegative(),
     bytes: z.number().int().nonnegative(),
     stallMs: z.number().nonnegative(),
+    /** The epoch of the history the snapshot's LSN belongs to (absent in older manifests). */
+    epoch: z.number().int().positive().optional(),
   }),
   artifact: z.object({
     /** Key relative to the store's root (the S3 prefix or the L1 directory). */

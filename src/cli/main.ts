@@ -4,7 +4,8 @@
  */
 import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, type Config } from '../config';
-import { TIERS, type Tier } from '../domain';
+import { DEFAULT_DATABASE, TIERS, type Tier } from '../domain';
+import { NodeClient } from '../node-client';
 import { InputProblem } from '../errors';
 import { InvalidInputError, KimiclawDr, connectTemporal } from '../client';
 import { describeVerification } from '../backup/content-check';
@@ -101,6 +102,17 @@ program
     },
   );
 
+/** "4711-4713,5020" → [{ fromLsn: 4711, toLsn: 4713 }, { fromLsn: 5020, toLsn: 5020 }]; the input schema checks the rest. */
+function parseLsnRanges(value: string): Array<{ fromLsn: number; toLsn: number }> {
+  return value.split(',').map((part) => {
+    const m = /^\s*(\d+)\s*(?:-\s*(\d+)\s*)?$/.exec(part);
+    if (!m) {
+      throw new InputProblem('excludeLsns', `"${part}" is not an LSN or a range of LSNs (e.g. 4711 or 4711-4713)`);
+    }
+    return { fromLsn: Number(m[1]), toLsn: Number(m[2] ?? m[1]) };
+  });
+}
+
 program
   .command('restore')
   .description('restore a database: newest verified backup at or before the target, then the archived log')
@@ -116,6 +128,12 @@ program
   )
   .option('--scratch-dir <dir>', "where a scratch restore writes (on the node's host)")
   .option('--node <id>', 'node to restore (default: the primary)')
+  .option(
+    '--exclude-lsns <ranges>',
+    'leave these batches out, keeping every write around them: LSNs or ranges, e.g. 4711-4713,5020',
+    parseLsnRanges,
+  )
+  .option('--accept-loss', 'restore even when acknowledged writes would not come back (they are counted)')
   .option('--preview', 'say which backup and log segments would be used; change nothing')
   .option('--wait', 'wait for the result, with progress')
   .option('--json', 'print JSON')
@@ -128,6 +146,8 @@ program
       target?: 'in-place' | 'scratch';
       scratchDir?: string;
       node?: string;
+      excludeLsns?: Array<{ fromLsn: number; toLsn: number }>;
+      acceptLoss?: boolean;
       preview?: boolean;
       wait?: boolean;
       json?: boolean;
@@ -140,31 +160,50 @@ program
         ...(opts.target ? { target: opts.target } : {}),
         ...(opts.scratchDir ? { scratchDir: opts.scratchDir } : {}),
         ...(opts.node ? { node: opts.node } : {}),
+        ...(opts.excludeLsns ? { excludeLsns: opts.excludeLsns } : {}),
+        ...(opts.acceptLoss ? { acceptLoss: true } : {}),
       };
       const parsed = parseInput(RestoreInputSchema, input);
       if (!parsed.ok) throw new InvalidInputError(parsed.problems);
       if (opts.preview) {
         // Planned by the workers: the node's own L1 catalog is readable only on its host.
         const dr = await KimiclawDr.connect(config());
-        const plan = await dr.previewRestore(input);
-        if (opts.json) printJson(plan);
+        const preview = await dr.previewRestore(input);
+        if (opts.json) printJson(preview);
         else {
-          console.log(plan.reason);
-          console.log(
-            `  backup      ${plan.backup.backupId} (${plan.backup.tier}, ${formatBytes(plan.backup.artifact.bytes)} to download)`,
-          );
-          console.log(
-            `  rows        ${plan.backup.snapshot.rows.toLocaleString('en-US')} in the backup, LSN ${plan.backup.snapshot.lsn}`,
-          );
-          console.log(
-            `  log replay  ${plan.replaySegments} segment(s), LSN ${plan.replayFromLsn + 1} → ${plan.targetLsn}`,
-          );
-          if (plan.headLsn !== undefined && plan.headLsn > plan.targetLsn) {
-            console.log(`  not restored: LSN ${plan.targetLsn + 1} → ${plan.headLsn} (after the target)`);
+          const decision = preview.cluster;
+          if (decision && decision.kind === 'rebuild') {
+            console.log(decision.why);
+            if (decision.failoverFirst) console.log(`  failover    ${decision.target} → ${decision.source} first`);
+            console.log(`  rebuild     ${decision.target} from a snapshot of ${decision.source}; its file moved aside`);
+            console.log('  not restored: nothing (every acknowledged write is kept)');
           }
-          if (plan.needsRetrieval)
-            console.log('  the artifact is in an archive storage class: it must be retrieved first (hours)');
-          if (plan.fallbacks.length) console.log(`  fallbacks   ${plan.fallbacks.join(', ')}`);
+          const plan = preview.plan;
+          if (decision && decision.kind === 'restore') console.log(decision.why);
+          if (plan) {
+            console.log(plan.reason);
+            console.log(
+              `  backup      ${plan.backup.backupId} (${plan.backup.tier}, ${formatBytes(plan.backup.artifact.bytes)} to download)`,
+            );
+            console.log(
+              `  rows        ${plan.backup.snapshot.rows.toLocaleString('en-US')} in the backup, LSN ${plan.backup.snapshot.lsn}`,
+            );
+            console.log(
+              `  log replay  ${plan.replaySegments} segment(s), LSN ${plan.replayFromLsn + 1} → ${plan.targetLsn}`,
+            );
+            for (const r of plan.excludedLsns ?? []) console.log(`  left out    LSN ${r.fromLsn}-${r.toLsn}`);
+            if (plan.lost) {
+              console.log(
+                `  LOST        LSN ${plan.lost.fromLsn} → ${plan.lost.toLsn}: acknowledged, not in the archive (acceptLoss)`,
+              );
+            }
+            if (plan.headLsn !== undefined && plan.headLsn > plan.targetLsn) {
+              console.log(`  not restored: LSN ${plan.targetLsn + 1} → ${plan.headLsn} (after the target)`);
+            }
+            if (plan.needsRetrieval)
+              console.log('  the artifact is in an archive storage class: it must be retrieved first (hours)');
+            if (plan.fallbacks.length) console.log(`  fallbacks   ${plan.fallbacks.join(', ')}`);
+          }
           console.log('nothing was changed (--preview)');
         }
         return;
@@ -183,13 +222,41 @@ program
       const result = await followWorkflow<RestoreResult>(client, handle.workflowId, !opts.json);
       if (opts.json) printJson(result);
       else {
-        console.log(`restored ${result.database} on ${result.node} from ${result.backupId} (${result.tier})`);
+        if (result.method === 'rebuild') {
+          if (result.failedOver) {
+            console.log(`failed over: ${result.failedOver.newPrimary} is primary at epoch ${result.failedOver.epoch}`);
+          }
+          console.log(
+            `rebuilt ${result.database} on ${result.node} from ${result.rebuiltFrom}: nothing acknowledged lost`,
+          );
+        } else {
+          console.log(`restored ${result.database} on ${result.node} from ${result.backupId} (${result.tier})`);
+        }
+        console.log(`  why         ${result.reason}`);
         for (const f of result.fellBackFrom) console.log(`  skipped ${f.backupId}: ${f.reason}`);
-        console.log(`  verified    ${describeVerification(result.verification)}`);
+        if (result.verification) console.log(`  verified    ${describeVerification(result.verification)}`);
+        if (result.method === 'backup') {
+          console.log(
+            `  log replay  ${result.segmentsReplayed} segment(s), ${result.rowsReplayed.toLocaleString('en-US')} rows`,
+          );
+        }
+        for (const r of result.leftOut ?? []) {
+          console.log(`  left out    LSN ${r.fromLsn}-${r.toLsn}: ${r.events} events (ids ${r.firstId}-${r.lastId})`);
+        }
+        if (result.lost) {
+          console.log(`  LOST        LSN ${result.lost.fromLsn}-${result.lost.toLsn}: acknowledged, never archived`);
+        }
+        if (result.discarded) {
+          console.log(
+            `  discarded   LSN ${result.discarded.fromLsn}-${result.discarded.toLsn}, as asked (kept in the moved-aside file)`,
+          );
+        }
+        if (result.epoch !== undefined)
+          console.log(`  epoch       ${result.epoch} (a new history from LSN ${result.finalLsn})`);
+        for (const f of result.followers ?? []) console.log(`  ${f.node.padEnd(11)} ${f.how}`);
         console.log(
-          `  log replay  ${result.segmentsReplayed} segment(s), ${result.rowsReplayed.toLocaleString('en-US')} rows`,
+          `  now         ${result.rows === undefined ? '' : `${result.rows.toLocaleString('en-US')} rows, `}LSN ${result.finalLsn}`,
         );
-        console.log(`  now         ${result.rows.toLocaleString('en-US')} rows, LSN ${result.finalLsn}`);
         if (result.movedAside) console.log(`  previous database kept at ${result.movedAside}`);
         if (result.path) console.log(`  restored to ${result.path}`);
         console.log(`  RTO         ${result.rtoSeconds.toFixed(1)} s`);
@@ -412,10 +479,49 @@ cluster
         console.log(`  ${n.id.padEnd(10)} unreachable (${n.error})  ${n.url}`);
         continue;
       }
-      console.log(`  ${n.id.padEnd(10)} ${String(n.role).padEnd(8)} epoch ${n.epoch}  LSN ${n.lsn}  ${n.url}`);
+      const condition = n.status && n.status !== 'ok' ? `  ${n.status.toUpperCase()}` : '';
+      const damage = n.damage ? ` (${n.damage.reason})` : '';
+      console.log(
+        `  ${n.id.padEnd(10)} ${String(n.role).padEnd(8)} epoch ${n.epoch}  LSN ${n.lsn}  ${n.url}${condition}${damage}`,
+      );
       for (const r of n.replicas ?? []) {
         console.log(
           `      → ${r.id} ${r.mode} ${r.state}, applied LSN ${r.appliedLsn ?? '?'}, lag ${r.lagLsn ?? '?'} batches, last ack ${r.lastAckMsAgo ?? '?'} ms ago`,
+        );
+      }
+    }
+  });
+
+cluster
+  .command('aside')
+  .description(
+    'the database files each node moved aside (a rebuild, a restore, a damaged file): kept until they expire, never deleted at once',
+  )
+  .option('--database <name>', 'the database whose nodes to ask', DEFAULT_DATABASE)
+  .option('--json', 'print JSON')
+  .action(async (opts: { database: string; json?: boolean }) => {
+    const cfg = config();
+    const db = new Stores(cfg).database(opts.database);
+    const answers = await Promise.all(
+      db.nodes.map(async (n) => {
+        try {
+          return { node: n.id, ...(await new NodeClient(n.id, n.url, cfg.nodeAuth.token).aside()) };
+        } catch (err) {
+          return { node: n.id, error: (err as Error).message };
+        }
+      }),
+    );
+    if (opts.json) return printJson(answers);
+    for (const a of answers) {
+      if ('error' in a) {
+        console.log(`${a.node}: not answering (${a.error})`);
+        continue;
+      }
+      const days = (a.retentionMs / 86_400_000).toFixed(1);
+      console.log(`${a.node}: ${a.aside.length} file(s) moved aside in ${a.path}, kept ${days} days`);
+      for (const f of a.aside) {
+        console.log(
+          `  ${f.name}  ${(f.bytes / 1024 / 1024).toFixed(1)} MiB  ${f.reason}, moved ${f.movedAt}, expires ${f.expiresAt}`,
         );
       }
     }

@@ -172,6 +172,9 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       ];
     }
     raw.cluster ??= { configCenter: { kind: 'file', path: join(dataDir, 'config-center.json') } };
+    // Like the servers' ports: the default /metrics port when free, else a free one (0). A port
+    // the config or DR_METRICS_PORT names is used as is.
+    if (raw.metrics?.port === undefined) raw.metrics = { ...raw.metrics, port: (await preferredPort(9464)) ?? 0 };
 
     const config: Config = validateConfig(rawConfig);
     // Later CLI calls on this host (another terminal) find the servers started here. A token from
@@ -291,7 +294,7 @@ async function startNodeProcess(node: NodeProcess): Promise<void> {
     say(
       `${node.id} started DAMAGED (${health.damage?.reason ?? 'no reason given'}; detected by ${health.damage?.detectedBy ?? '?'}). ` +
         `It serves /health and refuses writes; its file ${file} stays where it is. monitor-${health.database} fails over ` +
-        `from it or rebuilds it from the healthy node, which moves the file aside to ${file}.aside.<time>.damaged (kept, never deleted).`,
+        `from it or rebuilds it from the healthy node, which moves the file aside to ${file}.aside.<time>.damaged (a restore moves it to ${file}.corrupted.<time>; kept either way, never deleted).`,
     );
   } else if (health.status === 'empty') {
     say(

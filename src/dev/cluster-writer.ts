@@ -10,11 +10,17 @@ import type { NodeToken } from '../node-token';
 export interface ClusterWriter {
   /** Sequence numbers of acknowledged events. */
   acked: number[];
-  /** Epoch-ms of each acknowledgement and who gave it, in order. */
-  acks: Array<{ at: number; node: string; epoch: number; lsn: number }>;
+  /**
+   * Each acknowledgement in order: when, who gave it, at which epoch, and what it promised: the
+   * batch's LSN, its first event id (ids are consecutive in a batch) and the sequence numbers sent.
+   */
+  acks: Array<{ at: number; node: string; epoch: number; lsn: number; firstId: number; seqs: number[] }>;
   errors: number;
   stop(): Promise<void>;
 }
+
+/** Sequence numbers are unique across every writer of this process, so ledgers never collide. */
+let lastSeq = 0;
 
 export function startClusterWriter(
   center: ConfigCenter,
@@ -22,7 +28,6 @@ export function startClusterWriter(
   options: { token: NodeToken | undefined; key?: string; batch?: number; pauseMs?: number },
 ): ClusterWriter {
   const batch = options.batch ?? 5;
-  let seq = 0;
   let stopped = false;
   const writer: ClusterWriter = { acked: [], acks: [], errors: 0, stop: async () => undefined };
   const loop = (async () => {
@@ -31,7 +36,7 @@ export function startClusterWriter(
       try {
         target ??= (await readPrimary(center, options.key)).record;
         if (!target) throw new Error('no primary recorded yet');
-        const seqs = Array.from({ length: batch }, () => ++seq);
+        const seqs = Array.from({ length: batch }, () => ++lastSeq);
         const res = await fetch(`${target.url}/events`, {
           method: 'POST',
           headers: {
@@ -42,10 +47,17 @@ export function startClusterWriter(
           body: JSON.stringify({ events: seqs.map((s) => ({ kind: 'bench', payload: { seq: s } })) }),
           signal: AbortSignal.timeout(5_000),
         });
-        const body = (await res.json()) as { lsn?: number };
+        const body = (await res.json()) as { lsn?: number; firstId?: number };
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         writer.acked.push(...seqs);
-        writer.acks.push({ at: Date.now(), node: target.node, epoch: target.epoch, lsn: body.lsn ?? 0 });
+        writer.acks.push({
+          at: Date.now(),
+          node: target.node,
+          epoch: target.epoch,
+          lsn: body.lsn ?? 0,
+          firstId: body.firstId ?? 0,
+          seqs,
+        });
         if (options.pauseMs) await sleep(options.pauseMs);
       } catch {
         writer.errors++;
@@ -59,6 +71,34 @@ export function startClusterWriter(
     await loop;
   };
   return writer;
+}
+
+/** Every event a writer wrote that a node holds, as the node holds it (in LSN order). */
+export interface LedgerEvent {
+  id: number;
+  lsn: number;
+  seq: number;
+}
+
+/** Every event carrying a `seq` that a node holds, read through GET /events (duplicates kept). */
+export async function ledgerEventsOn(url: string, token: NodeToken | undefined): Promise<LedgerEvent[]> {
+  const found: LedgerEvent[] = [];
+  let after = 0;
+  for (;;) {
+    const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`, { headers: authorization(token) });
+    if (!res.ok) throw new Error(`${url}/events answered HTTP ${res.status}`);
+    const page = (await res.json()) as {
+      events: Array<{ id: number; lsn: number; payload: string }>;
+      lastLsn: number;
+      more: boolean;
+    };
+    for (const e of page.events) {
+      const payload = JSON.parse(e.payload) as { seq?: number };
+      if (typeof payload.seq === 'number') found.push({ id: e.id, lsn: e.lsn, seq: payload.seq });
+    }
+    if (!page.more) return found;
+    after = page.lastLsn;
+  }
 }
 
 /** Every `seq` present on a node, read through GET /events. */

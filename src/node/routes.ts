@@ -1,4 +1,5 @@
 /** The node API: one handler per route, each turning a request into a store operation. */
+import { epochOfLsn } from '../restore/segments';
 import type { IncomingMessage } from 'node:http';
 import { listAside } from './aside';
 import type { Access, NodeAuth } from './auth';
@@ -261,7 +262,9 @@ export const ROUTES: readonly Route[] = [
         throw err;
       }
       try {
-        return ok(await store.snapshot(target));
+        const snapshot = await store.snapshot(target);
+        // The epoch of the history the snapshot's LSN belongs to: a backup's manifest names it.
+        return ok({ ...snapshot, epoch: epochOfLsn(store.state.history, snapshot.lsn) });
       } catch (err) {
         // A fact about the file, not a passing state: a backup must fail at once, not retry.
         const refused =

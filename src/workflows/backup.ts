@@ -149,7 +149,13 @@ export async function backup(input: BackupInput): Promise<BackupResult> {
       completedAt: new Date().toISOString(),
       workflowId: info.workflowId,
       runId: info.runId,
-      snapshot: { ...fingerprint, lsn: snapshot.lsn, bytes: snapshot.bytes, stallMs: snapshot.stallMs },
+      snapshot: {
+        ...fingerprint,
+        lsn: snapshot.lsn,
+        bytes: snapshot.bytes,
+        stallMs: snapshot.stallMs,
+        ...(snapshot.epoch === undefined ? {} : { epoch: snapshot.epoch }),
+      },
       artifact: {
         key: stored.key,
         compression: target.compression,

@@ -42,6 +42,7 @@ import {
 import { applicationCause, explainFailure } from './failure';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
+import { REBUILD_STATES } from '../failover/node-states';
 import { retry } from './proxies';
 import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 
@@ -174,6 +175,19 @@ async function failoverSteps(
     async (lease) => {
       t = mark();
       const { epoch, previous } = await fast.fenceEpoch({ cluster, by: lease.holder });
+      // The failure was confirmed before the lease: another change (a restore, a switchover) may
+      // have moved the primary while this waited for it. Then there is nothing to fail over; the
+      // epoch just taken stays unused, and no node was told anything.
+      if (
+        confirmed.epoch !== undefined &&
+        previous &&
+        (previous.epoch !== confirmed.epoch || previous.node !== request.failedNode)
+      ) {
+        failInput(
+          `failedNode: while this failover waited for the topology lease the primary record changed ` +
+            `(${request.failedNode} at epoch ${confirmed.epoch} → ${previous.node} at epoch ${previous.epoch}); nothing was fenced`,
+        );
+      }
       const down = await once
         .stepDown({ cluster, node: request.failedNode, epoch })
         .catch((err: Error) => ({ answered: false, detail: err.message }));
@@ -215,18 +229,7 @@ async function failoverSteps(
         at: since,
       }).then((delivered) => ({ delivered, at: mark() }));
 
-      const recoverId = recoverWorkflowId(cluster, request.failedNode);
-      try {
-        await startChild(recoverNode, {
-          workflowId: recoverId,
-          args: [{ cluster, node: request.failedNode }],
-          parentClosePolicy: ParentClosePolicy.ABANDON,
-          workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-        });
-      } catch (err) {
-        // One recovery of that node is already waiting for it: it rejoins it to the new primary.
-        if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
-      }
+      const recoverId = await startRecovery(cluster, request.failedNode);
 
       const from = request.detectedAt ?? t0;
       const rtoSeconds = (done - from) / 1000;
@@ -260,12 +263,30 @@ async function failoverSteps(
   );
 }
 
+/** Starts recoverNode for a node as an abandoned child; one already running for it is left to do it. */
+async function startRecovery(cluster: string, node: string): Promise<string> {
+  const workflowId = recoverWorkflowId(cluster, node);
+  try {
+    await startChild(recoverNode, {
+      workflowId,
+      args: [{ cluster, node }],
+      parentClosePolicy: ParentClosePolicy.ABANDON,
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    });
+  } catch (err) {
+    if ((err as Error).name !== 'WorkflowExecutionAlreadyStartedError') throw err;
+  }
+  return workflowId;
+}
+
 export interface RecoverNodeResult {
   cluster: string;
   node: string;
   epoch: number;
   role: string;
   lsn: number;
+  /** The node was damaged or empty and was rebuilt from a snapshot of the primary. */
+  rebuilt: boolean;
 }
 
 /**
@@ -285,11 +306,24 @@ export async function recoverNode(input: RecoverNodeInput): Promise<RecoverNodeR
       { key: DrScenario, value: 'recover-node' },
     ]);
     for (;;) {
-      await waiting.awaitNode({ cluster, node: request.node });
-      let joined: { epoch: number; role: string };
+      const seen = await waiting.awaitNode({ cluster, node: request.node });
+      let joined: { epoch: number; role: string; before?: number; primary?: string };
       try {
-        joined = await withTopologyLease({ cluster, purpose: 'rejoin', waitForHolder: true }, () =>
-          bounded.rejoinNode({ cluster, node: request.node }),
+        joined = await withTopologyLease(
+          { cluster, purpose: REBUILD_STATES.includes(seen.status ?? '') ? 'rebuild' : 'rejoin', waitForHolder: true },
+          async () => {
+            // Looked at again under the lease: the change that held it (a restore, a rebuild)
+            // may have repaired the node meanwhile. A damaged or empty node has nothing worth
+            // keeping in place: the primary rebuilds it from a snapshot (its file is moved
+            // aside). Any other node rejoins and catches up by the log.
+            const view = (await bounded.clusterFacts({ cluster })).nodes.find((n) => n.id === request.node);
+            if (!view?.reachable) {
+              throw ApplicationFailure.create({ type: 'NodeAway', message: `${request.node} went away again` });
+            }
+            if (!REBUILD_STATES.includes(view.status ?? '')) return bounded.rejoinNode({ cluster, node: request.node });
+            const started = await bounded.rebuildNode({ cluster, node: request.node });
+            return { epoch: started.epoch, role: 'replica', before: started.before, primary: started.primary };
+          },
         );
       } catch (err) {
         // Another change held the lease all along, or the node went away again: start over.
@@ -299,9 +333,25 @@ export async function recoverNode(input: RecoverNodeInput): Promise<RecoverNodeR
         continue;
       }
       const synced =
-        joined.role === 'replica' ? await waiting.awaitInSync({ cluster, node: request.node }) : { lsn: 0 };
+        joined.role !== 'replica'
+          ? { lsn: 0 }
+          : joined.before !== undefined
+            ? await waiting.awaitRebuilt({
+                cluster,
+                node: request.node,
+                before: joined.before,
+                primary: joined.primary,
+              })
+            : await waiting.awaitInSync({ cluster, node: request.node });
       upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
-      return { cluster, node: request.node, epoch: joined.epoch, role: joined.role, lsn: synced.lsn };
+      return {
+        cluster,
+        node: request.node,
+        epoch: joined.epoch,
+        role: joined.role,
+        lsn: synced.lsn,
+        rebuilt: joined.before !== undefined,
+      };
     }
   } catch (err) {
     upsertSearchAttributes([{ key: DrOutcome, value: 'failed' }]);
@@ -416,6 +466,9 @@ export async function switchover(input: SwitchoverInput = {}): Promise<Switchove
   }
 }
 
+/** How long the monitor waits after a failover that failed or was refused before it tries again. */
+const FAILOVER_RETRY_PAUSE = '10s';
+
 /**
  * One per cluster, forever: watches (an activity probing every node each probe interval) and
  * starts `failover` when the primary is confirmed failed; continues as new after each failover
@@ -430,8 +483,17 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
     { key: DrDatabase, value: cluster },
     { key: DrScenario, value: 'monitor' },
   ]);
+  // Nodes this run has started (or found) a recovery for: the watch does not report them again.
+  const recovering: string[] = [];
   for (let round = 0; round < 6; round++) {
-    const seen = await watcher.watchCluster({ cluster });
+    const seen = await watcher.watchCluster({ cluster, recovering });
+    if (seen.kind === 'recover') {
+      for (const node of seen.nodes ?? []) {
+        await startRecovery(cluster, node);
+        recovering.push(node);
+      }
+      continue;
+    }
     if (seen.kind !== 'failed' || !seen.failedNode) continue;
     try {
       await executeChild(failover, {
@@ -450,7 +512,9 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
       });
     } catch {
       // A failed or refused failover (no eligible replica, already running) is in its own
-      // history; the monitor keeps watching.
+      // history; the monitor keeps watching, after a pause: each attempt opens an epoch, and what
+      // refused it (no standby proven) does not change within a probe interval.
+      await sleep(FAILOVER_RETRY_PAUSE);
     }
     break;
   }

@@ -93,7 +93,7 @@ export async function restoreTest(input: RestoreTestInput = {}): Promise<Restore
     database,
     tier,
     backupId: backup.backupId,
-    rows: restored.rows,
+    rows: restored.rows ?? 0,
     lsn: restored.finalLsn,
     verification: restored.verification,
     seconds: (Date.now() - started) / 1000,
