@@ -64,7 +64,10 @@ async function main(): Promise<void> {
   const nodes = [new NodeProcess('node1', root, 'kimiclaw', p1), new NodeProcess('node2', root, 'kimiclaw', p2)];
   // A fresh token per run, handed over as the environment, never argv.
   const token = newNodeToken();
-  for (const node of nodes) node.env = { KIMICLAW_NODE_TOKENS: token };
+  for (const node of nodes) {
+    node.env = { KIMICLAW_NODE_TOKENS: token };
+    node.createIfMissing = true;
+  }
   nodes[0]!.args = ['--role', 'primary', '--replica', `node2=http://127.0.0.1:${p2},sync`];
   nodes[1]!.args = ['--role', 'replica'];
   await nodes[1]!.start();
