@@ -13,7 +13,7 @@
  *     [--window-s 30] [--budget-mibps 64] [--interval 10s]
  */
 import { existsSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, readFile, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -25,63 +25,13 @@ import { fingerprintFile } from '../src/duckdb/verify';
 import { NodeClient } from '../src/node-client';
 import { NodeToken } from '../src/node-token';
 import { generateDatabase, parseSize } from '../src/node/generate';
-import { makeBatch } from '../src/node/payload';
 import { scrubFile, staticSubject } from '../src/node/scrubber';
 import { log } from './env';
+import { cpuSeconds, formatLatency, latencies } from './load';
 
 const GIB = 1024 ** 3;
 const MIB = 1024 ** 2;
-const TICKS_PER_SECOND = 100;
-
-/** User + system CPU seconds of a process (and of its waited-for children) from /proc. */
-async function cpuSeconds(pid: number | 'self'): Promise<{ own: number; children: number }> {
-  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
-  const at = (i: number) => Number(fields[i - 3]);
-  return { own: (at(14) + at(15)) / TICKS_PER_SECOND, children: (at(16) + at(17)) / TICKS_PER_SECOND };
-}
-
-function percentile(sorted: number[], p: number): number {
-  return sorted.length === 0 ? 0 : sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
-
-/** Posts 100-event batches every 100 ms for windowMs while `load` runs; the batches' latencies. */
-async function latencies(url: string, token: NodeToken, windowMs: number, load?: () => Promise<void>) {
-  const samples: number[] = [];
-  let errors = 0;
-  const end = Date.now() + windowMs;
-  let stop = false;
-  const background = load
-    ? (async () => {
-        while (!stop) await load();
-      })()
-    : Promise.resolve();
-  while (Date.now() < end) {
-    const started = performance.now();
-    const res = await fetch(`${url}/events`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json', authorization: token.authorization() },
-      body: JSON.stringify({ events: makeBatch(100) }),
-    });
-    await res.arrayBuffer();
-    const ms = performance.now() - started;
-    if (res.ok) samples.push(ms);
-    else errors++;
-    if (ms < 100) await sleep(100 - ms);
-  }
-  stop = true;
-  await background;
-  samples.sort((a, b) => a - b);
-  return {
-    p50: percentile(samples, 50),
-    p99: percentile(samples, 99),
-    max: samples.at(-1) ?? 0,
-    n: samples.length,
-    errors,
-  };
-}
-
-const fmt = (l: Awaited<ReturnType<typeof latencies>>) =>
-  `p50 ${l.p50.toFixed(1)} ms, p99 ${l.p99.toFixed(1)} ms, max ${l.max.toFixed(0)} ms (${l.n} batches${l.errors ? `, ${l.errors} errors` : ''})`;
+const fmt = formatLatency;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
