@@ -206,10 +206,16 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     await dr.ensureLogArchive('kimiclaw');
   });
 
-  void test('a primary whose file is damaged: detected, failed over and rebuilt; an operator restore {} loses nothing too', async () => {
+  void test('a primary whose file is damaged: detected, failed over and rebuilt; an operator restore {} loses nothing too', async (t) => {
     const first = await steady();
     const writer = await writing(300);
+    const damagedAt = Date.now();
     await damage(node(first.primary).dataDir);
+    // The node's scrub finds it (the state lasts until the node is rebuilt: seconds).
+    const detected = await waitFor('the primary to report the damage', async () => {
+      const p = (await nodeHealth(node(first.primary).url)) as { status?: string; damage?: { at?: string } };
+      return p.status === 'damaged' && Date.parse(String(p.damage?.at));
+    });
     // The monitor notices (the scrub reads the file from disk), fails over, and rebuilds the node.
     const second = await waitFor(
       'the failover from the damaged primary',
@@ -231,8 +237,15 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
       ),
     );
     const recovered = await recovery.result();
+    const rebuiltAt = Date.now();
     assert.equal((recovered as { rebuilt: boolean }).rebuilt, true, 'the damaged node was rebuilt, not rejoined');
     await waitFor('writes on the new primary', async () => writer.acks.some((a) => a.node === second.node));
+    const firstAck = writer.acks.find((a) => a.node === second.node)!.at;
+    t.diagnostic(
+      `damage → detected ${((detected - damagedAt) / 1000).toFixed(1)} s, ` +
+        `→ first write acknowledged by ${second.node} ${((firstAck - damagedAt) / 1000).toFixed(1)} s, ` +
+        `→ ${first.primary} rebuilt and in sync ${((rebuiltAt - damagedAt) / 1000).toFixed(1)} s`,
+    );
     await steady();
 
     // The same again, but an operator restores before anything notices.

@@ -76,22 +76,42 @@ export async function restoreCluster(
   started: Date,
 ): Promise<RestoreResult> {
   const { cluster } = resolved;
-  const facts = await quick.clusterFacts({ cluster });
-  const decision = decideClusterRestore(request, facts);
-  if (decision.kind === 'refuse') {
-    outcome('refused');
-    refused(decision.field, decision.message);
+  // The node to restore is decided once: after a failover the default (the primary) is another.
+  let asked = request;
+  for (let attempt = 1; ; attempt++) {
+    const facts = await quick.clusterFacts({ cluster });
+    const decision = decideClusterRestore(asked, facts);
+    if (decision.kind === 'refuse') {
+      outcome('refused');
+      refused(decision.field, decision.message);
+    }
+    // The node the decision restores, with its queue and data directory.
+    const target =
+      decision.target === resolved.node.id
+        ? resolved
+        : { ...(await control.resolveRestoreTarget({ request: { ...request, node: decision.target } })), cluster };
+    const done = await withTopologyLease({ cluster, purpose: 'restore', waitForHolder: true }, async (lease) => {
+      if (decision.kind === 'rebuild') return rebuildFromNode(cluster, decision, request, started, lease.holder);
+      return restoreFromBackup(target, decision, request, started, lease.holder);
+    });
+    if (done) return done;
+    asked = { ...request, node: decision.target };
+    // The monitor is failing over from the node already, and waits for the lease this restore
+    // held: let it go, let the failover finish, and decide again from what the cluster is then.
+    if (attempt >= FAILOVER_WAIT_ATTEMPTS) {
+      outcome('failed');
+      throw ApplicationFailure.create({
+        type: 'TopologyBusy',
+        message: `restore gave up: a failover of ${cluster} kept running for ${attempt} attempts; nothing was changed by this restore`,
+        nonRetryable: true,
+      });
+    }
+    await sleep('2s');
   }
-  // The node the decision restores, with its queue and data directory.
-  const target =
-    decision.target === resolved.node.id
-      ? resolved
-      : { ...(await control.resolveRestoreTarget({ request: { ...request, node: decision.target } })), cluster };
-  return withTopologyLease({ cluster, purpose: 'restore', waitForHolder: true }, async (lease) => {
-    if (decision.kind === 'rebuild') return rebuildFromNode(cluster, decision, request, started, lease.holder);
-    return restoreFromBackup(target, decision, request, started, lease.holder);
-  });
 }
+
+/** How many times a restore lets a running failover finish before it gives up. */
+const FAILOVER_WAIT_ATTEMPTS = 30;
 
 async function rebuildFromNode(
   cluster: string,
@@ -99,7 +119,7 @@ async function rebuildFromNode(
   request: ParsedRestoreInput,
   started: Date,
   holder: string,
-): Promise<RestoreResult> {
+): Promise<RestoreResult | undefined> {
   let failedOver: RestoreResult['failedOver'];
   if (decision.failoverFirst) {
     const moved = await executeChild(failover, {
@@ -114,7 +134,12 @@ async function rebuildFromNode(
         },
       ],
       workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    }).catch((err: unknown) => {
+      // A failover of the cluster is running already (the monitor found the damage first).
+      if ((err as Error).name === 'WorkflowExecutionAlreadyStartedError') return undefined;
+      throw err;
     });
+    if (!moved) return undefined;
     failedOver = { newPrimary: moved.newPrimary, epoch: moved.epoch };
   }
   const rebuilt = await quick.rebuildNode({ cluster, node: decision.target });
