@@ -319,6 +319,8 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     }
     await assertLedgerOnNodes(writer, h.nodes, EVENTS_CREDENTIAL);
     await assertLedgerOnNodes(after, h.nodes, EVENTS_CREDENTIAL);
+    // Within each history one batch per LSN; the new one reuses the discarded LSNs, as asked.
+    for (const w of [writer, late, after]) assertOneEventPerPlace(w);
     // The archive's live prefix holds the restored history only: no abandoned event in it.
     await waitFor('the archive to follow the new history', async () => (await archivedThrough()) >= target + 100);
     for (const object of await stores.s3().list('kimiclaw/log/')) {
@@ -379,6 +381,8 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     await steady();
     assert.ok(more.acks.every((a) => a.lsn > head));
     await assertLedgerOnNodes(more, h.nodes, EVENTS_CREDENTIAL);
+    assertOneEventPerPlace(writer);
+    assertOneEventPerPlace(more);
   });
 
   void test('both nodes lose their data: nothing is acknowledged until restore {} brings back what was archived', async () => {
@@ -413,6 +417,8 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     assert.ok(after.epoch > first.epoch);
     const reachedArchive = new Set(writer.acks.filter((a) => a.lsn <= archived).flatMap((a) => a.seqs));
     await assertLedgerOnNodes(writer, h.nodes, EVENTS_CREDENTIAL, { ignore: (seq) => !reachedArchive.has(seq) });
+    // The new epoch reuses only the LSNs of writes that never reached the archive (lost with the nodes).
+    assertOneEventPerPlace(writer, (lsn) => lsn > archived);
     for (const n of h.nodes) n.createIfMissing = true;
   });
 });
