@@ -1128,18 +1128,18 @@ export class EventStore {
           return false;
         }
         this.adopt(opened);
+        const known = this.state.role === 'none' ? (opened.role ?? this.initialRole) : this.state.role;
+        const next: ReplicationState = {
+          role: known === 'primary' ? 'fenced' : known,
+          epoch: Math.max(this.state.epoch, opened.position.epoch),
+          history: this.state.role === 'none' ? opened.history : this.state.history,
+        };
+        // Fenced before anyone can see the file ok again (/health reads without the lock).
+        this.state.role = next.role;
         this.condition.set({ status: 'ok' });
         this.stopReopening();
         this.failedWritesInARow = 0;
-        const known = this.state.role === 'none' ? (opened.role ?? this.initialRole) : this.state.role;
-        await this.persistReplicationState(
-          {
-            role: known === 'primary' ? 'fenced' : known,
-            epoch: Math.max(this.state.epoch, opened.position.epoch),
-            history: this.state.role === 'none' ? opened.history : this.state.history,
-          },
-          Math.min(acked, this.currentLsn),
-        );
+        await this.persistReplicationState(next, Math.min(acked, this.currentLsn));
         this.log('reopened', { role: this.state.role, lsn: this.currentLsn, rows: this.rowCount });
         return true;
       } finally {
