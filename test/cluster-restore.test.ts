@@ -187,11 +187,15 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     // The archiver paused: the acknowledged head runs ahead of the archive.
     await h.client.workflow.getHandle('archive-log-kimiclaw').terminate('test: the archive trails');
     const trail = await archivedThrough();
-    await waitFor('the head 30 s ahead of the archive', async () => {
-      const head = (await health(node(before.primary).url)).ackedLsn;
-      const last = writer.acks.at(-1);
-      return head > trail && last && last.at - writer.acks.find((a) => a.lsn > trail)!.at > 5_000;
-    });
+    await waitFor(
+      'the head 30 s ahead of the archive',
+      async () => {
+        const head = (await health(node(before.primary).url)).ackedLsn;
+        const last = writer.acks.at(-1);
+        return head > trail && last && last.at - writer.acks.find((a) => a.lsn > trail)!.at > 30_000;
+      },
+      90_000,
+    );
     const result = await restore({});
     assert.equal(result.method, 'rebuild');
     assert.equal(result.node, before.primary);
@@ -270,6 +274,35 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     await node(third.node).start();
     await writer.stop();
     await steady();
+    await assertLedgerOnNodes(writer, h.nodes, EVENTS_CREDENTIAL);
+    assertOneEventPerPlace(writer);
+  });
+
+  void test('a replica whose file is damaged: the monitor has it rebuilt while the primary serves', async (t) => {
+    const first = await steady();
+    const writer = await writing(200);
+    const damagedAt = Date.now();
+    await damage(node(first.replica).dataDir);
+    await waitFor(
+      'the replica to report the damage',
+      async () => (await health(node(first.replica).url)).status === 'damaged',
+    );
+    const recovery = h.client.workflow.getHandle(`recover-kimiclaw-${first.replica}`);
+    await waitFor('the monitor to start its recovery', () =>
+      recovery.describe().then(
+        (d) => d.startTime.getTime() >= damagedAt - 1_000,
+        () => false,
+      ),
+    );
+    const recovered = (await recovery.result()) as { rebuilt: boolean };
+    assert.equal(recovered.rebuilt, true, 'the damaged replica was rebuilt, not rejoined');
+    t.diagnostic(`damage → replica rebuilt and in sync ${((Date.now() - damagedAt) / 1000).toFixed(1)} s`);
+    const seen = writer.acks.length;
+    await waitFor('writes go on', async () => writer.acks.length > seen + 20);
+    await writer.stop();
+    const after = await steady();
+    assert.deepEqual([after.primary, after.epoch], [first.primary, first.epoch], 'no failover: the primary was fine');
+    assert.ok(writer.acks.every((a) => a.node === first.primary));
     await assertLedgerOnNodes(writer, h.nodes, EVENTS_CREDENTIAL);
     assertOneEventPerPlace(writer);
   });

@@ -472,7 +472,13 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
    * `replicaSilence`). Meanwhile keeps the sync record true and degrades per the policy.
    * Returns 'rest' after about ten minutes so the workflow can continue as new.
    */
-  async function watchCluster(input: { cluster: string; recovering?: string[] }): Promise<WatchOutcome> {
+  /**
+   * `recovering`: nodes a recovery was started for, not reported again until `until` (epoch ms).
+   */
+  async function watchCluster(input: {
+    cluster: string;
+    recovering?: Array<{ node: string; until: number }>;
+  }): Promise<WatchOutcome> {
     const ctx = Context.current();
     const db = clusterOf(input.cluster);
     const interval = config.cluster.probeInterval;
@@ -494,7 +500,12 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       const primary = record && views.find((v) => v.id === record.node);
       if (primary && record) {
         const stray = views
-          .filter((v) => v.id !== record.node && v.reachable && !input.recovering?.includes(v.id))
+          .filter(
+            (v) =>
+              v.id !== record.node &&
+              v.reachable &&
+              !input.recovering?.some((r) => r.node === v.id && r.until > Date.now()),
+          )
           .filter((v) => REBUILD_STATES.includes(v.status ?? '') || v.role === 'fenced')
           .map((v) => v.id);
         if (stray.length > 0) return { kind: 'recover', nodes: stray };

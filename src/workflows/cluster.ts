@@ -466,6 +466,9 @@ export async function switchover(input: SwitchoverInput = {}): Promise<Switchove
   }
 }
 
+/** How long the monitor leaves a node it started a recovery for before it may report it again. */
+const RECOVERY_QUIET_MS = 15_000;
+
 /** How long the monitor waits after a failover that failed or was refused before it tries again. */
 const FAILOVER_RETRY_PAUSE = '10s';
 
@@ -483,14 +486,17 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
     { key: DrDatabase, value: cluster },
     { key: DrScenario, value: 'monitor' },
   ]);
-  // Nodes this run has started (or found) a recovery for: the watch does not report them again.
-  const recovering: string[] = [];
+  // Nodes this run has started (or found) a recovery for, and when: the watch does not report
+  // them again for a while. Past that, a node still (or again) in need is reported again; a
+  // recovery still running makes starting another one a no-op.
+  const recovering = new Map<string, number>();
   for (let round = 0; round < 6; round++) {
-    const seen = await watcher.watchCluster({ cluster, recovering });
+    const quiet = [...recovering].map(([node, at]) => ({ node, until: at + RECOVERY_QUIET_MS }));
+    const seen = await watcher.watchCluster({ cluster, recovering: quiet });
     if (seen.kind === 'recover') {
       for (const node of seen.nodes ?? []) {
         await startRecovery(cluster, node);
-        recovering.push(node);
+        recovering.set(node, Date.now());
       }
       continue;
     }
