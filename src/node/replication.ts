@@ -424,13 +424,14 @@ export class Replication {
 
   /** Learnt of a newer epoch while primary: refuse writes from now on. */
   async fence(newerEpoch: number): Promise<void> {
-    const state = this.store.state;
-    if (state.role !== 'primary') return;
-    const acked = this.acknowledgedLsn;
-    await this.store.setReplicationState(
-      { role: 'fenced', epoch: Math.max(state.epoch, newerEpoch), history: state.history },
-      acked,
+    if (this.store.state.role !== 'primary') return;
+    // Decided under the write lock: a demotion that got there first (a rejoin) stands.
+    const fenced = await this.store.setReplicationStateIf(
+      (state) => state.role === 'primary',
+      (state) => ({ role: 'fenced', epoch: Math.max(state.epoch, newerEpoch), history: state.history }),
+      () => this.acknowledgedLsn,
     );
+    if (!fenced) return;
     this.failWaiters(new NotPrimaryError(this.store.state));
     this.stopLinks();
     this.log('fenced', { epoch: newerEpoch, lsn: this.store.lsn });

@@ -342,6 +342,26 @@ export class EventStore {
   }
 
   /**
+   * Like setReplicationState, but only when `still` holds of the state once the write lock is
+   * held: a change decided on an earlier look (a fence) must not undo one made meanwhile (a
+   * demotion to replica). Returns whether it was applied.
+   */
+  async setReplicationStateIf(
+    still: (current: ReplicationState) => boolean,
+    next: (current: ReplicationState) => ReplicationState,
+    ackedLsn?: () => number,
+  ): Promise<boolean> {
+    const release = await this.lock.acquire();
+    try {
+      if (!still(this.state)) return false;
+      await this.persistReplicationState(next(this.state), ackedLsn?.());
+      return true;
+    } finally {
+      release();
+    }
+  }
+
+  /**
    * Holds writes back, runs drain (which waits for what is committed to reach a replica), then
    * stores the new state, all under the write lock: no write commits between the drain and the
    * role change. Writes queued meanwhile find the node no longer primary.

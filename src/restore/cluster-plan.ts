@@ -75,7 +75,17 @@ const healthy = (n: ClusterNodeFacts | undefined): n is ClusterNodeFacts =>
 
 export function decideClusterRestore(request: ParsedRestoreInput, facts: ClusterFacts): ClusterRestoreDecision {
   const ids = facts.nodes.map((n) => n.id);
-  const target = request.node ?? facts.primary?.node ?? ids[0];
+  // Without a node named: the primary when its own file is lost, else a node whose file is
+  // (damaged or empty: what an operator restores), else the primary.
+  const lost = (n: ClusterNodeFacts | undefined) =>
+    !!n && n.reachable && (n.status === 'damaged' || n.status === 'empty');
+  const recorded = facts.nodes.find((n) => n.id === facts.primary?.node);
+  const target =
+    request.node ??
+    (lost(recorded) ? recorded!.id : undefined) ??
+    facts.nodes.find(lost)?.id ??
+    facts.primary?.node ??
+    ids[0];
   const node = (id: string | undefined) => facts.nodes.find((n) => n.id === id);
   if (!target || !node(target)) {
     return {

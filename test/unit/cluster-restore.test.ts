@@ -30,6 +30,13 @@ void describe('decideClusterRestore', () => {
     assert.deepEqual(d.kind === 'rebuild' && [d.target, d.source, d.failoverFirst], ['node3', 'node1', false]);
   });
 
+  void test('with no node named, a damaged replica is the one restored, not the healthy primary', () => {
+    const d = decideClusterRestore(request(), facts({ node3: { status: 'damaged' } }));
+    assert.deepEqual(d.kind === 'rebuild' && [d.target, d.source, d.failoverFirst], ['node3', 'node1', false]);
+    const e = decideClusterRestore(request(), facts({ node1: { status: 'empty' }, node3: { status: 'damaged' } }));
+    assert.equal(e.kind === 'rebuild' && e.target, 'node1', 'the primary first when its own file is lost');
+  });
+
   void test('only a standby the sync record proves is a source (not the most advanced replica)', () => {
     const d = decideClusterRestore(request(), facts({ node2: { reachable: false } }));
     assert.equal(d.kind, 'refuse');
