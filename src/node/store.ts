@@ -456,6 +456,7 @@ export class EventStore {
       this.currentLsn = last.lsn;
       this.lastId = Math.max(this.lastId, last.id);
       this.rowCount += fresh.length;
+      this.markerFollows();
       return { applied: fresh.length, lsn: this.currentLsn };
     } finally {
       release();
@@ -599,6 +600,7 @@ export class EventStore {
       this.currentLsn = lsn;
       this.lastId = firstId + rows.length - 1;
       this.rowCount += rows.length;
+      this.markerFollows();
       if (this.onCommit) {
         const iso = formatIsoMicros(micros);
         this.onCommit({
@@ -1083,7 +1085,21 @@ export class EventStore {
     if (damage.detectedBy !== 'open') void this.recordDamage(damage);
   }
 
-  private async recordDamage(damage: Damage): Promise<void> {
+  /** A write that was past the gate when damage was found still commits: the marker follows it. */
+  private markerFollows(): void {
+    const current = this.condition.current;
+    if (current.status === 'damaged' && current.damage.detectedBy !== 'open') void this.recordDamage(current.damage);
+  }
+
+  /** Writes the damage marker; one at a time, each with the position as of its turn. */
+  private recordDamage(damage: Damage): Promise<void> {
+    this.markerWrites = this.markerWrites.then(() => this.writeMarker(damage));
+    return this.markerWrites;
+  }
+
+  private markerWrites: Promise<void> = Promise.resolve();
+
+  private async writeMarker(damage: Damage): Promise<void> {
     try {
       const file = await fileIdentity(this.path);
       if (!file) return;
