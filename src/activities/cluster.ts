@@ -655,6 +655,8 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     const db = clusterOf(input.cluster);
     for (;;) {
       const { record } = await readPrimary(cc(), primaryKey(db.name));
+      // Promoted meanwhile (another failover chose it): there is nothing left to wait for.
+      if (record?.node === input.node) return { lsn: (await probeNode(nodeOf(db, input.node), 2_000)).lsn ?? 0 };
       const primary = record && (await probeNode(nodeOf(db, record.node), 2_000));
       const link = primary?.replicas?.find((r) => r.id === input.node);
       if (link?.state === 'in-sync') return { lsn: link.appliedLsn ?? 0 };

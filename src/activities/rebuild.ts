@@ -106,6 +106,8 @@ export function createRebuildActivities({ config, stores }: { config: Config; st
     const target = nodeOf(db, input.node);
     for (;;) {
       const { node: primary } = await recordedPrimary(db);
+      // Promoted meanwhile (another failover chose it, so it had the data): nothing left to wait for.
+      if (primary.id === input.node) return { lsn: (await probeNode(primary, 2_000)).lsn ?? 0 };
       const view = await probeNode(primary, 2_000);
       const link = view.replicas?.find((r) => r.id === input.node);
       const moved = input.primary !== undefined && input.primary !== primary.id;
