@@ -16,11 +16,10 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { readPrimary } from '../src/config-center';
-import type { ClusterWriter, LedgerEvent } from '../src/dev/cluster-writer';
-import { startClusterWriter } from '../src/dev/cluster-writer';
+import type { ClusterWriter } from '../src/dev/cluster-writer';
+import { ledgerEventsOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { damageBlockInUse } from '../src/dev/damage';
 import { recoverWorkflowId } from '../src/failover/input';
-import type { NodeToken } from '../src/node-token';
 import { scrubFile, staticSubject } from '../src/node/scrubber';
 import { parseSegmentKey } from '../src/restore/segments';
 import { Stores } from '../src/storage/stores';
@@ -86,29 +85,6 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>
 
 const s = (ms: number | undefined) => (ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`);
 
-/** Every ledger event a node holds beyond afterLsn (the seed is not read back), duplicates kept. */
-async function ledgerEventsAfter(url: string, token: NodeToken, afterLsn: number): Promise<LedgerEvent[]> {
-  const found: LedgerEvent[] = [];
-  let after = afterLsn;
-  for (;;) {
-    const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`, {
-      headers: { authorization: token.authorization() },
-    });
-    if (!res.ok) throw new Error(`${url}/events answered HTTP ${res.status}`);
-    const page = (await res.json()) as {
-      events: Array<{ id: number; lsn: number; payload: string }>;
-      lastLsn: number;
-      more: boolean;
-    };
-    for (const e of page.events) {
-      const payload = JSON.parse(e.payload) as { seq?: number };
-      if (typeof payload.seq === 'number') found.push({ id: e.id, lsn: e.lsn, seq: payload.seq });
-    }
-    if (!page.more) return found;
-    after = page.lastLsn;
-  }
-}
-
 interface LedgerSummary {
   acked: number;
   lost: number;
@@ -157,7 +133,7 @@ async function ledger(
     120_000,
   );
   for (const node of env.nodes) {
-    const events = await ledgerEventsAfter(node.url, env.control, env.seedLsn);
+    const events = await ledgerEventsOn(node.url, env.control, env.seedLsn);
     const check = checkEvents(writer, events, { ignore: (seq) => discarded.has(seq) });
     const leftBehind = events.filter((e) => discarded.has(e.seq)).length;
     out.lost = Math.max(out.lost, check.lost.length);
@@ -171,7 +147,7 @@ async function ledger(
         await sleep(wait);
         for (const n of env.nodes) {
           const h = await health(n.url);
-          const around = (await ledgerEventsAfter(n.url, env.control, lsn - 3)).filter((e) => e.lsn <= lsn + 2);
+          const around = (await ledgerEventsOn(n.url, env.control, lsn - 3)).filter((e) => e.lsn <= lsn + 2);
           log(
             `    ${n.id} (${h.role}@${h.epoch}, lsn ${h.lsn}, ackedLsn ${h.ackedLsn}${wait ? `, ${wait / 1000} s later` : ''}) ` +
               `events (lsn:id:seq) around LSN ${lsn}: ${around.map((e) => `${e.lsn}:${e.id}:${e.seq}`).join(' ') || 'none'}`,

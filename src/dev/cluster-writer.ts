@@ -81,9 +81,14 @@ export interface LedgerEvent {
 }
 
 /** Every event carrying a `seq` that a node holds, read through GET /events (duplicates kept). */
-export async function ledgerEventsOn(url: string, token: NodeToken | undefined): Promise<LedgerEvent[]> {
+export async function ledgerEventsOn(
+  url: string,
+  token: NodeToken | undefined,
+  /** Read only beyond this LSN (e.g. past a seeded database that holds no ledger events). */
+  afterLsn = 0,
+): Promise<LedgerEvent[]> {
   const found: LedgerEvent[] = [];
-  let after = 0;
+  let after = afterLsn;
   for (;;) {
     const res = await fetch(`${url}/events?afterLsn=${after}&limit=50000`, { headers: authorization(token) });
     if (!res.ok) throw new Error(`${url}/events answered HTTP ${res.status}`);
