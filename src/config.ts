@@ -39,6 +39,14 @@ const NodeSchema = z.object({
   backupDir: z.string().min(1).optional(),
   /** The task queue of the worker that runs on this node's host. */
   taskQueue: z.string().min(1).optional(),
+  /**
+   * The failure domain the node's host is in (an availability zone). The synchronous standby is
+   * chosen in another zone than the primary's (cluster.syncPlacement). Give every node of a
+   * database a zone, or none.
+   */
+  zone: NameSchema.optional(),
+  /** The region the zone is in; a database may keep a standby region (docs/architecture.md). */
+  region: NameSchema.optional(),
 });
 
 const DatabaseSchema = z.object({
@@ -190,15 +198,29 @@ const WebhookSchema = z.object({
   name: z.string().min(1).optional(),
 });
 
+const EtcdUrlSchema = z.url({
+  protocol: /^https?$/,
+  error: 'must be an etcd client URL such as http://127.0.0.1:2379',
+});
+
+/** An etcd member: its client URL, or the URL with the zone (and region) the member runs in. */
+const EtcdEndpointSchema = z.union([
+  EtcdUrlSchema,
+  z.object({ url: EtcdUrlSchema, zone: NameSchema.optional(), region: NameSchema.optional() }),
+]);
+export type EtcdEndpoint = z.infer<typeof EtcdEndpointSchema>;
+
+/** The client URL of an etcd endpoint as configured. */
+export const etcdUrl = (e: EtcdEndpoint): string => (typeof e === 'string' ? e : e.url);
+
 const ConfigCenterSchema = z
   .discriminatedUnion(
     'kind',
     [
       z.object({
         kind: z.literal('etcd'),
-        endpoints: z
-          .array(z.url({ protocol: /^https?$/, error: 'must be an etcd client URL such as http://127.0.0.1:2379' }))
-          .min(1, 'list at least one etcd endpoint'),
+        /** Every member: clients try each in turn and stay with the one that answered last. */
+        endpoints: z.array(EtcdEndpointSchema).min(1, 'list at least one etcd endpoint'),
         timeoutMs: z.number().int().min(100).max(60_000).default(2_000),
       }),
       z.object({
@@ -226,6 +248,13 @@ const ClusterSchema = z
     replicaSilence: PositiveDurationSchema.default(1_000),
     /** Replicas that acknowledge each write before the client is answered (the rest are async). */
     syncReplicas: z.number().int().min(0).max(8).default(1),
+    /**
+     * Where the synchronous standby may be, when nodes have zones: "prefer-other-zone" takes one
+     * in another zone than the primary's whenever one is in sync, else one in the primary's zone
+     * (recorded as such) before any degraded mode; "require-other-zone" never takes one in the
+     * primary's zone (writes wait or degrade instead); "any" ignores zones.
+     */
+    syncPlacement: z.enum(['prefer-other-zone', 'require-other-zone', 'any']).default('prefer-other-zone'),
     /**
      * When the synchronous replica is gone: "degrade" keeps writes flowing on the primary alone
      * (recorded in the config center first, so a failover meanwhile refuses to promote a replica
@@ -274,34 +303,100 @@ const MetricsSchema = z
   })
   .prefault({});
 
-export const ConfigSchema = z
-  .object({
-    temporal: TemporalSchema,
-    storage: StorageSchema,
-    databases: z.array(DatabaseSchema).min(1, 'list at least one database'),
-    backup: BackupSchema,
-    schedules: SchedulesSchema,
-    archive: ArchiveSchema,
-    cluster: ClusterSchema,
-    metrics: MetricsSchema,
-    nodeAuth: NodeAuthSchema,
-  })
-  .superRefine(
-    (c, ctx) => {
-      const seen = new Set<string>();
-      // With `when`, this also runs on input that failed elsewhere: entries may be anything.
-      (c.databases as unknown[]).forEach((db, i) => {
-        const name = (db as { name?: unknown } | null)?.name;
-        if (typeof name !== 'string') return;
-        if (seen.has(name)) {
-          ctx.addIssue({ code: 'custom', path: ['databases', i, 'name'], message: `"${name}" is listed twice` });
-        }
-        seen.add(name);
+const ConfigShape = z.object({
+  temporal: TemporalSchema,
+  storage: StorageSchema,
+  databases: z.array(DatabaseSchema).min(1, 'list at least one database'),
+  backup: BackupSchema,
+  schedules: SchedulesSchema,
+  archive: ArchiveSchema,
+  cluster: ClusterSchema,
+  metrics: MetricsSchema,
+  nodeAuth: NodeAuthSchema,
+});
+
+export const ConfigSchema = ConfigShape.superRefine(
+  (c, ctx) => {
+    const seen = new Set<string>();
+    // With `when`, this also runs on input that failed elsewhere: entries may be anything.
+    (c.databases as unknown[]).forEach((db, i) => {
+      const name = (db as { name?: unknown } | null)?.name;
+      if (typeof name !== 'string') return;
+      if (seen.has(name)) {
+        ctx.addIssue({ code: 'custom', path: ['databases', i, 'name'], message: `"${name}" is listed twice` });
+      }
+      seen.add(name);
+    });
+  },
+  // Report duplicates even when other fields are bad too: every problem in one message.
+  { when: (payload) => Array.isArray((payload.value as { databases?: unknown } | undefined)?.databases) },
+).superRefine((c, ctx) => {
+  for (const problem of topologyProblems(c)) ctx.addIssue({ code: 'custom', ...problem });
+});
+
+/**
+ * A topology no node placement can satisfy, or one that a single zone's loss breaks: every node
+ * of a database zoned or none; a synchronous standby requirement the nodes can meet; an etcd
+ * cluster whose majority does not sit in one zone.
+ */
+function topologyProblems(c: z.output<typeof ConfigShape>): Array<{ path: PropertyKey[]; message: string }> {
+  const problems: Array<{ path: PropertyKey[]; message: string }> = [];
+  const { syncReplicas, syncPlacement, configCenter } = c.cluster;
+  c.databases.forEach((db, i) => {
+    if (db.nodes.length < 2) return;
+    const zoned = db.nodes.filter((n) => n.zone !== undefined);
+    if (zoned.length > 0 && zoned.length < db.nodes.length) {
+      const missing = db.nodes.filter((n) => n.zone === undefined).map((n) => n.id);
+      problems.push({
+        path: ['databases', i, 'nodes'],
+        message: `give every node of database "${db.name}" a zone, or none (no zone: ${missing.join(', ')})`,
       });
-    },
-    // Report duplicates even when other fields are bad too: every problem in one message.
-    { when: (payload) => Array.isArray((payload.value as { databases?: unknown } | undefined)?.databases) },
-  );
+    }
+    if (syncReplicas > db.nodes.length - 1) {
+      problems.push({
+        path: ['cluster', 'syncReplicas'],
+        message: `${syncReplicas} synchronous standbys cannot be met by database "${db.name}", which has ${db.nodes.length} nodes (at most ${db.nodes.length - 1})`,
+      });
+    }
+    if (syncPlacement === 'require-other-zone' && syncReplicas > 0 && zoned.length === db.nodes.length) {
+      // Every node may become primary: each needs syncReplicas standbys outside its own zone.
+      for (const node of db.nodes) {
+        const outside = db.nodes.filter((n) => n.zone !== node.zone).length;
+        if (outside < syncReplicas) {
+          problems.push({
+            path: ['cluster', 'syncPlacement'],
+            message: `"require-other-zone" cannot be met when ${node.id} (zone ${node.zone}) of database "${db.name}" is primary: ${outside} node(s) outside its zone for ${syncReplicas} synchronous standby(s); add a node in another zone or use "prefer-other-zone"`,
+          });
+          break;
+        }
+      }
+    }
+    if (syncPlacement === 'require-other-zone' && zoned.length === 0 && syncReplicas > 0) {
+      problems.push({
+        path: ['cluster', 'syncPlacement'],
+        message: `"require-other-zone" needs every node of database "${db.name}" to have a zone`,
+      });
+    }
+  });
+  if (configCenter.kind === 'etcd') {
+    const members = configCenter.endpoints;
+    const zones = members.map((e) => (typeof e === 'string' ? undefined : e.zone));
+    if (members.length > 1 && zones.every((z) => z !== undefined)) {
+      const count = new Map<string, number>();
+      for (const z of zones) count.set(z!, (count.get(z!) ?? 0) + 1);
+      const majority = Math.floor(members.length / 2) + 1;
+      for (const [zone, n] of count) {
+        if (n >= majority) {
+          problems.push({
+            path: ['cluster', 'configCenter', 'endpoints'],
+            message: `zone ${zone} holds ${n} of the ${members.length} etcd members, a majority: losing zone ${zone} loses the config center; put one member per zone (a witness member in a third zone)`,
+          });
+        }
+      }
+    }
+  }
+  return problems;
+}
 
 export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;

@@ -6,8 +6,9 @@
  * Keys in the config center, per cluster (a database with several nodes):
  *   /services/<cluster>/primary  { node, url, epoch, since, failover? }  what clients follow
  *   /services/<cluster>/epoch    { epoch, by, at }                       bumped by CAS to fence
- *   /services/<cluster>/sync     { epoch, standbys, degraded, since }    who holds every
- *                                 acknowledged write; degraded: the primary acknowledges alone
+ *   /services/<cluster>/sync     { epoch, standbys, zones?, placement?, degraded, since }
+ *                                 who holds every acknowledged write, in which zone (other-zone,
+ *                                 or the same-zone fallback); degraded: the primary acknowledges alone
  */
 import { Context } from '@temporalio/activity';
 import type { DatabaseConfig, NodeConfig } from '../config';
@@ -17,12 +18,23 @@ import { InputProblem, PublishRefused, Unavailable } from '../errors';
 import { NodeClient } from '../node-client';
 import { type PrimaryChangeEvent, deliverWebhook } from '../notify/webhook';
 import { BUSY_STATES, FAILED_PRIMARY_STATES, REBUILD_STATES } from '../failover/node-states';
+import {
+  type StandbyPlacement,
+  decideStandbySwitch,
+  joinSpecs,
+  placementOf,
+  replicaSpecs,
+  zonesOf,
+} from '../failover/placement';
 import type { ActivityDeps } from './index';
 
 /** What a node's GET /health says about replication (docs/node-api.md). */
 export interface NodeView {
   id: string;
   url: string;
+  /** From the config (cluster status only). */
+  zone?: string;
+  region?: string;
   reachable: boolean;
   error?: string;
   /** ok, maintenance, damaged, unwritable or empty (docs/node-api.md, /health). */
@@ -54,6 +66,12 @@ export interface SyncRecord {
   epoch: number;
   /** Replicas that were in sync: each holds every acknowledged write. */
   standbys: string[];
+  /** The zone of each standby, when nodes have zones. */
+  zones?: Record<string, string>;
+  /** other-zone, or same-zone: the fallback taken while no node of another zone is in sync. */
+  placement?: StandbyPlacement;
+  /** The synchronous role is moving (no standby is promised until the new one is proven). */
+  switching?: { from: string[]; to: string[]; why: string };
   degraded: boolean;
   since: string;
 }
@@ -96,6 +114,11 @@ export const syncKey = (cluster: string) => `/services/${cluster}/sync`;
 
 /** A node that does not answer /health within this is counted as a failed probe. */
 const PROBE_TIMEOUT_MS = 800;
+/**
+ * Failover phases that do not need the failed node ask the others with this first: a healthy
+ * node answers /health in milliseconds, and one frozen with its zone must not cost a long timeout.
+ */
+const QUICK_PROBE_MS = 400;
 
 export async function probeNode(node: { id: string; url: string }, timeoutMs = PROBE_TIMEOUT_MS): Promise<NodeView> {
   try {
@@ -107,18 +130,6 @@ export async function probeNode(node: { id: string; url: string }, timeoutMs = P
     const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).name;
     return { id: node.id, url: node.url, reachable: false, error: cause };
   }
-}
-
-/** Which nodes replicate synchronously: the first `count` healthy ones in config order. */
-export function replicaSpecs(
-  db: DatabaseConfig,
-  primaryId: string,
-  healthy: ReadonlySet<string>,
-  count: number,
-): Array<{ id: string; url: string; mode: 'sync' | 'async' }> {
-  const others = db.nodes.filter((n) => n.id !== primaryId);
-  const ordered = [...others.filter((n) => healthy.has(n.id)), ...others.filter((n) => !healthy.has(n.id))];
-  return ordered.map((n, i) => ({ id: n.id, url: n.url, mode: i < count ? 'sync' : 'async' }));
 }
 
 /**
@@ -285,7 +296,13 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function status(input: { cluster?: string }): Promise<ClusterStatus> {
     const db = clusterOf(input.cluster);
     const [nodes, primary, sync, lease] = await Promise.all([
-      Promise.all(db.nodes.map((n) => probeNode(n, 2_000))),
+      Promise.all(
+        db.nodes.map(async (n) => ({
+          ...(await probeNode(n, 2_000)),
+          ...(n.zone ? { zone: n.zone } : {}),
+          ...(n.region ? { region: n.region } : {}),
+        })),
+      ),
       readPrimary(cc(), primaryKey(db.name)).catch(() => ({ record: undefined })),
       readSync(db.name).catch(() => ({ value: undefined })),
       readLease(cc(), db.name).catch(() => undefined),
@@ -314,13 +331,20 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   }
 
   /** Probes the node a few times; down only when none of the probes succeeds. */
+  /**
+   * `probes`: how many failed probes make it down (default 3). The monitor has already seen
+   * `failureThreshold` in a row and a replica agree, so its failovers ask once: a frozen node
+   * costs one probe timeout, not three.
+   */
   async function confirmFailure(input: {
     cluster: string;
     node: string;
-  }): Promise<{ down: boolean; detail: string; notPrimary?: boolean; epoch?: number }> {
+    probes?: number;
+  }): Promise<{ down: boolean; detail: string; notPrimary?: boolean; epoch?: number; answered?: boolean }> {
     const node = nodeOf(clusterOf(input.cluster), input.node, 'failedNode');
     const { record } = await readPrimary(cc(), primaryKey(input.cluster));
-    const confirm = (answer: { down: boolean; detail: string }) => ({
+    const confirm = (answer: { down: boolean; detail: string; answered?: boolean }) => ({
+      answered: true,
       ...answer,
       ...(record ? { epoch: record.epoch } : {}),
     });
@@ -332,7 +356,9 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       };
     }
     const views: NodeView[] = [];
-    for (let i = 0; i < 3; i++) {
+    const probes = Math.max(1, input.probes ?? 3);
+    for (let i = 0; i < probes; i++) {
+      if (i > 0) await sleep(150);
       const v = await probeNode(node, 500);
       views.push(v);
       if (v.reachable && FAILED_PRIMARY_STATES.includes(v.status ?? '')) {
@@ -345,11 +371,11 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
         return confirm({ down: false, detail: `node ${node.id} answers: ${v.role}, epoch ${v.epoch}, LSN ${v.lsn}` });
       }
       if (v.reachable) return confirm({ down: true, detail: `node ${node.id} answers but is ${v.role}, not primary` });
-      await sleep(150);
     }
     return confirm({
       down: true,
-      detail: `node ${node.id} did not answer 3 probes: ${views.map((v) => v.error).join(', ')}`,
+      answered: false,
+      detail: `node ${node.id} did not answer ${probes} probe(s): ${views.map((v) => v.error).join(', ')}`,
     });
   }
 
@@ -391,14 +417,34 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     }
   }
 
+  /**
+   * The election never asks the failed node (it cannot be elected). The others are asked with a
+   * short timeout first; only when that leaves no eligible candidate are the silent ones asked
+   * again with a long one, so a node frozen with the failed one's zone costs little.
+   */
   async function elect(input: { cluster: string; failedNode: string; force?: boolean }) {
     const db = clusterOf(input.cluster);
-    const views = await Promise.all(db.nodes.map((n) => probeNode(n, 2_000)));
-    const [{ value: sync }, { record }] = await Promise.all([
+    const others = db.nodes.filter((n) => n.id !== input.failedNode);
+    const failed: NodeView = {
+      id: input.failedNode,
+      url: nodeOf(db, input.failedNode).url,
+      reachable: false,
+      error: 'failed',
+    };
+    const [quick, { value: sync }, { record }] = await Promise.all([
+      Promise.all(others.map((n) => probeNode(n, QUICK_PROBE_MS))),
       readSync(db.name),
       readPrimary(cc(), primaryKey(db.name)),
     ]);
-    const choice = electCandidate(views, input.failedNode, input.force ? undefined : sync, record?.epoch);
+    const decide = (views: NodeView[]) =>
+      electCandidate([...views, failed], input.failedNode, input.force ? undefined : sync, record?.epoch);
+    let choice = decide(quick);
+    if ('refused' in choice && quick.some((v) => !v.reachable)) {
+      const again = await Promise.all(
+        others.map((n, i) => (quick[i]!.reachable ? Promise.resolve(quick[i]!) : probeNode(n, 2_000))),
+      );
+      choice = decide(again);
+    }
     if ('refused' in choice)
       throw new InputProblem('failedNode', `no eligible replica: ${choice.refused}; nothing was promoted`);
     return { ...choice, url: nodeOf(db, choice.node).url };
@@ -412,9 +458,19 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function promote(input: { cluster: string; node: string; epoch: number; exclude?: string; forkLsn?: number }) {
     const db = clusterOf(input.cluster);
     const node = nodeOf(db, input.node);
-    const views = await Promise.all(db.nodes.map((n) => probeNode(n, 1_000)));
-    const healthy = new Set(views.filter((v) => v.reachable && v.id !== input.exclude).map((v) => v.id));
-    const replicas = replicaSpecs(db, node.id, healthy, config.cluster.syncReplicas);
+    // The failed node is not asked, and a node that does not answer at once (frozen with its
+    // zone) is counted as down: the promotion must not wait out their timeouts.
+    const views = await Promise.all(
+      db.nodes.filter((n) => n.id !== input.exclude && n.id !== node.id).map((n) => probeNode(n, QUICK_PROBE_MS)),
+    );
+    const healthy = new Set(views.filter((v) => v.reachable).map((v) => v.id));
+    const replicas = replicaSpecs(
+      db.nodes,
+      node.id,
+      healthy,
+      config.cluster.syncReplicas,
+      config.cluster.syncPlacement,
+    );
     const degrade = config.cluster.whenSyncReplicaDown === 'degrade';
     const syncUp = replicas.some((r) => r.mode === 'sync' && healthy.has(r.id));
     // Recorded before the promotion: in the new epoch no standby is proven to hold every
@@ -589,6 +645,28 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     state: SyncKeeperState,
   ): Promise<SyncKeeperState> {
     const { value: sync } = await readSync(cluster);
+    const db = clusterOf(cluster);
+    const move = decideStandbySwitch({
+      nodes: db.nodes,
+      primaryId: primary.id,
+      replicas: primary.replicas ?? [],
+      count: config.cluster.syncReplicas,
+      placement: config.cluster.syncPlacement,
+    });
+    if (move) {
+      // First the record stops promising the old standby (it will lack what the new one
+      // acknowledges), then the primary moves the role; the next probes prove the new standby
+      // holds the head before the record names it.
+      await writeSync(cluster, {
+        epoch: record.epoch,
+        standbys: [],
+        switching: { from: move.from, to: move.to, why: move.why },
+        degraded: sync?.epoch === record.epoch && sync.degraded,
+        since: new Date().toISOString(),
+      });
+      await clientOf(primary).setReplication({ epoch: record.epoch, replicas: move.replicas });
+      return {};
+    }
     const decided = decideSyncStep({
       primary,
       epoch: record.epoch,
@@ -604,9 +682,19 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       case 'stop-acknowledging-alone':
         await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: false });
         break;
-      case 'record':
-        await writeSync(cluster, { epoch: record.epoch, standbys: step.standbys, degraded: false, since });
+      case 'record': {
+        const zones = zonesOf(db.nodes, step.standbys);
+        const placement = placementOf(db.nodes, primary.id, step.standbys);
+        await writeSync(cluster, {
+          epoch: record.epoch,
+          standbys: step.standbys,
+          ...(zones ? { zones } : {}),
+          ...(placement ? { placement } : {}),
+          degraded: false,
+          since,
+        });
         break;
+      }
       case 'degrade':
         await writeSync(cluster, { epoch: record.epoch, standbys: [], degraded: true, since });
         await clientOf(primary).setReplication({ epoch: record.epoch, allowDegraded: true });
@@ -644,7 +732,15 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     await clientOf(node).demote({ epoch: record.epoch, primary: { id: primaryNode.id, url: primaryNode.url } });
     const views = await Promise.all(db.nodes.map((n) => probeNode(n, 1_000)));
     const healthy = new Set(views.filter((v) => v.reachable).map((v) => v.id));
-    const replicas = replicaSpecs(db, primaryNode.id, healthy, config.cluster.syncReplicas);
+    const current = views.find((v) => v.id === primaryNode.id)?.replicas ?? [];
+    const replicas = joinSpecs(
+      db.nodes,
+      primaryNode.id,
+      current,
+      healthy,
+      config.cluster.syncReplicas,
+      config.cluster.syncPlacement,
+    );
     await clientOf(primaryNode).setReplication({ epoch: record.epoch, replicas });
     return { epoch: record.epoch, role: 'replica' };
   }

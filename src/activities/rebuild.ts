@@ -13,7 +13,8 @@ import { NodeClient } from '../node-client';
 import type { ClusterFacts } from '../restore/cluster-plan';
 import type { Stores } from '../storage/stores';
 import { REBUILD_STATES } from '../failover/node-states';
-import { type NodeView, type SyncRecord, primaryKey, probeNode, replicaSpecs, syncKey } from './cluster';
+import { joinSpecs } from '../failover/placement';
+import { type NodeView, type SyncRecord, primaryKey, probeNode, syncKey } from './cluster';
 
 export function createRebuildActivities({ config, stores }: { config: Config; stores: Stores }) {
   let center: ConfigCenter | undefined;
@@ -84,8 +85,16 @@ export function createRebuildActivities({ config, stores }: { config: Config; st
     const views = await Promise.all(db.nodes.map((n) => probeNode(n, 1_000)));
     const primaryView = views.find((v) => v.id === primary.id);
     const before = primaryView?.replicas?.find((r) => r.id === target.id)?.bootstraps ?? 0;
-    const healthy = new Set(views.filter((v) => v.reachable).map((v) => v.id));
-    const replicas = replicaSpecs(db, primary.id, healthy, config.cluster.syncReplicas);
+    const healthy = new Set(views.filter((v) => v.reachable && v.id !== target.id).map((v) => v.id));
+    // The node being rebuilt joins as asynchronous unless it holds the synchronous role already.
+    const replicas = joinSpecs(
+      db.nodes,
+      primary.id,
+      primaryView?.replicas ?? [],
+      healthy,
+      config.cluster.syncReplicas,
+      config.cluster.syncPlacement,
+    );
     await client(primary).setReplication({ epoch: record.epoch, replicas, bootstrap: [target.id] });
     return { epoch: record.epoch, primary: primary.id, before };
   }

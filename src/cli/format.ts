@@ -1,4 +1,5 @@
 /** Output for humans (aligned tables, sizes) and machines (JSON). */
+import type { SyncRecord } from '../activities/cluster';
 import type { CatalogEntry } from '../catalog';
 
 export function printJson(value: unknown): void {
@@ -42,4 +43,21 @@ export function formatBackupTable(backups: CatalogEntry[]): string {
       b.location,
     ]),
   );
+}
+
+/** The sync record in one line: who holds every acknowledged write, where, or why nobody does. */
+export function describeSync(sync: SyncRecord): string {
+  if (sync.degraded) return `sync: DEGRADED since ${sync.since} (the primary acknowledges writes alone)`;
+  if (sync.switching) {
+    return `sync: moving the synchronous role ${sync.switching.from.join(', ') || '(none)'} → ${sync.switching.to.join(', ')} since ${sync.since} (${sync.switching.why}); no standby promised until it is proven`;
+  }
+  if (sync.standbys.length === 0) return `sync: no standby proven yet in epoch ${sync.epoch} (since ${sync.since})`;
+  const where = sync.standbys.map((id) => (sync.zones?.[id] ? `${id} (zone ${sync.zones[id]})` : id)).join(', ');
+  const placement =
+    sync.placement === 'same-zone'
+      ? " — SAME-ZONE FALLBACK: no node of another zone is in sync; losing the primary's zone would lose this standby too"
+      : sync.placement === 'other-zone'
+        ? ' — in another zone than the primary'
+        : '';
+  return `sync: standby ${where} holds every acknowledged write${placement}`;
 }

@@ -14,7 +14,7 @@ import { applySchedules, describeSchedules, pauseSchedule, resumeSchedule, trigg
 import { describeLease } from '../config-center/lease';
 import { Stores } from '../storage/stores';
 import { parseLocalNodes, resolveLocalNodes } from '../local-nodes';
-import { formatBackupTable, formatBytes, printJson } from './format';
+import { describeSync, formatBackupTable, formatBytes, printJson } from './format';
 import { parseInput } from '../backup/input';
 import { RestoreInputSchema, type RestoreInput } from '../restore/input';
 import { followWorkflow } from './progress';
@@ -458,13 +458,7 @@ cluster
     const p = status.primary;
     console.log(`cluster ${status.cluster} — config center: ${status.configCenter}`);
     console.log(p ? `primary: ${p.node} (${p.url}), epoch ${p.epoch}, since ${p.since}` : 'primary: none recorded yet');
-    if (status.sync) {
-      console.log(
-        status.sync.degraded
-          ? `sync: DEGRADED since ${status.sync.since} (the primary acknowledges writes alone)`
-          : `sync: standby ${status.sync.standbys.join(', ')} holds every acknowledged write`,
-      );
-    }
+    if (status.sync) console.log(describeSync(status.sync));
     const lease = status.lease;
     if (lease) {
       const live = !lease.releasedAt && Date.parse(lease.expiresAt) > Date.now();
@@ -476,13 +470,13 @@ cluster
     }
     for (const n of status.nodes) {
       if (!n.reachable) {
-        console.log(`  ${n.id.padEnd(10)} unreachable (${n.error})  ${n.url}`);
+        console.log(`  ${n.id.padEnd(10)} unreachable (${n.error})  ${n.url}${n.zone ? `  zone ${n.zone}` : ''}`);
         continue;
       }
       const condition = n.status && n.status !== 'ok' ? `  ${n.status.toUpperCase()}` : '';
       const damage = n.damage ? ` (${n.damage.reason})` : '';
       console.log(
-        `  ${n.id.padEnd(10)} ${String(n.role).padEnd(8)} epoch ${n.epoch}  LSN ${n.lsn}  ${n.url}${condition}${damage}`,
+        `  ${n.id.padEnd(10)} ${String(n.role).padEnd(8)} epoch ${n.epoch}  LSN ${n.lsn}  ${n.url}${n.zone ? `  zone ${n.zone}` : ''}${condition}${damage}`,
       );
       for (const r of n.replicas ?? []) {
         console.log(

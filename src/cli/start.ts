@@ -13,7 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { DEFAULT_DATABASE } from '../domain';
-import { EMBEDDED_CONFIG_FILE, loadRawConfig, validateConfig, type Config } from '../config';
+import { EMBEDDED_CONFIG_FILE, etcdUrl, loadRawConfig, validateConfig, type Config } from '../config';
 import { KimiclawDr, connectTemporal } from '../client';
 import { NodeProcess } from '../dev/node-process';
 import { NodeClient } from '../node-client';
@@ -338,5 +338,5 @@ function describeNodeAuth(config: Config): string {
 
 function describeCenter(config: Config): string {
   const c = config.cluster.configCenter;
-  return c.kind === 'etcd' ? `etcd ${c.endpoints.join(', ')}` : `file ${c.path}`;
+  return c.kind === 'etcd' ? `etcd ${c.endpoints.map(etcdUrl).join(', ')}` : `file ${c.path}`;
 }

@@ -160,7 +160,12 @@ async function failoverSteps(
   }
 
   let t = mark();
-  const confirmed = await fast.confirmFailure({ cluster, node: request.failedNode });
+  // The monitor already saw the failure from two vantage points: one more probe confirms it.
+  const confirmed = await fast.confirmFailure({
+    cluster,
+    node: request.failedNode,
+    ...(request.detectedAt ? { probes: 1 } : {}),
+  });
   if (confirmed.notPrimary) failInput(`failedNode: ${confirmed.detail}`);
   if (!confirmed.down && !request.force) {
     failInput(
@@ -188,9 +193,16 @@ async function failoverSteps(
             `(${request.failedNode} at epoch ${confirmed.epoch} → ${previous.node} at epoch ${previous.epoch}); nothing was fenced`,
         );
       }
-      const down = await once
+      // A node that answered (damaged, or moved by force) may still acknowledge through its
+      // standby: it steps down before the election reads the replicas' positions. One that did not
+      // answer at all (killed, frozen) would only make the failover wait out a timeout, so telling
+      // it goes on beside the election. (A node that answers no probe yet still reaches its
+      // standby — a partial partition the monitor's replica witness makes unlikely — could
+      // acknowledge through it meanwhile; the election prefers the standby on equal positions.)
+      const steppingDown = once
         .stepDown({ cluster, node: request.failedNode, epoch })
         .catch((err: Error) => ({ answered: false, detail: err.message }));
+      if (confirmed.answered !== false) await steppingDown;
       const fence = mark() - t;
 
       t = mark();
@@ -230,6 +242,7 @@ async function failoverSteps(
       }).then((delivered) => ({ delivered, at: mark() }));
 
       const recoverId = await startRecovery(cluster, request.failedNode);
+      const down = await steppingDown;
 
       const from = request.detectedAt ?? t0;
       const rtoSeconds = (done - from) / 1000;

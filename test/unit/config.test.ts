@@ -414,3 +414,76 @@ void describe('cluster config', () => {
     );
   });
 });
+
+void describe('topology validation', () => {
+  const zoned = (placement?: string, extra: Record<string, unknown> = {}) =>
+    minimal({
+      databases: [
+        {
+          name: 'kimiclaw',
+          nodes: [node('a1', { zone: 'a', region: 'r1' }), node('a2', { zone: 'a' }), node('b1', { zone: 'b' })],
+        },
+      ],
+      cluster: { ...(placement ? { syncPlacement: placement } : {}), ...extra },
+    });
+
+  void test('nodes carry a zone and a region; the placement defaults to prefer-other-zone', () => {
+    const config = parseConfig(zoned());
+    assert.equal(config.databases[0]!.nodes[0]!.zone, 'a');
+    assert.equal(config.databases[0]!.nodes[0]!.region, 'r1');
+    assert.equal(config.cluster.syncPlacement, 'prefer-other-zone');
+  });
+
+  void test('an unknown placement names the accepted values', () => {
+    const problems = problemsOf(() => parseConfig(zoned('elsewhere')));
+    assert.ok(problems.some((p) => p.startsWith('cluster.syncPlacement:') && p.includes('"require-other-zone"')));
+  });
+
+  void test('some nodes zoned and others not is refused, naming the nodes without one', () => {
+    const problems = problemsOf(() =>
+      parseConfig(minimal({ databases: [{ name: 'kimiclaw', nodes: [node('a1', { zone: 'a' }), node('b1')] }] })),
+    );
+    assert.deepEqual(problems, [
+      'databases.0.nodes: give every node of database "kimiclaw" a zone, or none (no zone: b1)',
+    ]);
+  });
+
+  void test('a synchronous standby requirement no node can meet is refused', () => {
+    const problems = problemsOf(() =>
+      parseConfig(
+        minimal({
+          databases: [{ name: 'kimiclaw', nodes: [node('a1', { zone: 'a' }), node('a2', { zone: 'a' })] }],
+          cluster: { syncPlacement: 'require-other-zone' },
+        }),
+      ),
+    );
+    assert.equal(problems.length, 1);
+    assert.match(problems[0]!, /^cluster\.syncPlacement: "require-other-zone" cannot be met when a1 \(zone a\)/);
+    const tooMany = problemsOf(() => parseConfig(zoned(undefined, { syncReplicas: 3 })));
+    assert.match(tooMany[0]!, /^cluster\.syncReplicas: 3 synchronous standbys cannot be met .* 3 nodes \(at most 2\)/);
+  });
+
+  void test('require-other-zone that every node can meet is accepted', () => {
+    const nodes = [node('a1', { zone: 'a' }), node('b1', { zone: 'b' })];
+    const config = parseConfig(
+      minimal({ databases: [{ name: 'kimiclaw', nodes }], cluster: { syncPlacement: 'require-other-zone' } }),
+    );
+    assert.equal(config.cluster.syncPlacement, 'require-other-zone');
+  });
+
+  void test('etcd members: a zone holding a majority is refused; one per zone is accepted', () => {
+    const etcd = (zones: string[]) =>
+      zoned(undefined, {
+        configCenter: {
+          kind: 'etcd',
+          endpoints: zones.map((zone, i) => ({ url: `http://127.0.0.1:${2379 + i}`, zone })),
+        },
+      });
+    const problems = problemsOf(() => parseConfig(etcd(['a', 'a', 'b'])));
+    assert.deepEqual(problems, [
+      'cluster.configCenter.endpoints: zone a holds 2 of the 3 etcd members, a majority: losing zone a loses the config center; put one member per zone (a witness member in a third zone)',
+    ]);
+    const config = parseConfig(etcd(['a', 'b', 'c']));
+    assert.equal(config.cluster.configCenter.kind, 'etcd');
+  });
+});
