@@ -10,6 +10,7 @@ import {
   RecoverNodeInputSchema,
   SwitchoverInputSchema,
   failoverWorkflowId,
+  FAILOVER_TASK_TIMEOUT,
   monitorWorkflowId,
   recoverWorkflowId,
   switchoverWorkflowId,
@@ -211,6 +212,7 @@ export class KimiclawDr {
       taskQueue: this.config.temporal.taskQueue,
       workflowId: monitorWorkflowId(name),
       args: [{ cluster: name }],
+      workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
   }

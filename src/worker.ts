@@ -47,6 +47,8 @@ export interface RunningWorker {
 
 /** Progress (bytes done) reaches the server at most this often; progress bars read it. */
 const HEARTBEAT_THROTTLE = '1s';
+const STICKY_TIMEOUT = '1s';
+const CONTROL_POLLS = 2;
 
 let sdkMetricsAddress: string | undefined;
 
@@ -99,6 +101,13 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
       ...workflowSource,
       activities: createControlActivities({ config, stores, metrics }),
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
+      // A workflow cached on a worker that is lost with its zone goes to another worker after
+      // this, instead of Temporal's default 10 s.
+      stickyQueueScheduleToStartTimeout: STICKY_TIMEOUT,
+      // A worker frozen with its zone keeps its long polls open and Temporal may hand each of them
+      // a task it never answers: few polls mean few such tasks (DR work is low in volume).
+      maxConcurrentWorkflowTaskPolls: CONTROL_POLLS,
+      maxConcurrentActivityTaskPolls: CONTROL_POLLS,
     }),
   ];
   for (const node of allNodes.filter((n) => local.includes(n.id))) {

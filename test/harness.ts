@@ -23,7 +23,7 @@ import {
   type TemporalDevServer,
   type Versitygw,
 } from '../src/dev/servers';
-import { type EtcdServer, startEtcd } from '../src/dev/etcd';
+import { type EtcdCluster, type EtcdServer, startEtcd, startEtcdCluster } from '../src/dev/etcd';
 import { NodeProcess } from '../src/dev/node-process';
 import { freePort } from '../src/net';
 import { generateDatabase } from '../src/node/generate';
@@ -78,6 +78,10 @@ export interface HarnessOptions {
   cluster?: boolean;
   /** More flags for every node process (e.g. a short --scrub-interval). */
   nodeArgs?: string[];
+  /** The zone of each node, in `nodes` order. */
+  zones?: string[];
+  /** etcd as a cluster of members named (and zoned) so, e.g. ['a', 'b', 'c'], instead of one server. */
+  etcdMembers?: string[];
 }
 
 export interface WorkerProcessOptions {
@@ -97,6 +101,7 @@ export class Harness {
   dir = '';
   taskQueue = `kimiclaw-dr-test-${randomUUID().slice(0, 8)}`;
   etcd: EtcdServer | undefined;
+  etcdCluster: EtcdCluster | undefined;
   configFile = '';
   /** Where this harness's processes log: the run's log directory, else <dir>/logs. */
   logDir = '';
@@ -132,7 +137,11 @@ export class Harness {
     await createBucket(s3.endpoint, CREDS, BUCKET, { objectLock: options.objectLock });
     const ids = options.nodes ?? ['node1'];
     const ports = options.cluster ? await Promise.all(ids.map(() => freePort())) : ids.map(() => 0);
-    if (options.cluster) this.etcd = await startEtcd({ dataDir: join(this.dir, 'etcd') });
+    if (options.cluster && options.etcdMembers) {
+      this.etcdCluster = await startEtcdCluster({ names: options.etcdMembers, root: join(this.dir, 'etcd') });
+    } else if (options.cluster) {
+      this.etcd = await startEtcd({ dataDir: join(this.dir, 'etcd') });
+    }
     for (const [i, id] of ids.entries()) {
       const node = testNode(id, join(this.dir, 'nodes'), 'kimiclaw', ports[i], this.logDir);
       if (options.cluster) {
@@ -170,13 +179,28 @@ export class Harness {
         secretAccessKey: CREDS.secretKey,
         partSizeMiB: 5,
       },
-      databases: [{ name: 'kimiclaw', nodes: this.nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
+      databases: [
+        {
+          name: 'kimiclaw',
+          nodes: this.nodes.map((n, i) => ({
+            id: n.id,
+            url: n.url,
+            dataDir: n.dataDir,
+            ...(options.zones?.[i] ? { zone: options.zones[i] } : {}),
+          })),
+        },
+      ],
       metrics: { port: 0 },
       nodeAuth: { tokenFile },
-      ...(this.etcd
+      ...(this.etcd || this.etcdCluster
         ? {
             cluster: {
-              configCenter: { kind: 'etcd' as const, endpoints: [this.etcd.endpoint] },
+              configCenter: {
+                kind: 'etcd' as const,
+                endpoints: this.etcdCluster
+                  ? this.etcdCluster.members.map((m) => ({ url: m.endpoint, zone: m.name }))
+                  : [this.etcd!.endpoint],
+              },
               probeInterval: '300ms',
             },
           }
@@ -257,7 +281,9 @@ export class Harness {
     await this.client?.connection.close().catch(() => undefined);
     await Promise.all(this.nodes.map((n) => n.stop('SIGKILL')));
     await Promise.all(
-      [this.temporal?.stop(), this.s3?.stop(), this.etcd?.stop()].map((p) => p?.catch(() => undefined)),
+      [this.temporal?.stop(), this.s3?.stop(), this.etcd?.stop(), this.etcdCluster?.stop()].map((p) =>
+        p?.catch(() => undefined),
+      ),
     );
     if (this.dir) await rm(this.dir, { recursive: true, force: true });
   }

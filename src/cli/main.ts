@@ -48,9 +48,17 @@ program
     'run everything on this host: Temporal dev server + UI, S3 server, a kimiclaw node, the worker, schedules',
   )
   .option('--data-dir <dir>', 'where state is kept', '.data')
-  .action(async (opts: { dataDir: string }) => {
+  .addOption(
+    new Option(
+      '--topology <kind>',
+      'single: two nodes on this host; zones: nodes a1, a2 (zone a) and b1 (zone b), etcd members in zones a, b, c',
+    )
+      .choices(['single', 'zones'])
+      .default('single'),
+  )
+  .action(async (opts: { dataDir: string; topology: 'single' | 'zones' }) => {
     const { runStart } = await import('./start');
-    await runStart({ dataDir: opts.dataDir });
+    await runStart({ dataDir: opts.dataDir, topology: opts.topology });
   });
 
 program

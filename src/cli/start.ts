@@ -9,12 +9,13 @@
  * their environment, and the worker, the writer and later CLI calls through the config.
  */
 import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { Connection } from '@temporalio/client';
 import { DEFAULT_DATABASE } from '../domain';
 import { EMBEDDED_CONFIG_FILE, etcdUrl, loadRawConfig, validateConfig, type Config } from '../config';
 import { KimiclawDr, connectTemporal } from '../client';
+import { type EtcdCluster, startEtcdCluster } from '../dev/etcd';
 import { NodeProcess } from '../dev/node-process';
 import { NodeClient } from '../node-client';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../dev/servers';
@@ -39,7 +40,15 @@ async function preferredPort(port: number): Promise<number | undefined> {
   return (await isPortFree(port)) ? port : undefined;
 }
 
-export async function runStart(options: { dataDir: string }): Promise<void> {
+/** The zones topology: node id → zone; etcd has a member in each of zones a, b and the witness c. */
+const ZONE_NODES: Array<{ id: string; zone: string }> = [
+  { id: 'a1', zone: 'a' },
+  { id: 'a2', zone: 'a' },
+  { id: 'b1', zone: 'b' },
+];
+
+export async function runStart(options: { dataDir: string; topology?: 'single' | 'zones' }): Promise<void> {
+  const zones = options.topology === 'zones';
   const dataDir = resolve(options.dataDir);
   await mkdir(dataDir, { recursive: true });
   const rawConfig = loadRawConfig({ file: process.env.DR_CONFIG ?? undefined });
@@ -110,17 +119,21 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
 
     let writer: ClusterWriter | undefined;
     let center: ConfigCenter | undefined;
+    let nodeProcesses: NodeProcess[] | undefined;
     if (!raw.databases) {
-      say('starting two kimiclaw nodes (node1 primary, node2 its synchronous replica; .data/nodes) …');
-      const root = join(dataDir, 'nodes');
-      const ports = [
-        (await preferredPort(7171)) ?? (await freePort()),
-        (await preferredPort(7172)) ?? (await freePort()),
-      ];
+      const root = join(dataDir, zones ? 'zone-nodes' : 'nodes');
+      const layout = zones ? ZONE_NODES : [{ id: 'node1' }, { id: 'node2' }];
+      say(
+        zones
+          ? 'starting three kimiclaw nodes: a1 and a2 in zone a, b1 in zone b (a1 primary; its synchronous standby in zone b) …'
+          : 'starting two kimiclaw nodes (node1 primary, node2 its synchronous replica; .data/nodes) …',
+      );
+      const ports: number[] = [];
+      for (const [i] of layout.entries()) ports.push((await preferredPort(7171 + i)) ?? (await freePort()));
       const configDir = rawConfig.file ? dirname(resolve(rawConfig.file)) : process.cwd();
       const credential = await nodeCredential(raw, configDir, dataDir);
       if (credential.created) say(`made a node control token in ${credential.tokenFile} (mode 0600)`);
-      const nodes = ['node1', 'node2'].map((id, i) => {
+      const nodes = layout.map(({ id }, i) => {
         const node = new NodeProcess(id, root, DEFAULT_DATABASE, ports[i]);
         node.env = credential.env;
         node.logFile = join(root, `${id}.log`);
@@ -129,26 +142,28 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
         node.createIfMissing = !existsSync(node.dataDir);
         return node;
       });
-      // Each names the other: whichever is primary (a restart keeps the roles) replicates to it.
-      nodes[0]!.args = [
-        '--role',
-        'primary',
-        '--replica',
-        `node2=http://127.0.0.1:${ports[1]},sync`,
-        ...credential.args,
-      ];
-      nodes[1]!.args = [
-        '--role',
-        'replica',
-        '--replica',
-        `node1=http://127.0.0.1:${ports[0]},sync`,
-        ...credential.args,
-      ];
+      // Each names the others: whichever is primary (a restart keeps the roles) replicates to them;
+      // the monitor moves the synchronous role to another zone than the primary's.
+      const zoneOf = (k: number) => ('zone' in layout[k]! ? layout[k].zone : undefined);
+      nodes.forEach((node, i) => {
+        // Its synchronous replica when it is primary: the first node of another zone (any other
+        // node without zones).
+        const sync = nodes.findIndex((_, j) => j !== i && (zoneOf(j) === undefined || zoneOf(j) !== zoneOf(i)));
+        node.args = [
+          '--role',
+          i === 0 ? 'primary' : 'replica',
+          ...nodes.flatMap((other, j) =>
+            j === i ? [] : ['--replica', `${other.id}=http://127.0.0.1:${ports[j]},${j === sync ? 'sync' : 'async'}`],
+          ),
+          ...credential.args,
+        ];
+      });
       // One node that does not start (or starts damaged) does not take the others down.
-      for (const node of [nodes[1]!, nodes[0]!]) {
+      for (const node of [...nodes.slice(1), nodes[0]!]) {
         stops.push({ name: `kimiclaw ${node.id}`, stop: () => node.stop('SIGTERM') });
         await startNodeProcess(node);
       }
+      nodeProcesses = nodes;
       const restarting = new Set<string>();
       // Like systemd: a node that dies is started again a few seconds later (and rejoins as a
       // replica through recoverNode when it was failed over meanwhile).
@@ -167,9 +182,27 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       raw.databases = [
         {
           name: DEFAULT_DATABASE,
-          nodes: nodes.map((n, i) => ({ id: n.id, url: `http://127.0.0.1:${ports[i]}`, dataDir: n.dataDir })),
+          nodes: nodes.map((n, i) => ({
+            id: n.id,
+            url: `http://127.0.0.1:${ports[i]}`,
+            dataDir: n.dataDir,
+            ...('zone' in layout[i]! ? { zone: layout[i].zone } : {}),
+          })),
         },
       ];
+    }
+    let etcd: EtcdCluster | undefined;
+    if (zones && !raw.cluster) {
+      // A fresh cluster each run (its members' ports are picked now); the nodes keep their roles
+      // and epochs, and the monitor records the primary again from them.
+      const etcdRoot = join(dataDir, 'zone-etcd');
+      await rm(etcdRoot, { recursive: true, force: true });
+      say('starting etcd: three members, one in each of zones a, b and c (the witness) …');
+      etcd = await startEtcdCluster({ names: ['a', 'b', 'c'], root: etcdRoot });
+      stops.push({ name: 'etcd', stop: () => etcd!.stop() });
+      raw.cluster = {
+        configCenter: { kind: 'etcd', endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })) },
+      };
     }
     raw.cluster ??= { configCenter: { kind: 'file', path: join(dataDir, 'config-center.json') } };
     // Like the servers' ports: the default /metrics port when free, else a free one (0). A port
@@ -251,7 +284,20 @@ export async function runStart(options: { dataDir: string }): Promise<void> {
       `  • Workflows → "Start Workflow": type "backup", task queue "${config.temporal.taskQueue}", input {"tier": "L2"}.`,
     );
     say('  • Open a backup workflow: its result lists rows, LSN, SHA-256, sizes and what was pruned.');
-    if (clusters.length > 0) {
+    if (zones && nodeProcesses) {
+      const pids = (zone: string) => [
+        ...nodeProcesses!.filter((n) => ZONE_NODES.find((z) => z.id === n.id)?.zone === zone).map((n) => n.pid),
+        ...(etcd ? [`-${etcd.members.find((m) => m.name === zone)?.pid}`] : []),
+      ];
+      say(`  • Freeze zone a (its nodes and its etcd member): kill -STOP ${pids('a').join(' ')}`);
+      say(
+        '    b1 becomes primary within seconds; `npm run kimiclaw-dr -- cluster status` shows it and the sync record.',
+      );
+      say(
+        `    Thaw it: kill -CONT ${pids('a').join(' ')} — a1 and a2 rejoin as replicas, the standby goes back to zone a.`,
+      );
+      say('    (This host runs one worker for every zone; README "Zones" shows a worker per zone.)');
+    } else if (clusters.length > 0) {
       say(
         '  • Kill the primary (kill -9 the node1 process): monitor-kimiclaw starts failover-kimiclaw within seconds;',
       );

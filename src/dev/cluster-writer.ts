@@ -25,7 +25,17 @@ let lastSeq = 0;
 export function startClusterWriter(
   center: ConfigCenter,
   /** `token`: an events (or control) token the nodes accept; undefined only for nodes run open. */
-  options: { token: NodeToken | undefined; key?: string; batch?: number; pauseMs?: number },
+  options: {
+    token: NodeToken | undefined;
+    key?: string;
+    batch?: number;
+    pauseMs?: number;
+    /**
+     * How long one write may wait for its answer (default 5 s): a client that bounds its wait
+     * and re-reads the primary record moves on from a frozen primary (docs/node-api.md).
+     */
+    requestTimeoutMs?: number;
+  },
 ): ClusterWriter {
   const batch = options.batch ?? 5;
   let stopped = false;
@@ -45,7 +55,7 @@ export function startClusterWriter(
             ...authorization(options.token),
           },
           body: JSON.stringify({ events: seqs.map((s) => ({ kind: 'bench', payload: { seq: s } })) }),
-          signal: AbortSignal.timeout(5_000),
+          signal: AbortSignal.timeout(options.requestTimeoutMs ?? 5_000),
         });
         const body = (await res.json()) as { lsn?: number; firstId?: number };
         if (!res.ok) throw new Error(`HTTP ${res.status}`);

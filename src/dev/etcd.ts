@@ -203,14 +203,27 @@ interface Ports {
   peer: number;
 }
 
-function etcdArgs(dataDir: string, ports: Ports): string[] {
+/** A member of a multi-member cluster: its name and the `name=peerUrl,…` list of every member. */
+interface Membership {
+  name: string;
+  initialCluster: string;
+  /** Heartbeat and election timeouts (ms), shorter than etcd's defaults for loopback tests. */
+  heartbeatMs?: number;
+  electionMs?: number;
+}
+
+function etcdArgs(dataDir: string, ports: Ports, member?: Membership): string[] {
   const clientUrl = `http://${LOOPBACK}:${ports.client}`;
   const peerUrl = `http://${LOOPBACK}:${ports.peer}`;
+  const name = member?.name ?? 'default';
   return [
-    ...['--name', 'default', '--data-dir', dataDir],
+    ...['--name', name, '--data-dir', dataDir],
     ...['--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl],
     ...['--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl],
-    ...['--initial-cluster', `default=${peerUrl}`],
+    ...['--initial-cluster', member?.initialCluster ?? `${name}=${peerUrl}`],
+    ...(member ? ['--initial-cluster-token', 'kimiclaw-dev', '--initial-cluster-state', 'new'] : []),
+    ...(member?.heartbeatMs ? ['--heartbeat-interval', String(member.heartbeatMs)] : []),
+    ...(member?.electionMs ? ['--election-timeout', String(member.electionMs)] : []),
     // Only warnings and errors: the tail shown on a failed start is then about the failure.
     ...['--logger', 'zap', '--log-level', 'warn'],
   ];
@@ -232,7 +245,10 @@ kill "$watchdog" 2>/dev/null
 exit "$status"`;
 
 interface EtcdProcess {
+  readonly pid: number | undefined;
   stop(signal: 'SIGTERM' | 'SIGKILL'): Promise<void>;
+  /** Sends a signal to the member's whole process group (SIGSTOP freezes it, SIGCONT thaws). */
+  signal(signal: NodeJS.Signals): void;
 }
 
 const liveGroups = new Set<ChildProcess>();
@@ -247,7 +263,13 @@ function killGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-async function launch(binary: string, dataDir: string, ports: Ports, timeoutMs: number): Promise<EtcdProcess> {
+async function launch(
+  binary: string,
+  dataDir: string,
+  ports: Ports,
+  timeoutMs: number,
+  member?: Membership,
+): Promise<EtcdProcess> {
   if (!exitHandlerInstalled) {
     exitHandlerInstalled = true;
     // 'exit' handlers cannot wait: SIGKILL the groups synchronously.
@@ -255,7 +277,7 @@ async function launch(binary: string, dataDir: string, ports: Ports, timeoutMs: 
       for (const child of liveGroups) killGroup(child, 'SIGKILL');
     });
   }
-  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'etcd', binary, ...etcdArgs(dataDir, ports)], {
+  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'etcd', binary, ...etcdArgs(dataDir, ports, member)], {
     detached: true, // own process group: stop() reaches the wrapper, etcd and the watchdog
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -286,8 +308,12 @@ async function launch(binary: string, dataDir: string, ports: Ports, timeoutMs: 
     if (!running) return;
     killGroup(child, signal);
     const timer = setTimeout(() => killGroup(child, 'SIGKILL'), STOP_GRACE_MS);
+    // The child is unref'd: without this, a process with nothing else to do would end before the
+    // exit is seen (an etcd member that ignores SIGTERM until the SIGKILL above).
+    const alive = setInterval(() => undefined, 1_000);
     await exited;
     clearTimeout(timer);
+    clearInterval(alive);
   };
 
   const endpoint = `http://${LOOPBACK}:${ports.client}`;
@@ -298,7 +324,7 @@ async function launch(binary: string, dataDir: string, ports: Ports, timeoutMs: 
     try {
       const response = await fetch(`${endpoint}/health`, { signal: AbortSignal.timeout(1_000) });
       const body = (await response.json()) as { health?: string };
-      if (body.health === 'true') return { stop };
+      if (body.health === 'true') return { pid: child.pid, stop, signal: (sig) => killGroup(child, sig) };
       lastError = `/health answered ${JSON.stringify(body)}`;
     } catch (err) {
       lastError = err instanceof Error ? err.message : String(err);
@@ -307,4 +333,97 @@ async function launch(binary: string, dataDir: string, ports: Ports, timeoutMs: 
   }
   await stop('SIGKILL');
   throw new EtcdStartError(`did not answer within ${timeoutMs / 1000} s (${lastError})`, lines.join('\n'));
+}
+
+// ---------------------------------------------------------------------------------------------
+// A cluster of members, one per failure domain
+// ---------------------------------------------------------------------------------------------
+
+export interface EtcdMember extends EtcdServer {
+  name: string;
+  /** The member's process group (etcd and its watchdog): `kill -STOP -<pid>` freezes it. */
+  readonly pid: number | undefined;
+  /** SIGSTOP: the member hangs, nothing is refused (a partition-like failure). */
+  freeze(): void;
+  /** SIGCONT after freeze(). */
+  thaw(): void;
+}
+
+export interface EtcdCluster {
+  members: EtcdMember[];
+  /** Every member's client URL, in member order. */
+  endpoints: string[];
+  stop(): Promise<void>;
+}
+
+export interface StartEtcdClusterOptions {
+  /** Member names, e.g. one per zone: ['a', 'b', 'c']. */
+  names: string[];
+  /** Each member's data dir is <root>/<name>; the caller removes root. */
+  root: string;
+  startTimeoutMs?: number;
+}
+
+/**
+ * A multi-member etcd cluster on loopback (a member per failure domain), with heartbeat 50 ms and
+ * election timeout 500 ms so a lost leader is replaced within a second. Resolves once every
+ * member answers /health, i.e. the cluster has a leader.
+ */
+export async function startEtcdCluster(options: StartEtcdClusterOptions): Promise<EtcdCluster> {
+  const binary = await ensureEtcd();
+  const timeoutMs = options.startTimeoutMs ?? START_TIMEOUT_MS;
+  const ports: Ports[] = [];
+  const taken = new Set<number>();
+  for (let i = 0; i < options.names.length; i++) {
+    const pick = async () => {
+      let port = await freePort();
+      while (taken.has(port)) port = await freePort();
+      taken.add(port);
+      return port;
+    };
+    ports.push({ client: await pick(), peer: await pick() });
+  }
+  const initialCluster = options.names.map((n, i) => `${n}=http://${LOOPBACK}:${ports[i]!.peer}`).join(',');
+  const dirs = options.names.map((n) => join(options.root, n));
+  for (const dir of dirs) await mkdir(dir, { recursive: true, mode: 0o700 });
+  const membership = (name: string): Membership => ({ name, initialCluster, heartbeatMs: 50, electionMs: 500 });
+  const launched = await Promise.allSettled(
+    options.names.map((name, i) => launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name))),
+  );
+  const failed = launched.find((r) => r.status === 'rejected');
+  if (failed) {
+    await Promise.all(launched.map((r) => (r.status === 'fulfilled' ? r.value.stop('SIGKILL') : undefined)));
+    throw (failed as PromiseRejectedResult).reason;
+  }
+  const members = options.names.map((name, i): EtcdMember => {
+    let child = (launched[i] as PromiseFulfilledResult<EtcdProcess>).value;
+    return {
+      name,
+      get pid() {
+        return child.pid;
+      },
+      endpoint: `http://${LOOPBACK}:${ports[i]!.client}`,
+      dataDir: dirs[i]!,
+      stop: () => child.stop('SIGTERM'),
+      kill: () => child.stop('SIGKILL'),
+      restart: async () => {
+        child.signal('SIGCONT');
+        await child.stop('SIGTERM');
+        // A restarted member rejoins the existing cluster from its data dir; the others answer.
+        child = await launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name));
+      },
+      freeze: () => child.signal('SIGSTOP'),
+      thaw: () => child.signal('SIGCONT'),
+    };
+  });
+  return {
+    members,
+    endpoints: members.map((m) => m.endpoint),
+    // Members left without a quorum may wait out a leader transfer on SIGTERM: a test cluster is
+    // simply killed.
+    stop: async () => {
+      for (const m of members) m.thaw();
+      await Promise.all(members.map((m) => m.kill().catch(() => undefined)));
+    },
+  };
 }

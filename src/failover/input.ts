@@ -52,3 +52,10 @@ export const recoverWorkflowId = (cluster: string, node: string) => `recover-${c
 /** Switchovers are planned, so several may be started; the topology lease lets one run at a time. */
 export const switchoverWorkflowId = (cluster: string, at: Date) =>
   `switchover-${cluster}-${at.toISOString().replace(/[-:.]/g, '')}`;
+
+/**
+ * Workflow task timeout of the monitor and the failovers it starts. A worker frozen with its zone
+ * may hold a long poll and take a workflow task it never answers: the task goes to another worker
+ * after this, not after Temporal's default 10 s.
+ */
+export const FAILOVER_TASK_TIMEOUT = '3s';

@@ -18,16 +18,18 @@ import {
   ApplicationFailure,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
-  continueAsNew,
+  makeContinueAsNewFunc,
   executeChild,
   sleep,
   proxyActivities,
+  proxyLocalActivities,
   startChild,
   upsertSearchAttributes,
   workflowInfo,
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import {
+  FAILOVER_TASK_TIMEOUT,
   FailoverInputSchema,
   MonitorInputSchema,
   RecoverNodeInputSchema,
@@ -46,9 +48,12 @@ import { REBUILD_STATES } from '../failover/node-states';
 import { retry } from './proxies';
 import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 
-/** Failover steps are short calls; a down config center or node is retried quickly. */
+/**
+ * Failover steps are short calls; a down config center or node is retried quickly, and a step
+ * taken by a worker that froze with its zone is retried elsewhere after 8 s.
+ */
 const fast = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '20s',
+  startToCloseTimeout: '8s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
 });
 /**
@@ -60,15 +65,37 @@ const bounded = proxyActivities<ControlActivities>({
   scheduleToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
 });
-const once = proxyActivities<ControlActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } });
+/**
+ * A failover's own steps run in the worker that runs the failover (local activities): a task
+ * handed to a worker that froze with its zone (it still holds long polls, so Temporal may give it
+ * tasks it never answers) would cost each step a timeout. Only the failover's workflow tasks can
+ * meet such a worker, and FAILOVER_TASK_TIMEOUT bounds those.
+ */
+const step = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '8s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+});
+const stepOnce = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '3s',
+  retry: { maximumAttempts: 1 },
+});
+const stepBounded = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '10s',
+  scheduleToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+});
 const waiting = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30m',
   heartbeatTimeout: '30s',
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s' },
 });
+/**
+ * The monitor's watch heartbeats every probe: when the worker running it is lost (with its zone),
+ * the watch is retried on another worker after the heartbeat timeout (2 s; it beats every ≤1 s).
+ */
 const watcher = proxyActivities<ControlActivities>({
   startToCloseTimeout: '15m',
-  heartbeatTimeout: '10s',
+  heartbeatTimeout: '2s',
   retry: { ...retry, maximumInterval: '5s' },
 });
 /** Webhooks: retried until delivered (a receiver's 4xx is final). */
@@ -144,7 +171,7 @@ async function failoverSteps(
 ): Promise<FailoverResult> {
   const t0 = Date.now();
   const mark = () => Date.now();
-  const { cluster, webhooks } = await fast.resolveCluster({
+  const { cluster, webhooks } = await step.resolveCluster({
     cluster: request.cluster,
     nodes: [{ id: request.failedNode, field: 'failedNode' }],
   });
@@ -161,7 +188,7 @@ async function failoverSteps(
 
   let t = mark();
   // The monitor already saw the failure from two vantage points: one more probe confirms it.
-  const confirmed = await fast.confirmFailure({
+  const confirmed = await step.confirmFailure({
     cluster,
     node: request.failedNode,
     ...(request.detectedAt ? { probes: 1 } : {}),
@@ -176,10 +203,10 @@ async function failoverSteps(
 
   // A real failover takes over a drill's lease, and waits a while for any other change to end.
   return withTopologyLease(
-    { cluster, purpose: 'failover', preempt: true, waitForHolder: true, under: request.underLease },
+    { cluster, purpose: 'failover', preempt: true, waitForHolder: true, under: request.underLease, urgent: true },
     async (lease) => {
       t = mark();
-      const { epoch, previous } = await fast.fenceEpoch({ cluster, by: lease.holder });
+      const { epoch, previous } = await step.fenceEpoch({ cluster, by: lease.holder });
       // The failure was confirmed before the lease: another change (a restore, a switchover) may
       // have moved the primary while this waited for it. Then there is nothing to fail over; the
       // epoch just taken stays unused, and no node was told anything.
@@ -199,21 +226,21 @@ async function failoverSteps(
       // it goes on beside the election. (A node that answers no probe yet still reaches its
       // standby — a partial partition the monitor's replica witness makes unlikely — could
       // acknowledge through it meanwhile; the election prefers the standby on equal positions.)
-      const steppingDown = once
+      const steppingDown = stepOnce
         .stepDown({ cluster, node: request.failedNode, epoch })
         .catch((err: Error) => ({ answered: false, detail: err.message }));
       if (confirmed.answered !== false) await steppingDown;
       const fence = mark() - t;
 
       t = mark();
-      const choice = await fast.electReplica({ cluster, failedNode: request.failedNode, force: request.force });
+      const choice = await step.electReplica({ cluster, failedNode: request.failedNode, force: request.force });
       const elect = mark() - t;
 
       // Published before promoted: if the config center refuses (a newer primary was recorded
       // meanwhile), nothing has been promoted and the cluster follows the record it holds.
       t = mark();
       const since = new Date().toISOString();
-      await fast.publishPrimary({
+      await step.publishPrimary({
         cluster,
         expectedEpoch: previous?.epoch,
         record: { node: choice.node, url: choice.url, epoch, since, failover: workflowInfo().workflowId },
@@ -222,7 +249,12 @@ async function failoverSteps(
       const config = mark() - t;
 
       t = mark();
-      const promoted = await bounded.promoteNode({ cluster, node: choice.node, epoch, exclude: request.failedNode });
+      const promoted = await stepBounded.promoteNode({
+        cluster,
+        node: choice.node,
+        epoch,
+        exclude: request.failedNode,
+      });
       const done = mark();
       const promote = done - t;
 
@@ -246,7 +278,7 @@ async function failoverSteps(
 
       const from = request.detectedAt ?? t0;
       const rtoSeconds = (done - from) / 1000;
-      await fast.recordFailover({ cluster, kind: 'failover', rtoSeconds });
+      await step.recordFailover({ cluster, kind: 'failover', rtoSeconds });
       const { delivered: notified, at: notifiedAt } = await notifying;
       const notify = notifiedAt - t;
       upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
@@ -528,6 +560,7 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
         ],
         parentClosePolicy: ParentClosePolicy.ABANDON,
         workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+        workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
       });
     } catch {
       // A failed or refused failover (no eligible replica, already running) is in its own
@@ -537,5 +570,6 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
     }
     break;
   }
-  await continueAsNew<typeof monitorCluster>({ cluster });
+  // The next run keeps the short workflow task timeout (a new run would get Temporal's 10 s).
+  await makeContinueAsNewFunc<typeof monitorCluster>({ workflowTaskTimeout: FAILOVER_TASK_TIMEOUT })({ cluster });
 }

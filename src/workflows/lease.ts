@@ -3,7 +3,13 @@
  * renewed by a heartbeating activity while the change runs, give it back however the change ends.
  * A lease lost meanwhile (taken over after it expired, or preempted) cancels the change.
  */
-import { CancellationScope, isCancellation, proxyActivities, workflowInfo } from '@temporalio/workflow';
+import {
+  CancellationScope,
+  isCancellation,
+  proxyActivities,
+  proxyLocalActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import type { LeasePurpose } from '../config-center/lease';
 
@@ -11,6 +17,14 @@ import type { LeasePurpose } from '../config-center/lease';
 const leases = proxyActivities<ControlActivities>({
   startToCloseTimeout: '5m',
   heartbeatTimeout: '10s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
+});
+/**
+ * A failover takes the lease in the worker that runs it (a local activity): an activity task
+ * handed to a worker that froze with its zone would cost the failover a timeout.
+ */
+const urgentLeases = proxyLocalActivities<ControlActivities>({
+  startToCloseTimeout: '90s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
 });
 /** The keeper heartbeats every second; a dead worker's keeper is restarted elsewhere within 5 s. */
@@ -31,6 +45,8 @@ export interface LeaseOptions {
   waitForHolder?: boolean;
   /** Run under this holder's lease (an operation its holder started itself): checked, not taken. */
   under?: string;
+  /** Take it in this worker (a failover: see urgentLeases). */
+  urgent?: boolean;
 }
 
 export interface HeldLease {
@@ -54,7 +70,7 @@ export async function withTopologyLease<T>(
     return change({ holder: options.under });
   }
   const holder = leaseHolder();
-  const acquired = await leases.acquireTopologyLease({
+  const acquired = await (options.urgent ? urgentLeases : leases).acquireTopologyLease({
     cluster,
     holder,
     purpose: options.purpose,
