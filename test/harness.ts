@@ -82,6 +82,8 @@ export interface HarnessOptions {
   zones?: string[];
   /** etcd as a cluster of members named (and zoned) so, e.g. ['a', 'b', 'c'], instead of one server. */
   etcdMembers?: string[];
+  /** The nodes renew a leadership lease of this TTL in the harness's etcd (--leader-etcd). */
+  leaderLease?: string;
 }
 
 export interface WorkerProcessOptions {
@@ -160,6 +162,10 @@ export class Harness {
             : ['--role', 'replica'];
       }
       node.args.push(...(options.nodeArgs ?? []));
+      const etcdEndpoints = this.etcdCluster?.endpoints ?? (this.etcd ? [this.etcd.endpoint] : []);
+      if (options.leaderLease && etcdEndpoints.length > 0) {
+        node.args.push('--leader-etcd', etcdEndpoints.join(','), '--leader-ttl', options.leaderLease);
+      }
       if (options.seedBytes) {
         await mkdir(node.dataDir, { recursive: true });
         await generateDatabase(join(node.dataDir, `${node.database}.duckdb`), { targetBytes: options.seedBytes });

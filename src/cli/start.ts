@@ -117,6 +117,19 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
       };
     }
 
+    let etcd: EtcdCluster | undefined;
+    if (zones && !raw.cluster) {
+      // A fresh cluster each run (its members' ports are picked now); the nodes keep their roles
+      // and epochs, and the monitor records the primary again from them.
+      const etcdRoot = join(dataDir, 'zone-etcd');
+      await rm(etcdRoot, { recursive: true, force: true });
+      say('starting etcd: three members, one in each of zones a, b and c (the witness) …');
+      etcd = await startEtcdCluster({ names: ['a', 'b', 'c'], root: etcdRoot });
+      stops.push({ name: 'etcd', stop: () => etcd!.stop() });
+      raw.cluster = {
+        configCenter: { kind: 'etcd', endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })) },
+      };
+    }
     let writer: ClusterWriter | undefined;
     let center: ConfigCenter | undefined;
     let nodeProcesses: NodeProcess[] | undefined;
@@ -156,6 +169,8 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
             j === i ? [] : ['--replica', `${other.id}=http://127.0.0.1:${ports[j]},${j === sync ? 'sync' : 'async'}`],
           ),
           ...credential.args,
+          // The production shape: the primary renews its leadership lease with the etcd majority.
+          ...(etcd ? ['--leader-etcd', etcd.endpoints.join(','), '--leader-ttl', '10s'] : []),
         ];
       });
       // One node that does not start (or starts damaged) does not take the others down.
@@ -190,19 +205,6 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
           })),
         },
       ];
-    }
-    let etcd: EtcdCluster | undefined;
-    if (zones && !raw.cluster) {
-      // A fresh cluster each run (its members' ports are picked now); the nodes keep their roles
-      // and epochs, and the monitor records the primary again from them.
-      const etcdRoot = join(dataDir, 'zone-etcd');
-      await rm(etcdRoot, { recursive: true, force: true });
-      say('starting etcd: three members, one in each of zones a, b and c (the witness) …');
-      etcd = await startEtcdCluster({ names: ['a', 'b', 'c'], root: etcdRoot });
-      stops.push({ name: 'etcd', stop: () => etcd!.stop() });
-      raw.cluster = {
-        configCenter: { kind: 'etcd', endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })) },
-      };
     }
     raw.cluster ??= { configCenter: { kind: 'file', path: join(dataDir, 'config-center.json') } };
     // Like the servers' ports: the default /metrics port when free, else a free one (0). A port

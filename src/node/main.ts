@@ -4,6 +4,7 @@
  *     [--role primary|replica] [--replica node2=http://127.0.0.1:7002[,sync|async]]... [--sync-timeout-ms 30000]
  *     [--bootstrap-lag-lsn 100000] [--init primary|replica] [--scrub-interval 60s] [--scrub-budget-mibps 64]
  *     [--min-free-bytes N] [--aside-retention 7d] [--reopen-interval 2s]
+ *     [--leader-etcd http://e1:2379,http://e2:2379,http://e3:2379 [--leader-ttl 10s] [--leader-key KEY]]
  *     (--token-file FILE [--events-token-file FILE] | --insecure-no-auth)
  * Tokens come from files or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS, never argv; without one
  * the node refuses to start (src/node/auth-sources.ts). Prints exactly one line to stdout once
@@ -23,7 +24,7 @@ const USAGE =
   '               [--role primary|replica] [--replica <id>=<url>[,sync|async]]... [--sync-timeout-ms 30000]\n' +
   '               [--bootstrap-lag-lsn 100000] [--init primary|replica]\n' +
   '               [--scrub-interval 60s|0] [--scrub-budget-mibps 64] [--min-free-bytes N] [--aside-retention 7d]\n' +
-  '               [--reopen-interval 2s]\n' +
+  '               [--reopen-interval 2s] [--leader-etcd <url>,<url>,... [--leader-ttl 10s] [--leader-key <key>]]\n' +
   '               (--token-file <file> [--events-token-file <file>] | --insecure-no-auth)\n' +
   '  tokens: one per line in the files, or KIMICLAW_NODE_TOKENS / KIMICLAW_EVENTS_TOKENS (comma-separated)';
 
@@ -69,6 +70,9 @@ async function main(): Promise<void> {
       'min-free-bytes': { type: 'string' },
       'aside-retention': { type: 'string', default: '7d' },
       'reopen-interval': { type: 'string', default: '2s' },
+      'leader-etcd': { type: 'string' },
+      'leader-ttl': { type: 'string', default: '10s' },
+      'leader-key': { type: 'string' },
       'token-file': { type: 'string' },
       'events-token-file': { type: 'string' },
       'insecure-no-auth': { type: 'boolean', default: false },
@@ -115,6 +119,15 @@ async function main(): Promise<void> {
       : { minFreeBytes: Math.round(numberFlag('min-free-bytes', values['min-free-bytes'])) }),
     asideRetentionMs: durationFlag('aside-retention', values['aside-retention']),
     reopenIntervalMs: durationFlag('reopen-interval', values['reopen-interval']),
+    ...(values['leader-etcd']
+      ? {
+          leaderLease: {
+            endpoints: values['leader-etcd'].split(',').map((e) => e.trim()),
+            ttlMs: durationFlag('leader-ttl', values['leader-ttl']),
+            ...(values['leader-key'] ? { key: values['leader-key'] } : {}),
+          },
+        }
+      : {}),
     auth,
     log,
   });

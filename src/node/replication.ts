@@ -150,6 +150,13 @@ export class Replication {
    */
   private ackedThrough: number;
   allowDegraded = false;
+  /**
+   * Whether the primary may acknowledge now (the leadership lease, leader-lease.ts); absent: always.
+   * Closed, writes wait as they do for a synchronous replica, and the acknowledged LSN stands still.
+   */
+  leaseGate: (() => boolean) | undefined;
+  /** Called after a promotion (the lease is renewed at once, not at its next tick). */
+  onPromoted: (() => void) | undefined;
   /** The replica's view of its primary: who, which epoch, when it last heard from it. */
   primaryContact: { id: string; url: string; epoch: number; at: number } | undefined;
   readonly heartbeatMs: number;
@@ -301,6 +308,7 @@ export class Replication {
     this.allowDegraded = allowDegraded;
     this.configure(replicas);
     this.log('promoted', { epoch, lsn: this.store.lsn });
+    this.onPromoted?.();
     return { epoch, lsn: this.store.lsn, history };
   }
 
@@ -519,6 +527,7 @@ export class Replication {
   get acknowledgedLsn(): number {
     const head = this.store.lsn;
     if (this.store.state.role !== 'primary') return Math.min(head, this.ackedThrough);
+    if (this.leaseGate && !this.leaseGate()) return Math.min(head, this.ackedThrough);
     if (this.satisfied(head)) {
       this.ackedThrough = Math.max(this.ackedThrough, head);
       return head;
@@ -534,6 +543,7 @@ export class Replication {
   satisfied(lsn: number): boolean {
     // A node that is no longer primary acknowledges nothing, whatever its links say.
     if (this.stopped || this.store.state.role !== 'primary') return false;
+    if (this.leaseGate && !this.leaseGate()) return false;
     const sync = [...this.links.values()].filter((l) => l.spec.mode === 'sync');
     if (sync.length === 0) return true;
     if (sync.some((l) => l.appliedLsn !== undefined && l.appliedLsn >= lsn && l.state !== 'diverged')) return true;

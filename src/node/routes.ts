@@ -6,6 +6,7 @@ import type { Access, NodeAuth } from './auth';
 import { DamagedError, EmptyError, NotEmptyError, UnwritableError } from './condition';
 import type { DiskStatus } from './disk';
 import { HttpError, parseInput, readJsonBody } from './http';
+import type { LeaseView } from './leader-lease';
 import type { Logger } from './log';
 import { InvalidPathError, resolveSnapshotPath } from './paths';
 import {
@@ -56,6 +57,8 @@ export interface RouteContext {
   asideRetentionMs: number;
   /** The replicas given at start: a node initialized as primary replicates to them. */
   startupReplicas: readonly ReplicaSpec[];
+  /** The leadership lease, when the node runs with one. */
+  lease: () => LeaseView | undefined;
 }
 
 /** The header a client sets to the epoch it read from the config center. */
@@ -82,8 +85,9 @@ export const ROUTES: readonly Route[] = [
     access: 'open',
     summary:
       'liveness, status (ok, maintenance, damaged, unwritable, empty), role, epoch, lsn, acknowledged LSN, disk, scrub and replication',
-    handle: async (_req, _url, { node, database, store, replication, auth, disk, scrub }) => {
+    handle: async (_req, _url, { node, database, store, replication, auth, disk, scrub, lease }) => {
       const maintenance = store.maintenance;
+      const leaderLease = lease();
       const condition = store.condition.current;
       const diskStatus = await disk();
       const scrubStatus = scrub();
@@ -100,6 +104,7 @@ export const ROUTES: readonly Route[] = [
         auth: auth.mode,
         ...(diskStatus ? { disk: diskStatus } : {}),
         ...(scrubStatus ? { scrub: scrubStatus } : {}),
+        ...(leaderLease ? { leaderLease } : {}),
         ...maintenance,
       });
     },

@@ -18,6 +18,8 @@ import { Replication } from './replication';
 import { ReplicaSpecSchema } from './schemas';
 import { Scrubber } from './scrubber';
 import { EventStore } from './store';
+import { LeaderLease } from './leader-lease';
+import { EtcdCenter } from '../config-center/etcd';
 
 const MIB = 1024 * 1024;
 const DAY_MS = 86_400_000;
@@ -63,6 +65,17 @@ const NodeOptionsSchema = z.object({
     .default(7 * DAY_MS),
   /** How often an unwritable node tries to reopen its database. */
   reopenIntervalMs: z.number().int().min(10).default(2_000),
+  /**
+   * The leadership lease (leader-lease.ts): renewed in etcd at these endpoints under `key`
+   * (default /services/<database>/leader); absent: the node acknowledges without one.
+   */
+  leaderLease: z
+    .object({
+      endpoints: z.array(z.url()).min(1),
+      ttlMs: z.number().int().min(300),
+      key: z.string().min(1).optional(),
+    })
+    .optional(),
 });
 
 /** `auth` is required: whether a node runs open is decided by whoever starts it, not by a default. */
@@ -96,6 +109,24 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     bootstrapLagLsn: opts.bootstrapLagLsn,
     authorization: () => auth.authorizationHeader(),
   });
+  let lease: LeaderLease | undefined;
+  if (opts.leaderLease) {
+    const { endpoints, ttlMs } = opts.leaderLease;
+    lease = new LeaderLease(
+      {
+        center: new EtcdCenter({ endpoints, timeoutMs: Math.max(100, Math.min(1_000, Math.floor(ttlMs / 6))) }),
+        key: opts.leaderLease.key ?? `/services/${opts.database}/leader`,
+        self: opts.id,
+        ttlMs,
+      },
+      () => store.state,
+      () => replication.status().replicas.map((r) => r.lastAckMsAgo),
+      () => replication.settle(),
+      log,
+    );
+    replication.leaseGate = () => lease!.open();
+    replication.onPromoted = () => void lease!.renew();
+  }
   const disk = new DiskWatcher(dataDir, { minFreeBytes: opts.minFreeBytes, log });
   await disk.start();
   const scrubber =
@@ -129,6 +160,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     scrub: () => scrubber?.status(),
     asideRetentionMs: opts.asideRetentionMs,
     startupReplicas: opts.replicas,
+    lease: () => lease?.view(),
   };
   let stopping = false;
   let inFlight = 0;
@@ -166,6 +198,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
   replication.self.url = url;
   replication.configure(opts.replicas);
   scrubber?.start();
+  lease?.start();
   const condition = store.condition.current;
   log('started', {
     url,
@@ -197,6 +230,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
     while (inFlight > 0 && Date.now() < deadline) await sleep(20);
     if (inFlight > 0) log('drain_timeout', { inFlight });
     server.closeAllConnections();
+    lease?.stop();
     replication.stop();
     disk.stop();
     clearInterval(sweeper);
