@@ -296,6 +296,27 @@ const NodeAuthSchema = z
   .refine((a) => !(a.token && a.tokenFile), 'give "token" or "tokenFile", not both')
   .prefault({});
 
+/**
+ * Regions: the one the cluster runs in and standby regions, each with its own object store, to
+ * which every artifact, manifest and log segment is copied as it is sealed (docs/architecture.md,
+ * "Regions"). The top-level `storage` is the primary region's store.
+ */
+const RegionsSchema = z
+  .object({
+    primary: NameSchema,
+    standby: z
+      .array(
+        z.object({
+          name: NameSchema,
+          storage: StorageSchema,
+          /** How often new objects are looked for and copied. */
+          copyInterval: PositiveDurationSchema.default(10_000),
+        }),
+      )
+      .default([]),
+  })
+  .optional();
+
 const MetricsSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -313,6 +334,7 @@ const ConfigShape = z.object({
   cluster: ClusterSchema,
   metrics: MetricsSchema,
   nodeAuth: NodeAuthSchema,
+  regions: RegionsSchema,
 });
 
 export const ConfigSchema = ConfigShape.superRefine(
@@ -378,6 +400,27 @@ function topologyProblems(c: z.output<typeof ConfigShape>): Array<{ path: Proper
       });
     }
   });
+  if (c.regions) {
+    const names = [c.regions.primary, ...c.regions.standby.map((r) => r.name)];
+    c.regions.standby.forEach((r, i) => {
+      if (names.indexOf(r.name) !== i + 1) {
+        problems.push({
+          path: ['regions', 'standby', i, 'name'],
+          message: `region "${r.name}" is declared twice (the primary region is "${c.regions!.primary}")`,
+        });
+      }
+    });
+    c.databases.forEach((db, i) =>
+      db.nodes.forEach((n, j) => {
+        if (n.region !== undefined && !names.includes(n.region)) {
+          problems.push({
+            path: ['databases', i, 'nodes', j, 'region'],
+            message: `"${n.region}" is not a declared region (accepted: ${names.map((x) => `"${x}"`).join(', ')})`,
+          });
+        }
+      }),
+    );
+  }
   if (configCenter.kind === 'etcd') {
     const members = configCenter.endpoints;
     const zones = members.map((e) => (typeof e === 'string' ? undefined : e.zone));
@@ -402,6 +445,7 @@ export type Config = z.infer<typeof ConfigSchema>;
 export type ConfigInput = z.input<typeof ConfigSchema>;
 export type DatabaseConfig = Config['databases'][number];
 export type NodeConfig = DatabaseConfig['nodes'][number];
+export type StandbyRegionConfig = NonNullable<Config['regions']>['standby'][number];
 
 export class ConfigError extends Error {
   constructor(

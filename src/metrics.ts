@@ -89,6 +89,20 @@ export class DrMetrics {
     registers: [this.registry],
   });
 
+  readonly regionCopyLag = new Gauge({
+    name: 'region_copy_lag_seconds',
+    help: "Age of the oldest object of the primary region's store that the standby region's store lacked at the last copy pass (0: the standby has everything)",
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+
+  readonly regionCopyLastPass = new Gauge({
+    name: 'region_copy_last_pass_timestamp',
+    help: 'Unix time of the last complete copy pass to the standby region',
+    labelNames: ['region'] as const,
+    registers: [this.registry],
+  });
+
   readonly rtoSeconds = new Gauge({
     name: 'rto_seconds',
     help: 'Measured recovery time of the last recovery: a restore (start to the node answering with the restored data) or a failover (first failed probe to the new primary published)',

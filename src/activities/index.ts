@@ -15,6 +15,7 @@ import { createCatalogActivities, createTierCatalogActivities } from './catalog'
 import { createClusterActivities } from './cluster';
 import { createLeaseActivities } from './lease';
 import { createRebuildActivities } from './rebuild';
+import { createRegionActivities } from './region';
 import { createRestoreActivities } from './restore';
 import { classifyFailures } from './failures';
 
@@ -35,6 +36,7 @@ export function createControlActivities(deps: ActivityDeps) {
     ...createClusterActivities(control),
     ...createLeaseActivities(control),
     ...createRebuildActivities(control),
+    ...createRegionActivities(control),
   });
 }
 

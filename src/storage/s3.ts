@@ -305,7 +305,12 @@ export class S3Store implements BackupStore {
         );
         for (const o of out.Contents ?? []) {
           if (!o.Key) continue;
-          found.push({ key: this.relativeKey(o.Key), bytes: o.Size ?? 0, lastModified: o.LastModified ?? new Date(0) });
+          found.push({
+            key: this.relativeKey(o.Key),
+            bytes: o.Size ?? 0,
+            lastModified: o.LastModified ?? new Date(0),
+            ...(o.ETag ? { etag: o.ETag } : {}),
+          });
         }
         token = out.IsTruncated ? out.NextContinuationToken : undefined;
       } while (token);

@@ -13,6 +13,8 @@ export interface StoredObject {
   key: string;
   bytes: number;
   lastModified: Date;
+  /** The store's checksum of the object (S3's ETag), when it gives one. */
+  etag?: string;
 }
 
 export interface PutArtifactOptions {

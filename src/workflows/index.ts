@@ -4,3 +4,4 @@ export * from './restore';
 export * from './restore-test';
 export * from './cluster';
 export * from './prune';
+export * from './region';

@@ -1,0 +1,43 @@
+/**
+ * Workflow `copyToRegion`: keeps a standby region's object store a copy of the primary region's,
+ * one per standby region (id region-copy-<region>). Each pass copies what was sealed since the
+ * last (artifacts, manifests, log segments) and removes what the primary no longer holds; passes
+ * follow each other every `copyInterval` of the region, and the workflow continues as new every
+ * few hundred passes so its history stays small. `region_copy_lag_seconds` says how far behind
+ * the standby was at the last pass.
+ *
+ * Input (paste into the Temporal UI): { "region": "b" }
+ */
+import { continueAsNew, proxyActivities, sleep, upsertSearchAttributes } from '@temporalio/workflow';
+import { z } from 'zod';
+import type { ControlActivities } from '../activities';
+import { NameSchema } from '../domain';
+import { explainFailure } from './failure';
+import { inputOrFail } from './input';
+import { DrScenario } from './search-attributes';
+
+export const CopyToRegionInputSchema = z.object({ region: NameSchema }).strict();
+export type CopyToRegionInput = z.input<typeof CopyToRegionInputSchema>;
+
+export const regionCopyWorkflowId = (region: string) => `region-copy-${region}`;
+
+const PASSES_PER_RUN = 200;
+
+const copier = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '6h',
+  heartbeatTimeout: '2m',
+  // A daemon: a store that is down (either region's) is waited for, with backoff, forever.
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+});
+
+export async function copyToRegion(input: CopyToRegionInput): Promise<never> {
+  const { region } = inputOrFail(CopyToRegionInputSchema, input, 'copyToRegion');
+  upsertSearchAttributes([{ key: DrScenario, value: 'region-copy' }]);
+  for (let pass = 0; pass < PASSES_PER_RUN; pass++) {
+    const done = await copier.copyToRegionPass({ region }).catch((err: unknown) => {
+      throw explainFailure(err, `the copy to region ${region} stopped`, 'RegionCopyFailed');
+    });
+    await sleep(done.intervalMs);
+  }
+  return continueAsNew<typeof copyToRegion>({ region });
+}
