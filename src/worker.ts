@@ -48,7 +48,7 @@ export interface RunningWorker {
 /** Progress (bytes done) reaches the server at most this often; progress bars read it. */
 const HEARTBEAT_THROTTLE = '1s';
 const STICKY_TIMEOUT = '1s';
-const CONTROL_POLLS = 2;
+const CONTROL_POLLS = 1;
 
 let sdkMetricsAddress: string | undefined;
 

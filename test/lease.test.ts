@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError, type WorkflowHandle } from '@temporalio/client';
 import { KimiclawDr } from '../src/client';
-import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { type ConfigCenter, type PrimaryRecord, openConfigCenter, readPrimary } from '../src/config-center';
 import { acquireLease, isLive, readLease, releaseLease, renewLease } from '../src/config-center/lease';
 import { sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
@@ -244,8 +244,11 @@ void describe('one topology change at a time (Temporal, etcd, three nodes)', () 
         }),
       );
     });
+    // Every replica goes: with one left in sync the monitor would make it the standby instead of
+    // degrading (test/unit/placement.test.ts).
+    const third = h.nodes.find((n) => n.id !== record.node && n.id !== standby)!;
     try {
-      await node(standby).stop('SIGKILL');
+      await Promise.all([node(standby).stop('SIGKILL'), third.stop('SIGKILL')]);
       await waitFor('the primary to acknowledge alone', async () => (await syncRecord())?.degraded === true);
       const alone = writer.acked.length;
       await waitFor('writes acknowledged alone', async () => writer.acked.length >= alone + 50);
@@ -275,7 +278,7 @@ void describe('one topology change at a time (Temporal, etcd, three nodes)', () 
       [],
       'no write acknowledged alone was lost',
     );
-    await node(record.node).start();
+    await Promise.all([node(record.node).start(), third.start()]);
     await steady();
   });
 });
@@ -300,16 +303,24 @@ void describe('a refused publish leaves nothing promoted (no monitor)', () => {
     const [node1, node2] = h.nodes as [(typeof h.nodes)[0], (typeof h.nodes)[0]];
     await center.compareAndSwap(KEY, '0', { node: 'node1', url: node1.url, epoch: 1, since: new Date().toISOString() });
     await waitFor('node2 in sync', async () => (await nodeHealth(node1.url)).syncState === 'in-sync');
-    // A frozen primary: the fence's step-down waits out its timeout, the window to write in.
+    // A frozen primary, and node2 frozen too for a moment: the election asks node2 again with a
+    // long timeout after its quick probe fails, and that is the window to write in.
     node1.signal('SIGSTOP');
-    const handle: WorkflowHandle = await dr.startFailover({ failedNode: 'node1', reason: 'test: refused publish' });
-    const fenced = await waitFor('the failover’s epoch bump', async () => {
-      const value = (await center.get('/services/kimiclaw/epoch')).value as { epoch: number; by: string } | undefined;
-      return value?.by.startsWith('failover-kimiclaw/') && value;
-    });
-    const competing = { node: 'node1', url: node1.url, epoch: fenced.epoch + 1, since: new Date().toISOString() };
-    const { revision } = await center.get(KEY);
-    assert.equal((await center.compareAndSwap(KEY, revision, competing)).ok, true);
+    node2.signal('SIGSTOP');
+    let competing: PrimaryRecord;
+    let handle: WorkflowHandle;
+    try {
+      handle = await dr.startFailover({ failedNode: 'node1', reason: 'test: refused publish' });
+      const fenced = await waitFor('the failover’s epoch bump', async () => {
+        const value = (await center.get('/services/kimiclaw/epoch')).value as { epoch: number; by: string } | undefined;
+        return value?.by.startsWith('failover-kimiclaw/') && value;
+      });
+      competing = { node: 'node1', url: node1.url, epoch: fenced.epoch + 1, since: new Date().toISOString() };
+      const { revision } = await center.get(KEY);
+      assert.equal((await center.compareAndSwap(KEY, revision, competing)).ok, true);
+    } finally {
+      node2.signal('SIGCONT');
+    }
 
     const refused = await handle
       .result()

@@ -106,6 +106,8 @@ void describe('zone failure', { timeout: 15 * 60_000 }, () => {
       zones: ['a', 'a', 'b'],
       cluster: true,
       etcdMembers: ['a', 'b', 'c'],
+      // Each node renews its leadership lease with the etcd majority (the production shape).
+      leaderLease: '3s',
       worker: false,
       config: (base) => ({
         ...base,

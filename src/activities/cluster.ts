@@ -11,6 +11,8 @@
  *                                 or the same-zone fallback); degraded: the primary acknowledges alone
  */
 import { Context } from '@temporalio/activity';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { FAILOVER_TASK_TIMEOUT, failoverWorkflowId } from '../failover/input';
 import type { DatabaseConfig, NodeConfig } from '../config';
 import { type ConfigCenter, type PrimaryRecord, casPrimary, openConfigCenter, readPrimary } from '../config-center';
 import { type TopologyLease, readLease } from '../config-center/lease';
@@ -105,6 +107,8 @@ export interface WatchOutcome {
   firstFailureAt?: number;
   declaredAt?: number;
   evidence?: string;
+  /** failed: the failover the watch started (or found running), to wait for. */
+  failover?: { workflowId: string; runId?: string };
 }
 
 export const primaryKey = (cluster: string) => `/services/${cluster}/primary`;
@@ -578,13 +582,13 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           failures++;
           firstFailureAt ??= started;
           if (failures >= config.cluster.failureThreshold && selfReported) {
-            return {
+            return startFailover(db.name, {
               kind: 'failed',
               failedNode: record.node,
               firstFailureAt,
               declaredAt: Date.now(),
               evidence: `${record.node} reports itself ${primary.status}: ${primary.damage?.reason ?? 'no reason given'} (${failures} probes in a row)`,
-            };
+            });
           }
           if (failures >= config.cluster.failureThreshold) {
             const witness = views.find(
@@ -596,7 +600,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
                   v.primary.lastContactMsAgo >= config.cluster.replicaSilence),
             );
             if (witness) {
-              return {
+              return startFailover(db.name, {
                 kind: 'failed',
                 failedNode: record.node,
                 firstFailureAt,
@@ -604,7 +608,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
                 evidence:
                   `${failures} consecutive probes of ${record.node} failed (${primary.error ?? primary.role}); ` +
                   `replica ${witness.id} last heard from it ${witness.primary ? `${witness.primary.lastContactMsAgo} ms ago` : 'never'}`,
-              };
+              });
             }
           }
         }
@@ -614,6 +618,55 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       await sleep(Math.max(0, interval - (Date.now() - started)));
     }
     return { kind: 'rest' };
+  }
+
+  /**
+   * The watch starts the failover itself, from the worker that saw the failure: a workflow task of
+   * the monitor would first have to reach a worker, and the one that holds the monitor in its cache
+   * may be the one lost (with its zone) — a frozen worker even takes tasks it never answers. One
+   * failover per cluster: one already running is waited for instead.
+   */
+  async function startFailover(cluster: string, outcome: WatchOutcome): Promise<WatchOutcome> {
+    const workflowId = failoverWorkflowId(cluster);
+    try {
+      const handle = await Context.current().client.workflow.start('failover', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId,
+        args: [
+          {
+            cluster,
+            failedNode: outcome.failedNode!,
+            reason: 'monitorCluster: primary failed',
+            ...(outcome.firstFailureAt ? { detectedAt: outcome.firstFailureAt } : {}),
+            ...(outcome.evidence ? { evidence: outcome.evidence } : {}),
+          },
+        ],
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+        workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
+      });
+      return { ...outcome, failover: { workflowId, runId: handle.firstExecutionRunId } };
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) return { ...outcome, failover: { workflowId } };
+      throw err;
+    }
+  }
+
+  /** The monitor waits for the failover its watch started; resolves with how it ended. */
+  async function awaitFailover(input: {
+    workflowId: string;
+    runId?: string;
+  }): Promise<{ ok: boolean; detail: string }> {
+    const ctx = Context.current();
+    const handle = ctx.client.workflow.getHandle(input.workflowId, input.runId);
+    const beat = setInterval(() => ctx.heartbeat(), 500);
+    try {
+      await handle.result();
+      return { ok: true, detail: 'completed' };
+    } catch (err) {
+      return { ok: false, detail: (err as Error).message };
+    } finally {
+      clearInterval(beat);
+    }
   }
 
   function observe(db: DatabaseConfig, primary: NodeView): void {
@@ -802,6 +855,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     publishPrimary,
     notifyWebhook,
     watchCluster,
+    awaitFailover,
     awaitNode,
     rejoinNode,
     awaitInSync,

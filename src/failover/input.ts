@@ -58,4 +58,4 @@ export const switchoverWorkflowId = (cluster: string, at: Date) =>
  * may hold a long poll and take a workflow task it never answers: the task goes to another worker
  * after this, not after Temporal's default 10 s.
  */
-export const FAILOVER_TASK_TIMEOUT = '3s';
+export const FAILOVER_TASK_TIMEOUT = '2s';

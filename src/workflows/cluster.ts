@@ -19,7 +19,6 @@ import {
   ParentClosePolicy,
   WorkflowIdReusePolicy,
   makeContinueAsNewFunc,
-  executeChild,
   sleep,
   proxyActivities,
   proxyLocalActivities,
@@ -45,7 +44,6 @@ import { applicationCause, explainFailure } from './failure';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
 import { REBUILD_STATES } from '../failover/node-states';
-import { retry } from './proxies';
 import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 
 /**
@@ -71,9 +69,29 @@ const bounded = proxyActivities<ControlActivities>({
  * tasks it never answers) would cost each step a timeout. Only the failover's workflow tasks can
  * meet such a worker, and FAILOVER_TASK_TIMEOUT bounds those.
  */
-const step = proxyLocalActivities<ControlActivities>({
+const local = proxyLocalActivities<ControlActivities>({
   startToCloseTimeout: '8s',
-  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+  retry: { maximumAttempts: 1 },
+});
+
+/**
+ * A failover step: once in this worker; when that attempt fails (the config center is down, a
+ * node does not answer), as an ordinary activity, retried until it succeeds, whose attempts and
+ * last failure show in the workflow's pending activities (the UI says what the failover waits
+ * for). A failure that is final (refused input, a refused publish) is not tried again.
+ */
+const step = new Proxy({} as ControlActivities, {
+  get(_target, name: keyof ControlActivities) {
+    return async (...args: unknown[]) => {
+      const call = (proxy: ControlActivities) => (proxy[name] as (...a: unknown[]) => Promise<unknown>)(...args);
+      try {
+        return await call(local);
+      } catch (err) {
+        if (applicationCause(err)?.nonRetryable) throw err;
+        return call(fast);
+      }
+    };
+  },
 });
 const stepOnce = proxyLocalActivities<ControlActivities>({
   startToCloseTimeout: '3s',
@@ -96,7 +114,8 @@ const waiting = proxyActivities<ControlActivities>({
 const watcher = proxyActivities<ControlActivities>({
   startToCloseTimeout: '15m',
   heartbeatTimeout: '2s',
-  retry: { ...retry, maximumInterval: '5s' },
+  // Retried at once: an attempt lost with a frozen worker must not add a growing backoff.
+  retry: { initialInterval: '200ms', backoffCoefficient: 1 },
 });
 /** Webhooks: retried until delivered (a receiver's 4xx is final). */
 const deliveries = proxyActivities<ControlActivities>({
@@ -546,28 +565,11 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
       continue;
     }
     if (seen.kind !== 'failed' || !seen.failedNode) continue;
-    try {
-      await executeChild(failover, {
-        workflowId: failoverWorkflowId(cluster),
-        args: [
-          {
-            cluster,
-            failedNode: seen.failedNode,
-            reason: 'monitorCluster: primary failed',
-            detectedAt: seen.firstFailureAt,
-            evidence: seen.evidence,
-          },
-        ],
-        parentClosePolicy: ParentClosePolicy.ABANDON,
-        workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
-        workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
-      });
-    } catch {
-      // A failed or refused failover (no eligible replica, already running) is in its own
-      // history; the monitor keeps watching, after a pause: each attempt opens an epoch, and what
-      // refused it (no standby proven) does not change within a probe interval.
-      await sleep(FAILOVER_RETRY_PAUSE);
-    }
+    // The watch started the failover (or found one running); a failed or refused one (no eligible
+    // replica) is in its own history, and the monitor keeps watching after a pause: each attempt
+    // opens an epoch, and what refused it (no standby proven) does not change within a probe.
+    const ended = seen.failover ? await watcher.awaitFailover(seen.failover) : { ok: false };
+    if (!ended.ok) await sleep(FAILOVER_RETRY_PAUSE);
     break;
   }
   // The next run keeps the short workflow task timeout (a new run would get Temporal's 10 s).

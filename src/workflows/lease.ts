@@ -12,6 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import type { LeasePurpose } from '../config-center/lease';
+import { applicationCause } from './failure';
 
 /** Taking and giving back: a config center that does not answer is retried until it does. */
 const leases = proxyActivities<ControlActivities>({
@@ -24,8 +25,8 @@ const leases = proxyActivities<ControlActivities>({
  * handed to a worker that froze with its zone would cost the failover a timeout.
  */
 const urgentLeases = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '90s',
-  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
+  startToCloseTimeout: '10s',
+  retry: { maximumAttempts: 1 },
 });
 /** The keeper heartbeats every second; a dead worker's keeper is restarted elsewhere within 5 s. */
 const keeper = proxyActivities<ControlActivities>({
@@ -70,14 +71,22 @@ export async function withTopologyLease<T>(
     return change({ holder: options.under });
   }
   const holder = leaseHolder();
-  const acquired = await (options.urgent ? urgentLeases : leases).acquireTopologyLease({
+  const request = {
     cluster,
     holder,
     purpose: options.purpose,
     preempt: options.preempt,
     preemptible: options.preemptible,
     waitForHolder: options.waitForHolder,
-  });
+  };
+  // Urgent: once in this worker; a wait longer than that, or a failed attempt (a config center that
+  // does not answer), goes on as an ordinary activity that shows what it waits for.
+  const acquired = options.urgent
+    ? await urgentLeases.acquireTopologyLease(request).catch((err: unknown) => {
+        if (applicationCause(err)?.nonRetryable) throw err;
+        return leases.acquireTopologyLease(request);
+      })
+    : await leases.acquireTopologyLease(request);
   const keeping = new CancellationScope();
   const working = new CancellationScope();
   let lost: unknown;
