@@ -98,32 +98,34 @@ void describe('leadership lease', { timeout: 5 * 60_000 }, () => {
     etcd.members[1]!.freeze();
     etcd.members[2]!.freeze();
     nodes[2]!.signal('SIGSTOP');
-    const frozenAt = Date.now();
-    // Positive evidence first: the lease ran out and a1 says it may not acknowledge.
-    const closed = await waitFor(
-      'a1 to close its lease',
-      async () => {
-        const l = await lease(nodes[0]!.url);
-        return l && !l.open ? l : false;
-      },
-      TTL_MS * 4,
-    );
-    assert.equal(closed.failsafe, false, 'b1 does not answer: no failsafe');
-    const validUntil = Date.parse(closed.validUntil!);
-    assert.ok(validUntil <= frozenAt + TTL_MS, 'the lease was last renewed before region B was cut off');
-    // Then a write sent now is not acknowledged (it waits, and the writer gives up on it).
-    const errorsBefore = writer.errors;
-    await waitFor('a write to time out', async () => writer.errors > errorsBefore, 10_000);
-    const late = writer.acks.filter((a) => a.at > validUntil + 250);
-    assert.deepEqual(
-      late.map((a) => `${a.lsn}@${new Date(a.at).toISOString()}`),
-      [],
-      `acknowledged after the lease ran out (${new Date(validUntil).toISOString()})`,
-    );
-
-    etcd.members[1]!.thaw();
-    etcd.members[2]!.thaw();
-    nodes[2]!.signal('SIGCONT');
+    try {
+      const frozenAt = Date.now();
+      // Positive evidence first: the lease ran out and a1 says it may not acknowledge.
+      const closed = await waitFor(
+        'a1 to close its lease',
+        async () => {
+          const l = await lease(nodes[0]!.url);
+          return l && !l.open ? l : false;
+        },
+        TTL_MS * 4,
+      );
+      assert.equal(closed.failsafe, false, 'b1 does not answer: no failsafe');
+      const validUntil = Date.parse(closed.validUntil!);
+      assert.ok(validUntil <= frozenAt + TTL_MS, 'the lease was last renewed before region B was cut off');
+      // Then a write sent now is not acknowledged (it waits, and the writer gives up on it).
+      const errorsBefore = writer.errors;
+      await waitFor('a write to time out', async () => writer.errors > errorsBefore, 10_000);
+      const late = writer.acks.filter((a) => a.at > validUntil + 250);
+      assert.deepEqual(
+        late.map((a) => `${a.lsn}@${new Date(a.at).toISOString()}`),
+        [],
+        `acknowledged after the lease ran out (${new Date(validUntil).toISOString()})`,
+      );
+    } finally {
+      etcd.members[1]!.thaw();
+      etcd.members[2]!.thaw();
+      nodes[2]!.signal('SIGCONT');
+    }
     await waitFor('a1 holds the lease again', async () => (await lease(nodes[0]!.url))?.holds === true);
     await flowing(writer);
     await writer.stop();
@@ -136,20 +138,23 @@ void describe('leadership lease', { timeout: 5 * 60_000 }, () => {
     await flowing(writer);
     for (const m of etcd.members) m.freeze();
     const frozenAt = Date.now();
-    const failsafe = await waitFor(
-      'a1 past its lease, in failsafe',
-      async () => {
-        const l = await lease(nodes[0]!.url);
-        return l && !l.holds && l.failsafe && l.open ? l : false;
-      },
-      TTL_MS * 4,
-    );
-    const validUntil = Date.parse(failsafe.validUntil!);
-    assert.ok(validUntil <= frozenAt + TTL_MS);
-    await waitFor('writes acknowledged after the lease ran out', async () =>
-      writer.acks.some((a) => a.at > validUntil + 1_000),
-    );
-    for (const m of etcd.members) m.thaw();
+    try {
+      const failsafe = await waitFor(
+        'a1 past its lease, in failsafe',
+        async () => {
+          const l = await lease(nodes[0]!.url);
+          return l && !l.holds && l.failsafe && l.open ? l : false;
+        },
+        TTL_MS * 4,
+      );
+      const validUntil = Date.parse(failsafe.validUntil!);
+      assert.ok(validUntil <= frozenAt + TTL_MS);
+      await waitFor('writes acknowledged after the lease ran out', async () =>
+        writer.acks.some((a) => a.at > validUntil + 1_000),
+      );
+    } finally {
+      for (const m of etcd.members) m.thaw();
+    }
     await waitFor('a1 holds the lease again', async () => (await lease(nodes[0]!.url))?.holds === true);
     await writer.stop();
     await caughtUp();

@@ -10,7 +10,9 @@
  * The failsafe (Patroni's `failsafe_mode`): when the lease cannot be renewed but every replica of
  * the primary has answered within `failsafeMs`, the config center is what is down, not this node's
  * side of a partition (a partition would cut some member off too), and the primary goes on: an
- * etcd outage alone must not stop writes.
+ * etcd outage alone must not stop writes. `failsafeMs` (2 s at most, 1 s at a 3 s TTL) is short
+ * enough that a partition ends the failsafe before the lease's `until`: a member cut off at the
+ * partition has been silent that long before the last lease written runs out.
  */
 import type { ConfigCenter } from '../config-center';
 import { errorMessage, type Logger } from './log';
@@ -67,7 +69,11 @@ export class LeaderLease {
     private readonly log: Logger,
   ) {
     this.guardMs = options.guardMs ?? Math.min(2_000, Math.floor(options.ttlMs / 4));
-    this.failsafeMs = options.failsafeMs ?? 2_000;
+    // The failsafe must end before the lease would have: the last renewal was at most ttl/3 before
+    // the partition, so the lease runs at least 2/3 ttl past it; a replica's last answer is no
+    // later than the partition, so the failsafe ends within failsafeMs of it. Keep a margin.
+    this.failsafeMs =
+      options.failsafeMs ?? Math.max(300, Math.min(2_000, Math.floor((2 * options.ttlMs) / 3) - this.guardMs - 250));
   }
 
   start(): void {
