@@ -643,6 +643,9 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
         ],
         workflowIdReusePolicy: 'ALLOW_DUPLICATE',
         workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
+        // Its first workflow task handed straight to this worker (when the server offers eager
+        // start): it cannot be taken by a worker that froze with its zone.
+        requestEagerStart: true,
       });
       return { ...outcome, failover: { workflowId, runId: handle.firstExecutionRunId } };
     } catch (err) {
