@@ -86,7 +86,7 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
   try {
     let uiUrl: string | undefined;
     if (!raw.temporal?.address) {
-      say('starting the Temporal dev server (state in .data/temporal.db) …');
+      say(`starting the Temporal dev server (state in ${join(dataDir, 'temporal.db')}) …`);
       const temporal = await startTemporalDevServer({
         dbFile: join(dataDir, 'temporal.db'),
         port: await preferredPort(7233),
@@ -99,7 +99,7 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
     }
 
     if (!raw.storage?.endpoint && !raw.storage?.bucket) {
-      say('starting the S3-compatible server (versitygw, data in .data/s3) …');
+      say(`starting the S3-compatible server (versitygw, data in ${join(dataDir, 's3')}) …`);
       const s3 = await startVersitygw({
         dir: join(dataDir, 's3'),
         ...EMBEDDED_S3,
@@ -138,8 +138,8 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
       const layout = zones ? ZONE_NODES : [{ id: 'node1' }, { id: 'node2' }];
       say(
         zones
-          ? 'starting three kimiclaw nodes: a1 and a2 in zone a, b1 in zone b (a1 primary; its synchronous standby in zone b) …'
-          : 'starting two kimiclaw nodes (node1 primary, node2 its synchronous replica; .data/nodes) …',
+          ? `starting three kimiclaw nodes: a1 and a2 in zone a, b1 in zone b (a1 primary; its synchronous standby in zone b; ${root}) …`
+          : `starting two kimiclaw nodes (node1 primary, node2 its synchronous replica; ${root}) …`,
       );
       const ports: number[] = [];
       for (const [i] of layout.entries()) ports.push((await preferredPort(7171 + i)) ?? (await freePort()));
