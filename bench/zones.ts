@@ -37,7 +37,8 @@ import { parseConfig, type ConfigInput } from '../src/config';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { type ClusterWriter, ledgerEventsOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { type EtcdCluster, startEtcdCluster } from '../src/dev/etcd';
-import { NodeProcess } from '../src/dev/node-process';
+import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
+import { steadyZones } from '../src/dev/zones';
 import { startTemporalDevServer, type TemporalDevServer } from '../src/dev/servers';
 import { newNodeToken } from '../src/dev/token-file';
 import { FAILOVER_TASK_TIMEOUT, failoverWorkflowId, type FailoverInput } from '../src/failover/input';
@@ -205,21 +206,8 @@ async function main(): Promise<void> {
       node.env = { KIMICLAW_NODE_TOKENS: control, KIMICLAW_EVENTS_TOKENS: eventsToken };
       node.logFile = join(logDir, `${id}.log`);
       node.createIfMissing = true;
-      // As test/harness.ts starts a cluster: the first node primary, the second its synchronous
-      // replica, the others asynchronous (the monitor then moves the standby to another zone).
-      node.args =
-        i === 0
-          ? [
-              '--role',
-              'primary',
-              ...ids
-                .slice(1)
-                .flatMap((other, j) => [
-                  '--replica',
-                  `${other}=http://127.0.0.1:${ports[j + 1]},${j ? 'async' : 'sync'}`,
-                ]),
-            ]
-          : ['--role', 'replica'];
+      // As test/harness.ts starts a cluster; the monitor then moves the standby to another zone.
+      node.args = initialClusterArgs(ids, ports, i);
       // The production shape: each node renews its leadership lease with the etcd majority.
       node.args.push('--leader-etcd', etcd.endpoints.join(','), '--leader-ttl', '3s');
       nodes.push(node);
@@ -274,19 +262,8 @@ async function main(): Promise<void> {
           const primary = nodes.find((n) => n.id === record?.node);
           if (!record || !primary) return false;
           const [p, s] = await Promise.all([health(primary.url), syncRecord()]);
-          const linksInSync = nodes
-            .filter((n) => n !== primary)
-            .every((n) => p.replicas?.some((r) => r.id === n.id && r.state === 'in-sync'));
-          const ok =
-            p.role === 'primary' &&
-            p.epoch === record.epoch &&
-            linksInSync &&
-            s?.epoch === record.epoch &&
-            !s.degraded &&
-            !s.switching &&
-            s.placement === 'other-zone' &&
-            s.standbys.length === 1;
-          return ok ? { primary, epoch: record.epoch, standby: s.standbys[0]! } : false;
+          const steady = steadyZones(record, p, s, ids);
+          return steady ? { primary, epoch: steady.epoch, standby: steady.standby } : false;
         },
         180_000,
         200,

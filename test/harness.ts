@@ -24,7 +24,7 @@ import {
   type Versitygw,
 } from '../src/dev/servers';
 import { type EtcdCluster, type EtcdServer, startEtcd, startEtcdCluster } from '../src/dev/etcd';
-import { NodeProcess } from '../src/dev/node-process';
+import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
 import { freePort } from '../src/net';
 import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';
@@ -146,21 +146,7 @@ export class Harness {
     }
     for (const [i, id] of ids.entries()) {
       const node = testNode(id, join(this.dir, 'nodes'), 'kimiclaw', ports[i], this.logDir);
-      if (options.cluster) {
-        node.args =
-          i === 0
-            ? [
-                '--role',
-                'primary',
-                ...ids
-                  .slice(1)
-                  .flatMap((other, j) => [
-                    '--replica',
-                    `${other}=http://127.0.0.1:${ports[j + 1]},${j === 0 ? 'sync' : 'async'}`,
-                  ]),
-              ]
-            : ['--role', 'replica'];
-      }
+      if (options.cluster) node.args = initialClusterArgs(ids, ports, i);
       node.args.push(...(options.nodeArgs ?? []));
       const etcdEndpoints = this.etcdCluster?.endpoints ?? (this.etcd ? [this.etcd.endpoint] : []);
       if (options.leaderLease && etcdEndpoints.length > 0) {

@@ -12,6 +12,7 @@ import { type ClusterWriter, startClusterWriter } from '../src/dev/cluster-write
 import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
 import type { FailoverResult } from '../src/workflows/cluster';
+import { steadyZones } from '../src/dev/zones';
 import { clusterChecks } from './cluster-checks';
 import { EVENTS_CREDENTIAL, Harness, monitorProgress, nodeHealth, runCli, waitFor } from './harness';
 import { assertLedgerOnNodes, assertOneEventPerPlace } from './ledger';
@@ -67,20 +68,8 @@ void describe('zone failure', { timeout: 15 * 60_000 }, () => {
         const record = (await readPrimary(center, KEY)).record;
         if (!record) return false;
         const p = await nodeHealth(h.nodes.find((n) => n.id === record.node)!.url).catch(() => undefined);
-        const s = await sync();
-        const linksInSync = h.nodes
-          .filter((n) => n.id !== record.node)
-          .every((n) => p?.replicas?.some((r) => r.id === n.id && r.state === 'in-sync'));
-        const ok =
-          p?.role === 'primary' &&
-          p.epoch === record.epoch &&
-          linksInSync &&
-          s?.epoch === record.epoch &&
-          !s.degraded &&
-          !s.switching &&
-          s.placement === 'other-zone' &&
-          s.standbys.length === 1;
-        return ok ? { primary: record.node, epoch: record.epoch, standby: s.standbys[0]! } : false;
+        const steady = steadyZones(record, p, await sync(), Object.keys(ZONE_OF));
+        return steady ?? false;
       },
       120_000,
     );

@@ -429,19 +429,13 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   async function elect(input: { cluster: string; failedNode: string; force?: boolean }) {
     const db = clusterOf(input.cluster);
     const others = db.nodes.filter((n) => n.id !== input.failedNode);
-    const failed: NodeView = {
-      id: input.failedNode,
-      url: nodeOf(db, input.failedNode).url,
-      reachable: false,
-      error: 'failed',
-    };
     const [quick, { value: sync }, { record }] = await Promise.all([
       Promise.all(others.map((n) => probeNode(n, QUICK_PROBE_MS))),
       readSync(db.name),
       readPrimary(cc(), primaryKey(db.name)),
     ]);
     const decide = (views: NodeView[]) =>
-      electCandidate([...views, failed], input.failedNode, input.force ? undefined : sync, record?.epoch);
+      electCandidate(views, input.failedNode, input.force ? undefined : sync, record?.epoch);
     let choice = decide(quick);
     if ('refused' in choice && quick.some((v) => !v.reachable)) {
       const again = await Promise.all(

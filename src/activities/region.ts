@@ -46,7 +46,7 @@ export function createRegionActivities({ config, stores, metrics }: ActivityDeps
     const ctx = Context.current();
     const { region, store: target } = standby(input.region);
     const source = stores.s3();
-    const [from, to] = [await source.list(''), await target.list('')];
+    const [from, to] = await Promise.all([source.list(''), target.list('')]);
     const plan = planRegionCopy(from, to, Date.now());
     metrics.regionCopyLag.set({ region: region.name }, plan.lagSeconds);
     let copiedBytes = 0;

@@ -135,7 +135,7 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
     let nodeProcesses: NodeProcess[] | undefined;
     if (!raw.databases) {
       const root = join(dataDir, zones ? 'zone-nodes' : 'nodes');
-      const layout = zones ? ZONE_NODES : [{ id: 'node1' }, { id: 'node2' }];
+      const layout: Array<{ id: string; zone?: string }> = zones ? ZONE_NODES : [{ id: 'node1' }, { id: 'node2' }];
       say(
         zones
           ? `starting three kimiclaw nodes: a1 and a2 in zone a, b1 in zone b (a1 primary; its synchronous standby in zone b; ${root}) …`
@@ -157,7 +157,7 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
       });
       // Each names the others: whichever is primary (a restart keeps the roles) replicates to them;
       // the monitor moves the synchronous role to another zone than the primary's.
-      const zoneOf = (k: number) => ('zone' in layout[k]! ? layout[k].zone : undefined);
+      const zoneOf = (k: number) => layout[k]!.zone;
       nodes.forEach((node, i) => {
         // Its synchronous replica when it is primary: the first node of another zone (any other
         // node without zones).
@@ -201,7 +201,7 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
             id: n.id,
             url: `http://127.0.0.1:${ports[i]}`,
             dataDir: n.dataDir,
-            ...('zone' in layout[i]! ? { zone: layout[i].zone } : {}),
+            ...(layout[i]!.zone ? { zone: layout[i]!.zone } : {}),
           })),
         },
       ];

@@ -115,3 +115,19 @@ export class NodeProcess {
     });
   }
 }
+
+/**
+ * The role arguments of a new cluster's nodes, as the tests and benchmarks start one: the first
+ * node primary, replicating to the second synchronously and to the others asynchronously; the
+ * others replicas. (With zones the monitor then moves the standby to another zone.)
+ */
+export function initialClusterArgs(ids: readonly string[], ports: readonly number[], index: number): string[] {
+  if (index > 0) return ['--role', 'replica'];
+  return [
+    '--role',
+    'primary',
+    ...ids
+      .slice(1)
+      .flatMap((other, j) => ['--replica', `${other}=http://127.0.0.1:${ports[j + 1]},${j === 0 ? 'sync' : 'async'}`]),
+  ];
+}

@@ -230,6 +230,11 @@ export class Replication {
     this.settle();
   }
 
+  /** How long ago each replica last answered (null: never), without building the full status. */
+  replicaAnswerAges(): Array<number | null> {
+    return [...this.links.values()].map((l) => l.answerAgeMs());
+  }
+
   get replicas(): ReplicaSpec[] {
     return [...this.links.values()].map((l) => ({ ...l.spec }));
   }
@@ -636,13 +641,17 @@ class ReplicaLink {
     this.stopped = true;
   }
 
+  answerAgeMs(): number | null {
+    return this.lastAckAt === undefined ? null : Date.now() - this.lastAckAt;
+  }
+
   status(head: number): ReplicaStatus {
     return {
       ...this.spec,
       state: this.state,
       appliedLsn: this.appliedLsn ?? null,
       lagLsn: this.appliedLsn === undefined ? null : Math.max(0, head - this.appliedLsn),
-      lastAckMsAgo: this.lastAckAt === undefined ? null : Date.now() - this.lastAckAt,
+      lastAckMsAgo: this.answerAgeMs(),
       lastError: this.lastError,
       bootstraps: this.bootstraps,
     };

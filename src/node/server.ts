@@ -120,7 +120,7 @@ export async function startNode(options: NodeOptions): Promise<RunningNode> {
         ttlMs,
       },
       () => store.state,
-      () => replication.status().replicas.map((r) => r.lastAckMsAgo),
+      () => replication.replicaAnswerAges(),
       () => replication.settle(),
       log,
     );

@@ -41,6 +41,7 @@ import {
   type SwitchoverInput,
 } from '../failover/input';
 import { applicationCause, explainFailure } from './failure';
+import { localThenVisible } from './proxies';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
 import { REBUILD_STATES } from '../failover/node-states';
@@ -75,24 +76,10 @@ const local = proxyLocalActivities<ControlActivities>({
 });
 
 /**
- * A failover step: once in this worker; when that attempt fails (the config center is down, a
- * node does not answer), as an ordinary activity, retried until it succeeds, whose attempts and
- * last failure show in the workflow's pending activities (the UI says what the failover waits
- * for). A failure that is final (refused input, a refused publish) is not tried again.
+ * A failover's steps: once in this worker, then as visible, retried activities (localThenVisible);
+ * a failover waiting for a config center that is down says so in the UI.
  */
-const step = new Proxy({} as ControlActivities, {
-  get(_target, name: keyof ControlActivities) {
-    return async (...args: unknown[]) => {
-      const call = (proxy: ControlActivities) => (proxy[name] as (...a: unknown[]) => Promise<unknown>)(...args);
-      try {
-        return await call(local);
-      } catch (err) {
-        if (applicationCause(err)?.nonRetryable) throw err;
-        return call(fast);
-      }
-    };
-  },
-});
+const step = localThenVisible(local, fast);
 const stepOnce = proxyLocalActivities<ControlActivities>({
   startToCloseTimeout: '3s',
   retry: { maximumAttempts: 1 },

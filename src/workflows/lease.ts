@@ -12,7 +12,7 @@ import {
 } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import type { LeasePurpose } from '../config-center/lease';
-import { applicationCause } from './failure';
+import { localThenVisible } from './proxies';
 
 /** Taking and giving back: a config center that does not answer is retried until it does. */
 const leases = proxyActivities<ControlActivities>({
@@ -24,10 +24,10 @@ const leases = proxyActivities<ControlActivities>({
  * A failover takes the lease in the worker that runs it (a local activity): an activity task
  * handed to a worker that froze with its zone would cost the failover a timeout.
  */
-const urgentLeases = proxyLocalActivities<ControlActivities>({
-  startToCloseTimeout: '10s',
-  retry: { maximumAttempts: 1 },
-});
+const urgentLeases = localThenVisible(
+  proxyLocalActivities<ControlActivities>({ startToCloseTimeout: '10s', retry: { maximumAttempts: 1 } }),
+  leases,
+);
 /** The keeper heartbeats every second; a dead worker's keeper is restarted elsewhere within 5 s. */
 const keeper = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30d',
@@ -79,14 +79,7 @@ export async function withTopologyLease<T>(
     preemptible: options.preemptible,
     waitForHolder: options.waitForHolder,
   };
-  // Urgent: once in this worker; a wait longer than that, or a failed attempt (a config center that
-  // does not answer), goes on as an ordinary activity that shows what it waits for.
-  const acquired = options.urgent
-    ? await urgentLeases.acquireTopologyLease(request).catch((err: unknown) => {
-        if (applicationCause(err)?.nonRetryable) throw err;
-        return leases.acquireTopologyLease(request);
-      })
-    : await leases.acquireTopologyLease(request);
+  const acquired = await (options.urgent ? urgentLeases : leases).acquireTopologyLease(request);
   const keeping = new CancellationScope();
   const working = new CancellationScope();
   let lost: unknown;

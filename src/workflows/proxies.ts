@@ -6,6 +6,7 @@
  */
 import { proxyActivities, type ActivityOptions } from '@temporalio/workflow';
 import type { CatalogActivities, ControlActivities, NodeActivities } from '../activities';
+import { applicationCause } from './failure';
 
 /** Unreachable servers are retried with backoff; the pending activity says what it waits for. */
 export const retry: ActivityOptions['retry'] = { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' };
@@ -46,5 +47,28 @@ export function catalogAt(taskQueue: string, options: { untilDone?: boolean } = 
     startToCloseTimeout: '5m',
     ...(options.untilDone ? {} : { scheduleToCloseTimeout: '30m' }),
     retry,
+  });
+}
+
+/**
+ * Urgent calls (a failover's steps, its lease): one attempt in this worker (`local`, a local
+ * activity proxy with maximumAttempts 1), and when it fails, the same call through `visible`, an
+ * ordinary activity proxy retried until it succeeds, whose attempts and last failure show in the
+ * workflow's pending activities. A worker frozen with its zone may hold polls and take tasks it
+ * never answers; a local attempt cannot be handed to it. A final failure is not tried again.
+ */
+export function localThenVisible<T extends object>(local: T, visible: T): T {
+  return new Proxy({} as T, {
+    get(_target, name) {
+      return async (...args: unknown[]) => {
+        const call = (proxy: T) => (proxy[name as keyof T] as (...a: unknown[]) => Promise<unknown>)(...args);
+        try {
+          return await call(local);
+        } catch (err) {
+          if (applicationCause(err)?.nonRetryable) throw err;
+          return call(visible);
+        }
+      };
+    },
   });
 }
