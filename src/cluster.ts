@@ -1,7 +1,30 @@
 /** Finding the node that currently takes writes for a database. */
-import type { DatabaseConfig, NodeConfig } from './config';
-import { Unavailable } from './errors';
+import type { Config, DatabaseConfig, NodeConfig } from './config';
+import { InputProblem, Unavailable } from './errors';
 import { NodeClient, type NodeHealth } from './node-client';
+
+/** The cluster (database) named, or by default the first with several nodes; unknown: InputProblem on `cluster`. */
+export function clusterOfConfig(config: Pick<Config, 'databases'>, name?: string): DatabaseConfig {
+  const multi = config.databases.filter((d) => d.nodes.length > 1);
+  const db = name ? config.databases.find((d) => d.name === name) : (multi[0] ?? config.databases[0]);
+  if (!db) {
+    const known = config.databases.map((d) => d.name).join(', ');
+    throw new InputProblem('cluster', `unknown cluster "${name}"; the clusters are: ${known}`);
+  }
+  return db;
+}
+
+/** A configured node of the cluster; unknown: InputProblem on `field`, listing the nodes. */
+export function nodeOf(db: DatabaseConfig, id: string, field = 'node'): NodeConfig {
+  const node = db.nodes.find((n) => n.id === id);
+  if (!node) {
+    throw new InputProblem(
+      field,
+      `unknown node "${id}" in cluster ${db.name}; its nodes are: ${db.nodes.map((n) => n.id).join(', ')}`,
+    );
+  }
+  return node;
+}
 
 /**
  * The node reporting itself primary with the highest epoch (a single-node database: that node).

@@ -335,6 +335,12 @@ const ConfigShape = z.object({
   metrics: MetricsSchema,
   nodeAuth: NodeAuthSchema,
   regions: RegionsSchema,
+  /**
+   * The region this worker (or CLI) runs in (env DR_REGION); default: the primary region. A
+   * standby region's worker reaches that region's object store as its `storage`, and its monitor
+   * stands down while the cluster's primary is in another region (docs/architecture.md, "Regions").
+   */
+  region: NameSchema.optional(),
 });
 
 export const ConfigSchema = ConfigShape.superRefine(
@@ -352,9 +358,20 @@ export const ConfigSchema = ConfigShape.superRefine(
   },
   // Report duplicates even when other fields are bad too: every problem in one message.
   { when: (payload) => Array.isArray((payload.value as { databases?: unknown } | undefined)?.databases) },
-).superRefine((c, ctx) => {
-  for (const problem of topologyProblems(c)) ctx.addIssue({ code: 'custom', ...problem });
-});
+)
+  .superRefine((c, ctx) => {
+    for (const problem of topologyProblems(c)) ctx.addIssue({ code: 'custom', ...problem });
+  })
+  .transform((c) => {
+    // A standby region's worker keeps its backups and reads its restores in its own region's store.
+    const standby = c.regions?.standby.find((r) => r.name === c.region);
+    return standby ? { ...c, storage: standby.storage } : c;
+  });
+
+/** The region a worker runs in: `region`, else the declared primary region; undefined without regions. */
+export function homeRegion(config: Pick<Config, 'region' | 'regions'>): string | undefined {
+  return config.region ?? config.regions?.primary;
+}
 
 /**
  * A topology no node placement can satisfy, or one that a single zone's loss breaks: every node
@@ -400,8 +417,20 @@ function topologyProblems(c: z.output<typeof ConfigShape>): Array<{ path: Proper
       });
     }
   });
+  if (c.region !== undefined && !c.regions) {
+    problems.push({
+      path: ['region'],
+      message: `"${c.region}" names a region, but no regions are declared (declare them under "regions")`,
+    });
+  }
   if (c.regions) {
     const names = [c.regions.primary, ...c.regions.standby.map((r) => r.name)];
+    if (c.region !== undefined && !names.includes(c.region)) {
+      problems.push({
+        path: ['region'],
+        message: `"${c.region}" is not a declared region (accepted: ${names.map((x) => `"${x}"`).join(', ')})`,
+      });
+    }
     c.regions.standby.forEach((r, i) => {
       if (names.indexOf(r.name) !== i + 1) {
         problems.push({
@@ -484,6 +513,7 @@ const ENV_FIELDS: Array<{ env: string; path: string[]; kind: 'string' | 'boolean
   { env: 'AWS_ACCESS_KEY_ID', path: ['storage', 'accessKeyId'], kind: 'string' },
   { env: 'AWS_SECRET_ACCESS_KEY', path: ['storage', 'secretAccessKey'], kind: 'string' },
   { env: 'DR_METRICS_PORT', path: ['metrics', 'port'], kind: 'number' },
+  { env: 'DR_REGION', path: ['region'], kind: 'string' },
 ];
 
 /** ETCD_ENDPOINTS=http://a:2379,http://b:2379 selects etcd as the config center. */

@@ -157,3 +157,34 @@ export async function resumeSchedule(client: Client, id: string, note = 'resumed
 export async function triggerSchedule(client: Client, id: string): Promise<void> {
   await ownedHandle(client, id).trigger(ScheduleOverlapPolicy.ALLOW_ALL);
 }
+
+/** The note on schedules a region stood down with: only these are resumed when it takes over again. */
+export const STAND_DOWN_NOTE_PREFIX = 'stood down by kimiclaw-dr: ';
+
+/**
+ * Pauses every schedule we own that runs (the cluster is run from another region now); an
+ * operator's pause is left as it is. Returns the ids paused.
+ */
+export async function standDownSchedules(client: Client, why: string): Promise<string[]> {
+  const paused: string[] = [];
+  for (const id of await ownedScheduleIds(client)) {
+    const handle = client.schedule.getHandle(id);
+    if ((await handle.describe()).state.paused) continue;
+    await handle.pause(`${STAND_DOWN_NOTE_PREFIX}${why}`.slice(0, 500));
+    paused.push(id);
+  }
+  return paused;
+}
+
+/** Resumes what standDownSchedules paused (and nothing an operator paused); returns the ids. */
+export async function resumeStoodDown(client: Client): Promise<string[]> {
+  const resumed: string[] = [];
+  for (const id of await ownedScheduleIds(client)) {
+    const handle = client.schedule.getHandle(id);
+    const { state } = await handle.describe();
+    if (!state.paused || !state.note?.startsWith(STAND_DOWN_NOTE_PREFIX)) continue;
+    await handle.unpause('resumed by kimiclaw-dr: the cluster is run from this region again');
+    resumed.push(id);
+  }
+  return resumed;
+}

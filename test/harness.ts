@@ -84,6 +84,8 @@ export interface HarnessOptions {
   etcdMembers?: string[];
   /** The nodes renew a leadership lease of this TTL in the harness's etcd (--leader-etcd). */
   leaderLease?: string;
+  /** Temporal keeps its history in a file, so restartTemporal() brings it back as it was. */
+  temporalDb?: boolean;
 }
 
 export interface WorkerProcessOptions {
@@ -126,7 +128,11 @@ export class Harness {
     this.dir = await mkdtemp(join(tmpdir(), 'kimiclaw-dr-test-'));
     this.logDir = LOG_DIR ?? join(this.dir, 'logs');
     const [temporal, s3] = await Promise.all([
-      startTemporalDevServer({ uiPort: false, logFile: logFile('temporal', this.logDir) }),
+      startTemporalDevServer({
+        uiPort: false,
+        logFile: logFile('temporal', this.logDir),
+        ...(options.temporalDb ? { dbFile: this.temporalDbFile() } : {}),
+      }),
       startVersitygw({
         dir: join(this.dir, 's3'),
         logFile: logFile('versitygw', this.logDir),
@@ -205,6 +211,24 @@ export class Harness {
     const connection = await Connection.connect({ address: temporal.address });
     this.client = new Client({ connection });
     if (options.worker !== false) await this.startWorker();
+  }
+
+  private temporalDbFile(): string {
+    return join(this.dir, 'temporal', 'history.db');
+  }
+
+  /**
+   * Starts the Temporal server again on its port, after `temporal.stop()`: with `temporalDb`, with
+   * the history it had (workflows that ran go on).
+   */
+  async restartTemporal(): Promise<void> {
+    const port = Number(this.temporal.address.split(':').pop());
+    this.temporal = await startTemporalDevServer({
+      uiPort: false,
+      port,
+      logFile: logFile('temporal', this.logDir),
+      dbFile: this.temporalDbFile(),
+    });
   }
 
   async startWorker(): Promise<RunningWorker> {

@@ -13,17 +13,19 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { FAILOVER_TASK_TIMEOUT, failoverWorkflowId } from '../failover/input';
-import type { DatabaseConfig, NodeConfig } from '../config';
+import { type DatabaseConfig, homeRegion } from '../config';
 import { type ConfigCenter, type PrimaryRecord, casPrimary, openConfigCenter, readPrimary } from '../config-center';
 import { type TopologyLease, readLease } from '../config-center/lease';
 import { InputProblem, PublishRefused, Unavailable } from '../errors';
 import { NodeClient } from '../node-client';
+import { clusterOfConfig, nodeOf } from '../cluster';
 import { type PrimaryChangeEvent, deliverWebhook } from '../notify/webhook';
 import { BUSY_STATES, FAILED_PRIMARY_STATES, REBUILD_STATES } from '../failover/node-states';
 import {
   type StandbyPlacement,
   decideStandbySwitch,
   joinSpecs,
+  sameRegion,
   placementOf,
   replicaSpecs,
   zonesOf,
@@ -75,6 +77,8 @@ export interface SyncRecord {
   /** The synchronous role is moving (no standby is promised until the new one is proven). */
   switching?: { from: string[]; to: string[]; why: string };
   degraded: boolean;
+  /** Why the primary acknowledges alone when that was decided, not waited into (a region failover). */
+  why?: string;
   since: string;
 }
 
@@ -98,8 +102,12 @@ export interface WatchProgress {
 }
 
 export interface WatchOutcome {
-  /** failed: the primary must be failed over; recover: these nodes need recoverNode; rest: continue as new. */
-  kind: 'failed' | 'recover' | 'rest';
+  /**
+   * failed: the primary must be failed over; recover: these nodes need recoverNode; rest: continue
+   * as new; elsewhere: the primary is in another region than this worker's (the cluster is run
+   * from there), so this region's monitor stands down.
+   */
+  kind: 'failed' | 'recover' | 'rest' | 'elsewhere';
   failedNode?: string;
   /** recover: reachable nodes that are not the primary and are damaged, empty or fenced. */
   nodes?: string[];
@@ -263,26 +271,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   let center: ConfigCenter | undefined;
   const cc = () => (center ??= openConfigCenter(config.cluster.configCenter));
 
-  function clusterOf(name?: string): DatabaseConfig {
-    const multi = config.databases.filter((d) => d.nodes.length > 1);
-    const db = name ? config.databases.find((d) => d.name === name) : (multi[0] ?? config.databases[0]);
-    if (!db) {
-      const known = config.databases.map((d) => d.name).join(', ');
-      throw new InputProblem('cluster', `unknown cluster "${name}"; the clusters are: ${known}`);
-    }
-    return db;
-  }
-
-  function nodeOf(db: DatabaseConfig, id: string, field = 'node'): NodeConfig {
-    const node = db.nodes.find((n) => n.id === id);
-    if (!node) {
-      throw new InputProblem(
-        field,
-        `unknown node "${id}" in cluster ${db.name}; its nodes are: ${db.nodes.map((n) => n.id).join(', ')}`,
-      );
-    }
-    return node;
-  }
+  const clusterOf = (name?: string) => clusterOfConfig(config, name);
 
   async function readSync(cluster: string): Promise<{ value?: SyncRecord; revision: string }> {
     const { value, revision } = await cc().get(syncKey(cluster));
@@ -428,7 +417,9 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
    */
   async function elect(input: { cluster: string; failedNode: string; force?: boolean }) {
     const db = clusterOf(input.cluster);
-    const others = db.nodes.filter((n) => n.id !== input.failedNode);
+    // Within the failed primary's region: another region takes over only by failoverRegion.
+    const failed = db.nodes.find((n) => n.id === input.failedNode);
+    const others = db.nodes.filter((n) => n.id !== input.failedNode && sameRegion(failed, n));
     const [quick, { value: sync }, { record }] = await Promise.all([
       Promise.all(others.map((n) => probeNode(n, QUICK_PROBE_MS))),
       readSync(db.name),
@@ -453,7 +444,18 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
    * old one when that is below the node's LSN (a restore that left batches out): a node without the
    * new epoch truncates to it when it rejoins.
    */
-  async function promote(input: { cluster: string; node: string; epoch: number; exclude?: string; forkLsn?: number }) {
+  /**
+   * `alone`: the primary acknowledges without a synchronous standby from the start, recorded as
+   * degraded with this reason (a region failover: the standby region has no second node in sync).
+   */
+  async function promote(input: {
+    cluster: string;
+    node: string;
+    epoch: number;
+    exclude?: string;
+    forkLsn?: number;
+    alone?: string;
+  }) {
     const db = clusterOf(input.cluster);
     const node = nodeOf(db, input.node);
     // The failed node is not asked, and a node that does not answer at once (frozen with its
@@ -474,11 +476,12 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     // Recorded before the promotion: in the new epoch no standby is proven to hold every
     // acknowledged write until the monitor has seen one in sync (decideSyncStep), and a primary
     // that may acknowledge alone is recorded as degraded before it does.
-    const allowDegraded = degrade && !syncUp && replicas.length > 0;
+    const allowDegraded = (degrade && !syncUp && replicas.length > 0) || input.alone !== undefined;
     await writeSync(db.name, {
       epoch: input.epoch,
       standbys: [],
       degraded: allowDegraded,
+      ...(input.alone ? { why: input.alone } : {}),
       since: new Date().toISOString(),
     });
     const answer = await clientOf(node).promote({
@@ -551,6 +554,8 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       } catch (err) {
         ctx.heartbeat({ waiting: `config center: ${(err as Error).message}` });
       }
+      const elsewhere = record && regionElsewhere(db, record);
+      if (elsewhere) return { kind: 'elsewhere', evidence: elsewhere };
       const primary = record && views.find((v) => v.id === record.node);
       if (primary && record) {
         const stray = views
@@ -646,6 +651,17 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) return { ...outcome, failover: { workflowId } };
       throw err;
     }
+  }
+
+  /**
+   * Why this worker's region does not run the cluster now (the recorded primary is a node of
+   * another region), or undefined when it does or regions are not configured.
+   */
+  function regionElsewhere(db: DatabaseConfig, record: PrimaryRecord): string | undefined {
+    const mine = homeRegion(config);
+    const theirs = db.nodes.find((n) => n.id === record.node)?.region;
+    if (mine === undefined || theirs === undefined || theirs === mine) return undefined;
+    return `the primary of ${db.name} is ${record.node} in region ${theirs} (epoch ${record.epoch}); this worker runs in region ${mine}`;
   }
 
   /** The monitor waits for the failover its watch started; resolves with how it ended. */

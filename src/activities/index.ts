@@ -16,6 +16,7 @@ import { createClusterActivities } from './cluster';
 import { createLeaseActivities } from './lease';
 import { createRebuildActivities } from './rebuild';
 import { createRegionActivities } from './region';
+import { createRegionFailoverActivities } from './region-failover';
 import { createRestoreActivities } from './restore';
 import { classifyFailures } from './failures';
 
@@ -37,6 +38,7 @@ export function createControlActivities(deps: ActivityDeps) {
     ...createLeaseActivities(control),
     ...createRebuildActivities(control),
     ...createRegionActivities(control),
+    ...createRegionFailoverActivities(control),
   });
 }
 

@@ -14,6 +14,7 @@ export interface PlacedNode {
   id: string;
   url: string;
   zone?: string;
+  region?: string;
 }
 
 export interface ReplicaSpec {
@@ -27,6 +28,16 @@ export type StandbyPlacement = 'other-zone' | 'same-zone';
 
 function otherZone(primary: PlacedNode | undefined, node: PlacedNode): boolean {
   return primary?.zone === undefined || node.zone === undefined || node.zone !== primary.zone;
+}
+
+/**
+ * Whether `node` is in the primary's region (nodes without a region are). A standby region's node
+ * is never synchronous (every write would wait a round trip between regions) and never elected by
+ * an automatic failover: moving the primary to another region is an operator's decision
+ * (failoverRegion).
+ */
+export function sameRegion(primary: Pick<PlacedNode, 'region'> | undefined, node: Pick<PlacedNode, 'region'>): boolean {
+  return primary?.region === undefined || node.region === undefined || node.region === primary.region;
 }
 
 /**
@@ -44,14 +55,17 @@ export function replicaSpecs(
 ): ReplicaSpec[] {
   const primary = nodes.find((n) => n.id === primaryId);
   const others = nodes.filter((n) => n.id !== primaryId);
-  const rank = (n: PlacedNode) => (eligible.has(n.id) ? 0 : 2) + (placement === 'any' || otherZone(primary, n) ? 0 : 1);
+  const rank = (n: PlacedNode) =>
+    (sameRegion(primary, n) ? 0 : 4) +
+    (eligible.has(n.id) ? 0 : 2) +
+    (placement === 'any' || otherZone(primary, n) ? 0 : 1);
   const ordered = others
     .map((n, i) => ({ n, i }))
     .sort((a, b) => rank(a.n) - rank(b.n) || a.i - b.i)
     .map(({ n }) => n);
   let syncLeft = count;
   const specs = ordered.map((n) => {
-    const allowed = placement !== 'require-other-zone' || otherZone(primary, n);
+    const allowed = sameRegion(primary, n) && (placement !== 'require-other-zone' || otherZone(primary, n));
     const mode: 'sync' | 'async' = allowed && syncLeft > 0 ? 'sync' : 'async';
     if (mode === 'sync') syncLeft--;
     return { id: n.id, url: n.url, mode };

@@ -46,13 +46,22 @@ async function exists(path: string): Promise<boolean> {
 }
 
 /**
+ * A free name for something kept aside (<db>.duckdb.aside.<stamp>.<reason>), listed by GET /aside
+ * and expired with the rest. reason: a short slug (a-z, 0-9, -).
+ */
+export async function asideName(databasePath: string, reason: string, at = new Date()): Promise<string> {
+  if (!/^[a-z0-9-]+$/.test(reason)) throw new RangeError(`aside reason "${reason}" must be a slug (a-z, 0-9, -)`);
+  let target = `${databasePath}.aside.${stampOf(at)}.${reason}`;
+  for (let n = 2; await exists(target); n++) target = `${databasePath}.aside.${stampOf(at)}.${reason}-${n}`;
+  return target;
+}
+
+/**
  * Moves the database file and its siblings aside; returns the new name of the database file (or
  * undefined when there was nothing to move). reason: a short slug (a-z, 0-9, -).
  */
 export async function moveAside(databasePath: string, reason: string, at = new Date()): Promise<string | undefined> {
-  if (!/^[a-z0-9-]+$/.test(reason)) throw new RangeError(`aside reason "${reason}" must be a slug (a-z, 0-9, -)`);
-  let target = `${databasePath}.aside.${stampOf(at)}.${reason}`;
-  for (let n = 2; await exists(target); n++) target = `${databasePath}.aside.${stampOf(at)}.${reason}-${n}`;
+  const target = await asideName(databasePath, reason, at);
   let moved = false;
   for (const suffix of SIBLINGS) {
     if (!(await exists(`${databasePath}${suffix}`))) continue;

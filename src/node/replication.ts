@@ -361,9 +361,15 @@ export class Replication {
     if (request.epoch > state.epoch || !sameHistory(state.history, request.history)) {
       const fork = forkPoint(state.history, request.history);
       if (fork !== undefined && this.store.lsn > fork) {
-        truncated = (await this.store.truncateAfter(fork)).removed;
+        const cut = await this.store.truncateAfter(fork);
+        truncated = cut.removed;
         this.ackedThrough = Math.min(this.ackedThrough, fork);
-        this.log('diverged_tail_discarded', { afterLsn: fork, removed: truncated, epoch: request.epoch });
+        this.log('diverged_tail_discarded', {
+          afterLsn: fork,
+          removed: truncated,
+          epoch: request.epoch,
+          keptIn: cut.keptIn,
+        });
       }
       await this.store.setReplicationState({ role: 'replica', epoch: request.epoch, history: request.history });
     }

@@ -34,7 +34,7 @@ import {
   readPosition,
 } from '../duckdb/schema';
 import { syncDirectory } from '../storage/local';
-import { moveAside } from './aside';
+import { asideName, moveAside } from './aside';
 import {
   type Damage,
   DamagedError,
@@ -465,16 +465,31 @@ export class EventStore {
 
   /**
    * Removes the events after lsn: the tail a former primary (or an asynchronous replica) holds
-   * beyond the point where a newer epoch began. No client was told those writes succeeded: an
-   * acknowledgement needs the synchronous replica, and the new epoch starts from it. The recorded
-   * acknowledged LSN comes down to lsn with them.
+   * beyond the point where a newer epoch began. Within a region no client was told those writes
+   * succeeded (an acknowledgement needs the synchronous replica, and the new epoch starts from
+   * it); after a region failover they may have been (the standby region's node was asynchronous).
+   * Either way they are first copied to a DuckDB file kept aside
+   * (<db>.duckdb.aside.<stamp>.diverged-tail, table `events`, listed by GET /aside) for the
+   * operator, and only then removed. The recorded acknowledged LSN comes down to lsn with them.
    */
-  async truncateAfter(lsn: number): Promise<{ removed: number; lsn: number }> {
+  async truncateAfter(lsn: number): Promise<{ removed: number; lsn: number; keptIn?: string }> {
     const release = await this.lock.acquire();
     try {
       const { writer } = this.opened();
       if (this.state.role === 'primary') throw new Error('a primary never discards its own events');
       if (lsn >= this.currentLsn) return { removed: 0, lsn: this.currentLsn };
+      const keptIn = await asideName(this.path, 'diverged-tail');
+      try {
+        await writer.run(`ATTACH '${keptIn.replaceAll("'", "''")}' AS diverged_tail`);
+        try {
+          await writer.run(`CREATE TABLE diverged_tail.events AS SELECT * FROM events WHERE lsn > ${lsn} ORDER BY lsn`);
+        } finally {
+          await writer.run('DETACH diverged_tail');
+        }
+        await syncDirectory(dirname(this.path));
+      } catch (err) {
+        throw this.writeFailed(err, true);
+      }
       await writer.run('BEGIN TRANSACTION');
       let removed = 0;
       try {
@@ -506,8 +521,8 @@ export class EventStore {
         throw this.failed(err, 'checkpoint');
       }
       this.recordedAckedLsn = Math.min(this.recordedAckedLsn, lsn);
-      this.log('truncated', { afterLsn: lsn, removed });
-      return { removed, lsn: this.currentLsn };
+      this.log('truncated', { afterLsn: lsn, removed, keptIn });
+      return { removed, lsn: this.currentLsn, keptIn };
     } finally {
       release();
     }

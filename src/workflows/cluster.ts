@@ -142,7 +142,7 @@ function failInput(message: string): never {
   throw ApplicationFailure.create({ type: 'InvalidInput', message, nonRetryable: true });
 }
 
-async function notifyAll(
+export async function notifyAll(
   webhooks: number,
   event: Omit<Parameters<ControlActivities['notifyWebhook']>[0]['event'], 'deliveryId'>,
 ): Promise<FailoverResult['notified']> {
@@ -528,7 +528,14 @@ const FAILOVER_RETRY_PAUSE = '10s';
  * starts `failover` when the primary is confirmed failed; continues as new after each failover
  * and every few watch periods, so its history stays short.
  */
-export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
+export interface MonitorStoodDown {
+  /** Why this region's monitor ended: the cluster is run from another region. */
+  stoodDown: string;
+  /** This region's schedules it paused. */
+  paused: string[];
+}
+
+export async function monitorCluster(input: MonitorInput = {}): Promise<MonitorStoodDown> {
   const request = inputOrFail(MonitorInputSchema, input, 'monitorCluster');
   const { cluster } = await fast.resolveCluster({ cluster: request.cluster }).catch((err: unknown) => {
     throw explainFailure(err, 'monitorCluster cannot start', 'MonitorFailed');
@@ -544,6 +551,14 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
   for (let round = 0; round < 6; round++) {
     const quiet = [...recovering].map(([node, at]) => ({ node, until: at + RECOVERY_QUIET_MS }));
     const seen = await watcher.watchCluster({ cluster, recovering: quiet });
+    if (seen.kind === 'elsewhere') {
+      // A newer epoch is run from another region (a region failover while this one was away):
+      // this region must not act on a cluster it no longer runs.
+      const why = seen.evidence ?? 'the primary is in another region';
+      const { paused } = await fast.standDown({ cluster, why });
+      upsertSearchAttributes([{ key: DrOutcome, value: 'stood-down' }]);
+      return { stoodDown: why, paused };
+    }
     if (seen.kind === 'recover') {
       for (const node of seen.nodes ?? []) {
         await startRecovery(cluster, node);
@@ -560,5 +575,5 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<void> {
     break;
   }
   // The next run keeps the short workflow task timeout (a new run would get Temporal's 10 s).
-  await makeContinueAsNewFunc<typeof monitorCluster>({ workflowTaskTimeout: FAILOVER_TASK_TIMEOUT })({ cluster });
+  return makeContinueAsNewFunc<typeof monitorCluster>({ workflowTaskTimeout: FAILOVER_TASK_TIMEOUT })({ cluster });
 }

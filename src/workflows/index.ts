@@ -5,3 +5,4 @@ export * from './restore-test';
 export * from './cluster';
 export * from './prune';
 export * from './region';
+export * from './region-failover';
