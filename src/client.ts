@@ -19,6 +19,15 @@ import {
   type SwitchoverInput,
 } from './failover/input';
 import type { failover, monitorCluster, recoverNode, switchover } from './workflows/cluster';
+import type { failbackRegion, failoverRegion } from './workflows/region-failover';
+import {
+  FailbackRegionInputSchema,
+  FailoverRegionInputSchema,
+  regionFailbackWorkflowId,
+  regionFailoverWorkflowId,
+  type FailbackRegionInput,
+  type FailoverRegionInput,
+} from './failover/region-input';
 import {
   Client,
   Connection,
@@ -134,6 +143,41 @@ export class KimiclawDr {
     return this.client.workflow.start<typeof failover>('failover', {
       taskQueue: this.config.temporal.taskQueue,
       workflowId: failoverWorkflowId(cluster),
+      args: [{ ...input, cluster }],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+  }
+
+  /**
+   * Starts failoverRegion on the Temporal this client is connected to (the standby region's own):
+   * the primary moves to `toRegion`'s most advanced replica. Refused (here already) without
+   * `confirm: true`; the workflow refuses an unknown region, the region that holds the primary,
+   * and a region failover while the old region still answers (without `force`).
+   */
+  async startFailoverRegion(
+    input: FailoverRegionInput,
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof failoverRegion>> {
+    const parsed = parseInput(FailoverRegionInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const cluster = this.clusterName(parsed.value.cluster);
+    return this.client.workflow.start<typeof failoverRegion>('failoverRegion', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: regionFailoverWorkflowId(cluster),
+      args: [{ ...input, cluster }],
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    });
+  }
+
+  /** Starts failbackRegion on this client's Temporal (the region the primary returns to). */
+  async startFailbackRegion(
+    input: FailbackRegionInput,
+  ): Promise<WorkflowHandleWithFirstExecutionRunId<typeof failbackRegion>> {
+    const parsed = parseInput(FailbackRegionInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    const cluster = this.clusterName(parsed.value.cluster);
+    return this.client.workflow.start<typeof failbackRegion>('failbackRegion', {
+      taskQueue: this.config.temporal.taskQueue,
+      workflowId: regionFailbackWorkflowId(cluster),
       args: [{ ...input, cluster }],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });

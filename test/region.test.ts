@@ -32,7 +32,7 @@ import { regionFailbackWorkflowId, regionFailoverWorkflowId } from '../src/failo
 import { applySchedules, describeSchedules } from '../src/schedules';
 import type { FailbackRegionResult, FailoverRegionResult } from '../src/workflows/region-failover';
 import { clusterChecks } from './cluster-checks';
-import { EVENTS_CREDENTIAL, Harness, failureMessages, monitorProgress, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, Harness, failureMessages, monitorProgress, runCli, waitFor } from './harness';
 import { acknowledged, assertLedgerOnNodes, assertOneEventPerPlace } from './ledger';
 
 const KEY = primaryKey('kimiclaw');
@@ -190,6 +190,14 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
       assert.ok(err instanceof WorkflowFailedError, String(err));
       assert.match(failureMessages(err), expected, JSON.stringify(input));
     }
+    // The CLI refuses before it starts anything.
+    const cli = await runCli(['region', 'failover', '--to', 'b'], {
+      ...h.env(),
+      TEMPORAL_ADDRESS: temporalB.address,
+      DR_REGION: 'b',
+    });
+    assert.notEqual(cli.code, 0);
+    assert.match(cli.stderr, /confirm: is required; accepted values: true/);
     assert.deepEqual(await primary(), before.primary, 'the primary record is unchanged');
     assert.deepEqual((await center.get('/services/kimiclaw/epoch')).value, before.epoch, 'no epoch was taken');
     const leader = (await center.get(leaderKey('kimiclaw'))).value as { node: string; epoch: number };

@@ -567,6 +567,63 @@ cluster
     if (opts.wait) printJson(await handle.result());
   });
 
+const region = program
+  .command('region')
+  .description(
+    'move the primary between regions (run against the Temporal of the region that takes it: DR_REGION, TEMPORAL_ADDRESS)',
+  );
+
+region
+  .command('failover')
+  .description("the primary region is lost: promote the standby region's replica (workflow region-failover-<cluster>)")
+  .requiredOption('--to <region>', 'the standby region that takes over')
+  .option('--confirm', 'required: this fences the region that holds the primary now')
+  .option('--force', 'even though a node of the old region still answers')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .option('--reason <text>', 'why')
+  .option('--wait', 'wait for the result')
+  .action(
+    async (opts: {
+      to: string;
+      confirm?: boolean;
+      force?: boolean;
+      cluster?: string;
+      reason?: string;
+      wait?: boolean;
+    }) => {
+      const dr = await KimiclawDr.connect(config());
+      const handle = await dr.startFailoverRegion({
+        toRegion: opts.to,
+        ...(opts.confirm ? { confirm: true } : {}),
+        ...(opts.force ? { force: true } : {}),
+        ...(opts.cluster ? { cluster: opts.cluster } : {}),
+        ...(opts.reason ? { reason: opts.reason } : {}),
+      } as Parameters<typeof dr.startFailoverRegion>[0]);
+      console.log(`region failover started: ${handle.workflowId}`);
+      if (opts.wait) printJson(await handle.result());
+    },
+  );
+
+region
+  .command('failback')
+  .description('bring the home region back: its nodes rejoin, then a switchover moves the primary there, nothing lost')
+  .requiredOption('--to <region>', 'the region the primary returns to')
+  .option('--confirm', 'required')
+  .option('--cluster <name>', 'the database whose nodes form the cluster')
+  .option('--reason <text>', 'why')
+  .option('--wait', 'wait for the result')
+  .action(async (opts: { to: string; confirm?: boolean; cluster?: string; reason?: string; wait?: boolean }) => {
+    const dr = await KimiclawDr.connect(config());
+    const handle = await dr.startFailbackRegion({
+      toRegion: opts.to,
+      ...(opts.confirm ? { confirm: true } : {}),
+      ...(opts.cluster ? { cluster: opts.cluster } : {}),
+      ...(opts.reason ? { reason: opts.reason } : {}),
+    } as Parameters<typeof dr.startFailbackRegion>[0]);
+    console.log(`region failback started: ${handle.workflowId}`);
+    if (opts.wait) printJson(await handle.result());
+  });
+
 cluster
   .command('monitor')
   .description('start monitorCluster (one per cluster; a running one is left alone)')

@@ -486,4 +486,26 @@ void describe('topology validation', () => {
     const config = parseConfig(etcd(['a', 'b', 'c']));
     assert.equal(config.cluster.configCenter.kind, 'etcd');
   });
+
+  void test("a standby region's worker (region / DR_REGION) uses that region's store; an undeclared region is refused", () => {
+    const regional = (region?: string) =>
+      minimal({
+        databases: [{ name: 'kimiclaw', nodes: [node('a1', { region: 'a' }), node('b1', { region: 'b' })] }],
+        regions: { primary: 'a', standby: [{ name: 'b', storage: { bucket: 'store-b', endpoint: 'http://b:9000' } }] },
+        ...(region ? { region } : {}),
+      });
+    assert.equal(parseConfig(regional()).storage.bucket, 'my-bucket', 'the primary region keeps the top-level store');
+    assert.equal(parseConfig(regional('a')).storage.bucket, 'my-bucket');
+    const inB = parseConfig(regional('b'));
+    assert.equal(inB.storage.bucket, 'store-b');
+    assert.equal(inB.storage.endpoint, 'http://b:9000');
+    assert.deepEqual(
+      problemsOf(() => parseConfig(regional('x'))),
+      ['region: "x" is not a declared region (accepted: "a", "b")'],
+    );
+    assert.deepEqual(
+      problemsOf(() => parseConfig(minimal({ region: 'b' }))),
+      ['region: "b" names a region, but no regions are declared (declare them under "regions")'],
+    );
+  });
 });

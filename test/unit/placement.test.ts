@@ -16,6 +16,33 @@ const nodes = [
 const syncOf = (specs: Array<{ id: string; mode: string }>) => specs.filter((s) => s.mode === 'sync').map((s) => s.id);
 
 void describe('replicaSpecs', () => {
+  void test("a standby region's node is never synchronous, even when it is the only healthy replica", () => {
+    const regional = [
+      { id: 'a1', url: 'http://a1', region: 'a' },
+      { id: 'a2', url: 'http://a2', region: 'a' },
+      { id: 'b1', url: 'http://b1', region: 'b' },
+    ];
+    assert.deepEqual(syncOf(replicaSpecs(regional, 'a1', new Set(['a2', 'b1']), 1)), ['a2']);
+    assert.deepEqual(syncOf(replicaSpecs(regional, 'a1', new Set(['b1']), 1)), ['a2'], 'a2 waits for its turn');
+    assert.deepEqual(syncOf(replicaSpecs(regional, 'a1', new Set(['a2', 'b1']), 2)), ['a2']);
+    // After a region failover, b1's replicas are all in the other region: none is synchronous.
+    assert.deepEqual(syncOf(replicaSpecs(regional, 'b1', new Set(['a1', 'a2']), 1)), []);
+    assert.equal(
+      decideStandbySwitch({
+        nodes: regional,
+        primaryId: 'a1',
+        replicas: [
+          { id: 'a2', mode: 'sync', state: 'down' },
+          { id: 'b1', mode: 'async', state: 'in-sync' },
+        ],
+        count: 1,
+        placement: 'prefer-other-zone',
+      }),
+      undefined,
+      'the synchronous role never moves to another region',
+    );
+  });
+
   void test('the synchronous standby is in another zone when one is healthy, though listed after a same-zone node', () => {
     const specs = replicaSpecs(nodes, 'a1', new Set(['a2', 'b1']), 1);
     assert.deepEqual(syncOf(specs), ['b1']);
