@@ -212,9 +212,17 @@ interface Membership {
   electionMs?: number;
 }
 
-function etcdArgs(dataDir: string, ports: Ports, member?: Membership): string[] {
-  const clientUrl = `http://${LOOPBACK}:${ports.client}`;
-  const peerUrl = `http://${LOOPBACK}:${ports.peer}`;
+/** Where a member runs: the address it listens on, and a command it runs under (argv prefix). */
+export interface EtcdPlacement {
+  /** Default 127.0.0.1. */
+  host?: string;
+  /** E.g. `ip netns exec <name>` (src/dev/netns.ts), which execs: the process group stays etcd's. */
+  wrapper?: string[];
+}
+
+function etcdArgs(dataDir: string, ports: Ports, member?: Membership, host = LOOPBACK): string[] {
+  const clientUrl = `http://${host}:${ports.client}`;
+  const peerUrl = `http://${host}:${ports.peer}`;
   const name = member?.name ?? 'default';
   return [
     ...['--name', name, '--data-dir', dataDir],
@@ -269,6 +277,7 @@ async function launch(
   ports: Ports,
   timeoutMs: number,
   member?: Membership,
+  placement: EtcdPlacement = {},
 ): Promise<EtcdProcess> {
   if (!exitHandlerInstalled) {
     exitHandlerInstalled = true;
@@ -277,7 +286,13 @@ async function launch(
       for (const child of liveGroups) killGroup(child, 'SIGKILL');
     });
   }
-  const child = spawn('/bin/sh', ['-c', WATCHDOG, 'etcd', binary, ...etcdArgs(dataDir, ports, member)], {
+  const host = placement.host ?? LOOPBACK;
+  const [command, ...argv] = [
+    ...(placement.wrapper ?? []),
+    '/bin/sh',
+    ...['-c', WATCHDOG, 'etcd', binary, ...etcdArgs(dataDir, ports, member, host)],
+  ];
+  const child = spawn(command!, argv, {
     detached: true, // own process group: stop() reaches the wrapper, etcd and the watchdog
     stdio: ['pipe', 'pipe', 'pipe'],
   });
@@ -316,7 +331,7 @@ async function launch(
     clearInterval(alive);
   };
 
-  const endpoint = `http://${LOOPBACK}:${ports.client}`;
+  const endpoint = `http://${host}:${ports.client}`;
   const deadline = Date.now() + timeoutMs;
   let lastError = 'no answer yet';
   while (Date.now() < deadline) {
@@ -362,14 +377,22 @@ export interface StartEtcdClusterOptions {
   /** Each member's data dir is <root>/<name>; the caller removes root. */
   root: string;
   startTimeoutMs?: number;
+  /**
+   * Per member name, where it runs (default: on 127.0.0.1, in this network namespace), e.g. one
+   * member inside a network namespace: `{ a: { host: ns.address, wrapper: ns.exec } }`.
+   */
+  placement?: Record<string, EtcdPlacement>;
 }
 
 /**
- * A multi-member etcd cluster on loopback (a member per failure domain), with heartbeat 50 ms and
- * election timeout 500 ms so a lost leader is replaced within a second. Resolves once every
- * member answers /health, i.e. the cluster has a leader.
+ * A multi-member etcd cluster on loopback (a member per failure domain; `placement` may put a
+ * member elsewhere, e.g. in a network namespace), with heartbeat 50 ms and election timeout
+ * 500 ms so a lost leader is replaced within a second. Resolves once every member answers
+ * /health, i.e. the cluster has a leader.
  */
 export async function startEtcdCluster(options: StartEtcdClusterOptions): Promise<EtcdCluster> {
+  const unknown = Object.keys(options.placement ?? {}).filter((name) => !options.names.includes(name));
+  if (unknown.length > 0) throw new Error(`etcd placement names no member: ${unknown.join(', ')}`);
   const binary = await ensureEtcd();
   const timeoutMs = options.startTimeoutMs ?? START_TIMEOUT_MS;
   const ports: Ports[] = [];
@@ -383,12 +406,14 @@ export async function startEtcdCluster(options: StartEtcdClusterOptions): Promis
     };
     ports.push({ client: await pick(), peer: await pick() });
   }
-  const initialCluster = options.names.map((n, i) => `${n}=http://${LOOPBACK}:${ports[i]!.peer}`).join(',');
+  const place = (name: string): EtcdPlacement => options.placement?.[name] ?? {};
+  const hostOf = (name: string): string => place(name).host ?? LOOPBACK;
+  const initialCluster = options.names.map((n, i) => `${n}=http://${hostOf(n)}:${ports[i]!.peer}`).join(',');
   const dirs = options.names.map((n) => join(options.root, n));
   for (const dir of dirs) await mkdir(dir, { recursive: true, mode: 0o700 });
   const membership = (name: string): Membership => ({ name, initialCluster, heartbeatMs: 50, electionMs: 500 });
   const launched = await Promise.allSettled(
-    options.names.map((name, i) => launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name))),
+    options.names.map((name, i) => launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name), place(name))),
   );
   const failed = launched.find((r) => r.status === 'rejected');
   if (failed) {
@@ -402,7 +427,7 @@ export async function startEtcdCluster(options: StartEtcdClusterOptions): Promis
       get pid() {
         return child.pid;
       },
-      endpoint: `http://${LOOPBACK}:${ports[i]!.client}`,
+      endpoint: `http://${hostOf(name)}:${ports[i]!.client}`,
       dataDir: dirs[i]!,
       stop: () => child.stop('SIGTERM'),
       kill: () => child.stop('SIGKILL'),
@@ -410,7 +435,7 @@ export async function startEtcdCluster(options: StartEtcdClusterOptions): Promis
         child.signal('SIGCONT');
         await child.stop('SIGTERM');
         // A restarted member rejoins the existing cluster from its data dir; the others answer.
-        child = await launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name));
+        child = await launch(binary, dirs[i]!, ports[i]!, timeoutMs, membership(name), place(name));
       },
       freeze: () => child.signal('SIGSTOP'),
       thaw: () => child.signal('SIGCONT'),

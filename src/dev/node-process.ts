@@ -20,6 +20,13 @@ export class NodeProcess {
   env: Record<string, string> = {};
   /** When set, everything the process prints is appended here too. */
   logFile: string | undefined;
+  /** The address it listens on (--host); read at each start(). */
+  host = '127.0.0.1';
+  /**
+   * A command the node runs under, its argv appended (e.g. `ip netns exec <name>`, which execs it:
+   * the pid, signals and stop() stay the node's); read at each start().
+   */
+  wrapper: string[] = [];
   /**
    * Create the database when it is missing (--init, in the role --role names, else primary): for a
    * node whose data directory was just made. Off, a node without its database waits "empty".
@@ -40,14 +47,15 @@ export class NodeProcess {
     await mkdir(this.dataDir, { recursive: true });
     if (this.logFile) await mkdir(dirname(this.logFile), { recursive: true });
     const args = ['--import', 'tsx', join(__dirname, '..', 'node', 'main.ts')];
-    args.push('--id', this.id, '--data-dir', this.dataDir, '--host', '127.0.0.1', '--port', String(this.port));
+    args.push('--id', this.id, '--data-dir', this.dataDir, '--host', this.host, '--port', String(this.port));
     args.push('--database', this.database, ...this.args);
     if (this.createIfMissing) {
       const role = this.args[this.args.indexOf('--role') + 1];
       args.push('--init', this.args.includes('--role') && role ? role : 'primary');
     }
     // tsx is resolved from the repository root, whatever the caller's working directory.
-    const child = spawn(process.execPath, args, {
+    const [command, ...argv] = [...this.wrapper, process.execPath, ...args];
+    const child = spawn(command!, argv, {
       cwd: join(__dirname, '..', '..'),
       env: { ...process.env, ...this.env },
       stdio: ['ignore', 'pipe', 'pipe'],
