@@ -54,6 +54,8 @@ export class LeaderLease {
   private lastError: string | undefined;
   private timer: NodeJS.Timeout | undefined;
   private renewing = false;
+  /** The epoch in which the config center named a newer one in the leader key: no failsafe then. */
+  private supersededIn: number | undefined;
   private wasOpen = true;
   readonly guardMs: number;
   readonly failsafeMs: number;
@@ -108,6 +110,9 @@ export class LeaderLease {
   }
 
   private failsafe(): boolean {
+    // The failsafe is for a config center that does not answer; one that answered with a newer
+    // epoch (a region failover claimed the key) has superseded this primary.
+    if (this.supersededIn !== undefined && this.supersededIn === this.state().epoch) return false;
     const contacts = this.replicaContacts();
     return contacts.length > 0 && contacts.every((ms) => ms !== null && ms < this.failsafeMs);
   }
@@ -142,6 +147,7 @@ export class LeaderLease {
       const held = current.value as LeaderRecord | undefined;
       if (held && held.node !== self && held.epoch > epoch) {
         this.lastError = `the leader key names ${held.node} at epoch ${held.epoch}, newer than this node's ${epoch}`;
+        this.supersededIn = epoch;
         return;
       }
       const next: LeaderRecord = { node: self, epoch, until: new Date(started + ttlMs).toISOString() };

@@ -524,6 +524,7 @@ export class Replication {
     this.waiters = this.waiters.filter((w) => {
       if (!this.satisfied(w.lsn)) return true;
       clearTimeout(w.timer);
+      this.ackedThrough = Math.max(this.ackedThrough, w.lsn);
       w.resolve();
       return false;
     });
@@ -561,8 +562,16 @@ export class Replication {
     return this.allowDegraded && !sync.some((l) => l.state === 'in-sync');
   }
 
+  /**
+   * Resolves once the write at `lsn` may be acknowledged. The acknowledged LSN is raised here, as
+   * the answer goes out: were it raised only when read, a lease gate that closed in between would
+   * leave an acknowledged batch above it (not served, not archived, recorded lower when fenced).
+   */
   private acknowledged(lsn: number): Promise<void> {
-    if (this.satisfied(lsn)) return Promise.resolve();
+    if (this.satisfied(lsn)) {
+      this.ackedThrough = Math.max(this.ackedThrough, lsn);
+      return Promise.resolve();
+    }
     return new Promise((resolve, reject) => {
       const waiter: Waiter = {
         lsn,
