@@ -29,7 +29,10 @@ import {
 } from '../src/dev/servers';
 import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { regionFailbackWorkflowId, regionFailoverWorkflowId } from '../src/failover/region-input';
+import { KimiclawDr } from '../src/client';
+import { regionCopyWorkflowId } from '../src/region/copy-plan';
 import { applySchedules, describeSchedules } from '../src/schedules';
+import { S3Store, createS3Client } from '../src/storage/s3';
 import type { FailbackRegionResult, FailoverRegionResult } from '../src/workflows/region-failover';
 import { clusterChecks } from './cluster-checks';
 import { EVENTS_CREDENTIAL, Harness, failureMessages, monitorProgress, runCli, waitFor } from './harness';
@@ -50,6 +53,7 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
   let center: ConfigCenter;
   let checks: ReturnType<typeof clusterChecks>;
   let writer: ClusterWriter | undefined;
+  let storeB: S3Store;
   const workers = new Map<string, ChildProcess>();
 
   const member = (name: string) => h.etcdCluster!.members.find((m) => m.name === name)!;
@@ -105,10 +109,12 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
                 accessKeyId: CREDS_B.accessKey,
                 secretAccessKey: CREDS_B.secretKey,
               },
+              copyInterval: '1s',
             },
           ],
         },
         cluster: { ...base.cluster, configCenter: { ...base.cluster!.configCenter!, timeoutMs: 1_000 } },
+        archive: { interval: '1s' },
       }),
     });
     center = openConfigCenter(h.config.cluster.configCenter);
@@ -123,6 +129,15 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
       workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
     });
     await waitFor('the monitor probing', async () => ((await monitorProgress(h.client))?.probes ?? 0) > 2);
+    // Region a archives the log into its store, and copies that store to region b's.
+    const dr = new KimiclawDr(h.client, h.config);
+    await dr.ensureLogArchive('kimiclaw');
+    await h.client.workflow.start('copyToRegion', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: regionCopyWorkflowId('b'),
+      args: [{ region: 'b' }],
+    });
+    storeB = new S3Store(createS3Client(h.config.regions!.standby[0]!.storage), h.config.regions!.standby[0]!.storage);
   });
 
   after(async () => {
@@ -135,28 +150,35 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** a1 primary, a2 its synchronous standby (same region), b1 asynchronous and in sync, same data. */
-  async function steadyInRegionA(): Promise<void> {
-    await waitFor(
-      'a1 primary with a2 synchronous and b1 asynchronous, both in sync',
+  /**
+   * The primary in region a (a1 or a2), the other node of region a its synchronous standby, b1
+   * asynchronous, both in sync, the sync record naming the standby; every node with its data.
+   */
+  async function steadyInRegionA(): Promise<string> {
+    const found = await waitFor(
+      'a primary in region a with its synchronous standby there and b1 asynchronous, both in sync',
       async () => {
-        const p = (await checks.health('a1').catch(() => undefined)) as
+        const record = await primary().catch(() => undefined);
+        if (!record || REGION_OF[record.node] !== 'a') return false;
+        const standby = record.node === 'a1' ? 'a2' : 'a1';
+        const p = (await checks.health(record.node).catch(() => undefined)) as
           { role: string; replicas?: Array<{ id: string; mode: string; state: string }> } | undefined;
         const sync = (await center.get(syncKey('kimiclaw'))).value as SyncRecord | undefined;
         const link = (id: string) => p?.replicas?.find((r) => r.id === id);
-        return (
+        const steady =
           p?.role === 'primary' &&
-          link('a2')?.mode === 'sync' &&
-          link('a2')?.state === 'in-sync' &&
+          link(standby)?.mode === 'sync' &&
+          link(standby)?.state === 'in-sync' &&
           link('b1')?.mode === 'async' &&
           link('b1')?.state === 'in-sync' &&
-          sync?.standbys.join() === 'a2'
-        );
+          sync?.epoch === record.epoch &&
+          sync.standbys.join() === standby;
+        return steady ? record.node : false;
       },
       120_000,
     );
-    await checks.assertSameData('a1', 'a2');
-    await checks.assertSameData('a1', 'b1');
+    for (const n of h.nodes.filter((x) => x.id !== found)) await checks.assertSameData(found, n.id);
+    return found;
   }
 
   async function startOnB(input: Record<string, unknown>, workflowId = regionFailoverWorkflowId('kimiclaw')) {
@@ -316,6 +338,7 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
         `rejoined ${JSON.stringify(result.rejoined)}`,
     );
     assert.equal(REGION_OF[result.to], 'a');
+    assert.ok(result.storeSynced, "region a's store took what region b's received meanwhile");
     const acksNow = writer.acks.length;
     await waitFor('writes on region a again', async () => writer!.acks.length > acksNow + 100);
     const standDownB = (await clientB.workflow.getHandle('monitor-kimiclaw').result()) as { stoodDown: string };
@@ -333,9 +356,65 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     console.log(`failback: ${strandedSeqs.size} stranded writes found aside on a1 (${kept.size} events kept)`);
     assert.ok(acknowledged(writer).size > 0);
   });
+
+  void test("region b without a replica: failoverRegion restores b1 from region b's store (newest backup + archived log)", async () => {
+    const home = await steadyInRegionA();
+    writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY, requestTimeoutMs: 2_000 });
+    await waitFor('writes flowing', async () => writer!.acked.length >= 200);
+    const backing = await new KimiclawDr(h.client, h.config).startBackup({ tier: 'L2' });
+    const backup = await backing.result();
+    await waitFor('the backup copied to region b', async () =>
+      (await storeB.list('')).some((o) => o.key.includes(backup.backupId)),
+    );
+    // Region b's node loses its disk: region b has no replica with data when region a is lost.
+    const b1 = h.nodes.find((n) => n.id === 'b1')!;
+    await b1.stop('SIGKILL');
+    await rm(b1.dataDir, { recursive: true, force: true });
+    const acks = writer.acks.length;
+    await waitFor('writes acknowledged in region a alone', async () => writer!.acks.length > acks + 200);
+
+    const faultAt = Date.now();
+    await Promise.all([
+      ...nodesOf('a').map((n) => n.stop('SIGKILL')),
+      member('a').kill(),
+      stopWorker('a'),
+      h.s3.stop(),
+      h.temporal.stop(),
+    ]);
+    await b1.start();
+    const operatorAt = Date.now();
+    const result = (await (
+      await startOnB({ toRegion: 'b', reason: 'region a lost, b1 empty (test)', confirm: true })
+    ).result()) as FailoverRegionResult;
+    const first = await waitFor('a write acknowledged by b1', async () =>
+      writer!.acks.find((a) => a.at > faultAt && a.node === 'b1'),
+    );
+    await writer.stop();
+    assert.equal(result.method, 'restored');
+    assert.equal(result.newPrimary, 'b1');
+    const onB1 = await sequencesOn(b1.url, EVENTS_CREDENTIAL);
+    const missing = writer.acks.flatMap((a) => a.seqs.filter((s) => !onB1.has(s)).map((seq) => ({ seq, ack: a })));
+    const span = missing.length ? (faultAt - Math.min(...missing.map((m) => m.ack.at))) / 1000 : 0;
+    console.log(
+      `region a lost with b1 empty (primary was ${home}): restored from region b's store in ${result.phases.restore} ms ` +
+        `(${result.restored?.segmentsReplayed} segments replayed to LSN ${result.restored?.finalLsn}); failoverRegion ${result.rtoSeconds} s; ` +
+        `first write acknowledged by b1 ${first.at - operatorAt} ms after the operator's start; ` +
+        `RPO ${missing.length} acknowledged writes, the oldest ${span.toFixed(2)} s before the fault; restore: ${result.restored?.reason}`,
+    );
+    for (const { seq, ack } of missing) {
+      assert.equal(REGION_OF[ack.node], 'a', `seq ${seq} acknowledged by ${ack.node} is missing on b1`);
+    }
+    // RPO from the copied archive alone: the archive interval (1 s) + the copy interval (1 s) and
+    // the passes themselves; the target is 15 s.
+    assert.ok(span <= 15, `acknowledged writes up to ${span} s before the fault are missing (target ≤ 15 s)`);
+    await assertLedgerOnNodes(writer, [b1], EVENTS_CREDENTIAL, {
+      ignore: (seq) => missing.some((m) => m.seq === seq),
+    });
+    assertOneEventPerPlace(writer, (lsn) => lsn > result.lsn);
+  });
 });
 
-/** The `seq` of every event in a1's kept-aside diverged tails. */
+/** The `seq` of every event in a node's kept-aside diverged tails. */
 async function strandedKeptOn(dataDir: string): Promise<Set<number>> {
   const seqs = new Set<number>();
   for (const name of await readdir(dataDir)) {

@@ -25,6 +25,7 @@ import {
   type StandbyPlacement,
   decideStandbySwitch,
   joinSpecs,
+  regionElsewhere,
   sameRegion,
   placementOf,
   replicaSpecs,
@@ -554,7 +555,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       } catch (err) {
         ctx.heartbeat({ waiting: `config center: ${(err as Error).message}` });
       }
-      const elsewhere = record && regionElsewhere(db, record);
+      const elsewhere = record && regionElsewhere(homeRegion(config), db, record);
       if (elsewhere) return { kind: 'elsewhere', evidence: elsewhere };
       const primary = record && views.find((v) => v.id === record.node);
       if (primary && record) {
@@ -651,17 +652,6 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
       if (err instanceof WorkflowExecutionAlreadyStartedError) return { ...outcome, failover: { workflowId } };
       throw err;
     }
-  }
-
-  /**
-   * Why this worker's region does not run the cluster now (the recorded primary is a node of
-   * another region), or undefined when it does or regions are not configured.
-   */
-  function regionElsewhere(db: DatabaseConfig, record: PrimaryRecord): string | undefined {
-    const mine = homeRegion(config);
-    const theirs = db.nodes.find((n) => n.id === record.node)?.region;
-    if (mine === undefined || theirs === undefined || theirs === mine) return undefined;
-    return `the primary of ${db.name} is ${record.node} in region ${theirs} (epoch ${record.epoch}); this worker runs in region ${mine}`;
   }
 
   /** The monitor waits for the failover its watch started; resolves with how it ended. */

@@ -6,11 +6,17 @@
  * and waited out.
  */
 import { Context } from '@temporalio/activity';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import { archiveWorkflowId } from '../backup/ids';
+import { regionCopyWorkflowId } from '../region/copy-plan';
+import { DrDatabase } from '../workflows/search-attributes';
 import { clusterOfConfig } from '../cluster';
 import { homeRegion } from '../config';
 import { type PrimaryRecord, openConfigCenter, readPrimary, type ConfigCenter } from '../config-center';
 import { InputProblem, Unavailable } from '../errors';
 import { FAILOVER_TASK_TIMEOUT, monitorWorkflowId } from '../failover/input';
+import { REBUILD_STATES } from '../failover/node-states';
 import { type ApplyResult, applySchedules, resumeStoodDown, standDownSchedules } from '../schedules';
 import { type NodeView, primaryKey, probeNode } from './cluster';
 import type { ActivityDeps } from './index';
@@ -34,6 +40,8 @@ export interface RegionMovePlan {
   toNodes: string[];
   /** Nodes of fromRegion that answered a probe, described ("a1: primary, epoch 3"). */
   answering: string[];
+  /** fromRegion is a declared standby region (its store can be copied from). */
+  fromIsStandby: boolean;
   webhooks: number;
 }
 
@@ -135,6 +143,7 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       fromNodes: fromNodes.map((n) => n.id),
       toNodes: toNodes.map((n) => n.id),
       answering,
+      fromIsStandby: declared.standby.some((r) => r.name === fromRegion),
       webhooks: config.cluster.webhooks.length,
     };
   }
@@ -184,28 +193,51 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
   }
 
   /**
-   * The node of `region` to promote: the reachable replica with the highest LSN. None: refused
-   * with what each node said (the move has fenced the epoch, promoted nothing).
+   * The node of `region` to promote: the reachable replica of the recorded primary's `epoch` (or
+   * later) with the highest LSN; without one, a node of the region that answers, to restore from
+   * the region's store; none answers: refused with what each node said (nothing promoted).
    */
-  async function electInRegion(input: { cluster: string; region: string }) {
+  async function electInRegion(input: { cluster: string; region: string; epoch: number }) {
     const db = clusterOfConfig(config, input.cluster);
     const nodes = db.nodes.filter((n) => regionOfNode(db.nodes, n.id) === input.region);
     const views = await Promise.all(nodes.map((n) => probeNode(n, 2_000)));
     const candidates = views
-      .filter((v) => v.reachable && (v.role === 'replica' || v.role === 'fenced') && v.status !== 'damaged')
+      // An empty or damaged node holds nothing to promote (REBUILD_STATES), and a replica of an
+      // older epoch than the recorded primary's never followed it (a node that lost its disk and
+      // started over).
+      .filter(
+        (v) =>
+          v.reachable &&
+          (v.role === 'replica' || v.role === 'fenced') &&
+          !REBUILD_STATES.includes(v.status ?? '') &&
+          (v.epoch ?? 0) >= input.epoch,
+      )
       .sort((a, b) => (b.lsn ?? 0) - (a.lsn ?? 0));
     const chosen = candidates[0];
-    if (!chosen) {
+    if (chosen) {
+      return {
+        kind: 'promote' as const,
+        node: chosen.id,
+        url: nodes.find((n) => n.id === chosen.id)!.url,
+        lsn: chosen.lsn ?? 0,
+        why: `highest LSN (${chosen.lsn}) among region ${input.region}'s replicas`,
+      };
+    }
+    // No replica with data (the region's node was empty, damaged or being rebuilt): a node that
+    // answers is restored from this region's store (newest backup + the archived log).
+    const reachable = views.find((v) => v.reachable);
+    if (!reachable) {
       throw new InputProblem(
         'toRegion',
-        `no node of region ${input.region} answers as a replica with data (${views.map(describe).join('; ')}); nothing was promoted`,
+        `no node of region ${input.region} answers (${views.map(describe).join('; ')}); nothing was promoted`,
       );
     }
     return {
-      node: chosen.id,
-      url: nodes.find((n) => n.id === chosen.id)!.url,
-      lsn: chosen.lsn ?? 0,
-      why: `highest LSN (${chosen.lsn}) among region ${input.region}'s replicas`,
+      kind: 'restore' as const,
+      node: reachable.id,
+      url: nodes.find((n) => n.id === reachable.id)!.url,
+      lsn: 0,
+      why: `no node of region ${input.region} is a replica with data (${views.map(describe).join('; ')}): ${reachable.id} is restored from region ${input.region}'s store`,
     };
   }
 
@@ -213,9 +245,14 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
    * This region runs the cluster now: schedules this region stood down with are resumed, the
    * config's schedules applied to this region's Temporal, and the monitor started here.
    */
-  async function takeOverRegion(input: {
-    cluster: string;
-  }): Promise<{ region?: string; resumed: string[]; schedules: ApplyResult; monitor: string }> {
+  async function takeOverRegion(input: { cluster: string }): Promise<{
+    region?: string;
+    resumed: string[];
+    schedules: ApplyResult;
+    monitor: string;
+    archive: string;
+    copies: string[];
+  }> {
     const client = Context.current().client;
     const resumed = await resumeStoodDown(client);
     const schedules = await applySchedules(client, config);
@@ -227,13 +264,54 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
+    // The log archive goes on into this region's store, from the new primary.
+    const archive = archiveWorkflowId(input.cluster);
+    await client.workflow.start('archiveLog', {
+      taskQueue: config.temporal.taskQueue,
+      workflowId: archive,
+      args: [{ database: input.cluster }],
+      workflowIdConflictPolicy: 'USE_EXISTING',
+      typedSearchAttributes: new TypedSearchAttributes([{ key: DrDatabase, value: input.cluster }]),
+    });
     const region = homeRegion(config);
-    return { ...(region ? { region } : {}), resumed, schedules, monitor };
+    // Back in the primary region, its store is copied to the standby regions again (a copy that
+    // stood down while another region ran the cluster ended).
+    const copies: string[] = [];
+    if (region !== undefined && region === config.regions?.primary) {
+      for (const standby of config.regions.standby) {
+        const id = regionCopyWorkflowId(standby.name);
+        await client.workflow.start('copyToRegion', {
+          taskQueue: config.temporal.taskQueue,
+          workflowId: id,
+          args: [{ region: standby.name }],
+          workflowIdConflictPolicy: 'USE_EXISTING',
+        });
+        copies.push(id);
+      }
+    }
+    return { ...(region ? { region } : {}), resumed, schedules, monitor, archive, copies };
   }
 
-  /** The cluster is run from another region: this region's schedules are paused (not deleted). */
-  async function standDown(input: { cluster: string; why: string }): Promise<{ paused: string[] }> {
-    return { paused: await standDownSchedules(Context.current().client, input.why) };
+  /**
+   * The cluster is run from another region: this region's schedules are paused (not deleted) and
+   * its log archiver is stopped (the other region archives into its own store now). Its copy to
+   * the other region stops by itself (copyToRegionPass).
+   */
+  async function standDown(input: { cluster: string; why: string }): Promise<{ paused: string[]; stopped: string[] }> {
+    const client = Context.current().client;
+    const paused = await standDownSchedules(client, input.why);
+    const stopped: string[] = [];
+    const archive = archiveWorkflowId(input.cluster);
+    try {
+      const handle = client.workflow.getHandle(archive);
+      if ((await handle.describe()).status.name === 'RUNNING') {
+        await handle.cancel();
+        stopped.push(archive);
+      }
+    } catch (err) {
+      if (!(err instanceof WorkflowNotFoundError)) throw err;
+    }
+    return { paused, stopped };
   }
 
   return { planRegionMove, claimLeaderLease, awaitInstant, electInRegion, takeOverRegion, standDown };
@@ -248,6 +326,6 @@ function parseLeader(value: unknown): LeaderRecord | undefined {
 function describe(view: NodeView | undefined): string {
   if (!view) return 'not probed';
   return view.reachable
-    ? `${view.id}: ${view.role}${view.status ? ` (${view.status})` : ''}`
+    ? `${view.id}: ${view.role} of epoch ${view.epoch}${view.status ? ` (${view.status})` : ''}`
     : `${view.id}: unreachable`;
 }

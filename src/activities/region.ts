@@ -5,7 +5,10 @@
  * Objects stream from one store to the other; nothing is held in memory or on disk.
  */
 import { Context } from '@temporalio/activity';
-import type { StandbyRegionConfig } from '../config';
+import { type StandbyRegionConfig, homeRegion } from '../config';
+import { type ConfigCenter, openConfigCenter, readPrimary } from '../config-center';
+import { regionElsewhere } from '../failover/placement';
+import { primaryKey } from './cluster';
 import { InputProblem } from '../errors';
 import { planRegionCopy } from '../region/copy-plan';
 import { S3Store, createS3Client } from '../storage/s3';
@@ -23,6 +26,8 @@ export interface RegionCopyPass {
   kept: string[];
   /** How long to wait before the next pass (the region's copyInterval), ms. */
   intervalMs: number;
+  /** Nothing was copied: the cluster is run from another region (the copy ends). */
+  stoodDown?: string;
 }
 
 export function createRegionActivities({ config, stores, metrics }: ActivityDeps) {
@@ -42,13 +47,67 @@ export function createRegionActivities({ config, stores, metrics }: ActivityDeps
     return { region: found, store };
   }
 
+  let center: ConfigCenter | undefined;
+  const cc = () => (center ??= openConfigCenter(config.cluster.configCenter));
+
+  /**
+   * Why this region must not copy now: a region failover moved a cluster's primary to another
+   * region, whose store is the one written since. Copying from here would remove what that region
+   * wrote (the copy carries removals), so the copy stands down.
+   */
+  async function notOurs(): Promise<string | undefined> {
+    const home = homeRegion(config);
+    if (home === undefined) return undefined;
+    for (const db of config.databases.filter((d) => d.nodes.some((n) => n.region !== undefined))) {
+      const { record } = await readPrimary(cc(), primaryKey(db.name));
+      const why = record && regionElsewhere(home, db, record);
+      if (why) return why;
+    }
+    return undefined;
+  }
+
   async function copyToRegionPass(input: { region: string }): Promise<RegionCopyPass> {
-    const ctx = Context.current();
     const { region, store: target } = standby(input.region);
-    const source = stores.s3();
+    const elsewhere = await notOurs();
+    if (elsewhere) {
+      return {
+        region: region.name,
+        copied: 0,
+        copiedBytes: 0,
+        removed: 0,
+        same: 0,
+        lagSeconds: 0,
+        kept: [],
+        intervalMs: region.copyInterval,
+        stoodDown: elsewhere,
+      };
+    }
+    const pass = await copyPass(stores.s3(), target, (lag) => metrics.regionCopyLag.set({ region: region.name }, lag));
+    metrics.regionCopyLag.set({ region: region.name }, 0);
+    metrics.regionCopyLastPass.set({ region: region.name }, Date.now() / 1000);
+    return { region: region.name, ...pass, intervalMs: region.copyInterval };
+  }
+
+  /**
+   * One pass the other way: this region's store made a copy of `region`'s (removals included).
+   * failbackRegion runs it before the home region archives again: while the standby region ran
+   * the cluster its store received the new history (log segments, retirements, backups), and the
+   * home store still holds the old one beyond the fork.
+   */
+  async function copyFromRegionPass(input: { region: string }): Promise<Omit<RegionCopyPass, 'intervalMs'>> {
+    const { region, store: source } = standby(input.region);
+    return { region: region.name, ...(await copyPass(source, stores.s3(), () => undefined)) };
+  }
+
+  async function copyPass(
+    source: S3Store,
+    target: S3Store,
+    lag: (seconds: number) => void,
+  ): Promise<Pick<RegionCopyPass, 'copied' | 'copiedBytes' | 'removed' | 'same' | 'lagSeconds' | 'kept'>> {
+    const ctx = Context.current();
     const [from, to] = await Promise.all([source.list(''), target.list('')]);
     const plan = planRegionCopy(from, to, Date.now());
-    metrics.regionCopyLag.set({ region: region.name }, plan.lagSeconds);
+    lag(plan.lagSeconds);
     let copiedBytes = 0;
     for (const [i, object] of plan.copy.entries()) {
       const { stream, bytes } = await source.openArtifact(object.key);
@@ -60,19 +119,15 @@ export function createRegionActivities({ config, stores, metrics }: ActivityDeps
     for (const key of plan.remove) {
       await target.deleteKeys([key]).catch((err: unknown) => kept.push(`${key}: ${(err as Error).message}`));
     }
-    metrics.regionCopyLag.set({ region: region.name }, 0);
-    metrics.regionCopyLastPass.set({ region: region.name }, Date.now() / 1000);
     return {
-      region: region.name,
       copied: plan.copy.length,
       copiedBytes,
       removed: plan.remove.length - kept.length,
       same: plan.same,
       lagSeconds: plan.lagSeconds,
       kept,
-      intervalMs: region.copyInterval,
     };
   }
 
-  return { copyToRegionPass };
+  return { copyToRegionPass, copyFromRegionPass };
 }

@@ -5,7 +5,7 @@
  * node's host (its task queue) reads or writes it; L2 and L3 live in the bucket, reachable from
  * the control queue.
  */
-import { nodeTaskQueue, type Config, type DatabaseConfig, type NodeConfig } from '../config';
+import { homeRegion, nodeTaskQueue, type Config, type DatabaseConfig, type NodeConfig } from '../config';
 import { TIERS, type Tier } from '../domain';
 
 /** One catalog of backups: a tier's manifests in one store, and the queue whose worker reaches it. */
@@ -37,14 +37,21 @@ export function catalogLocation(config: Config, tier: Tier, node: NodeConfig): C
 }
 
 /** Every catalog of a database: one per node for L1, the bucket's for L2 and L3. */
+/**
+ * Every catalog of the database this worker's region reaches: the bucket's tiers, and the L1 of
+ * each node in this region (another region's node disks are served by that region's workers, on
+ * its own Temporal: a task for them here would wait forever).
+ */
 export function catalogLocations(
   config: Config,
   db: DatabaseConfig,
   tiers: readonly Tier[] = TIERS,
 ): CatalogLocation[] {
+  const home = homeRegion(config);
+  const here = (n: NodeConfig) => home === undefined || (n.region ?? config.regions?.primary) === home;
   return tiers.flatMap((tier) =>
     tier === 'L1'
-      ? db.nodes.map((n) => catalogLocation(config, tier, n))
+      ? db.nodes.filter(here).map((n) => catalogLocation(config, tier, n))
       : [catalogLocation(config, tier, db.nodes[0]!)],
   );
 }

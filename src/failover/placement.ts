@@ -41,6 +41,21 @@ export function sameRegion(primary: Pick<PlacedNode, 'region'> | undefined, node
 }
 
 /**
+ * Why a worker of region `home` must not act on the cluster now (its recorded primary is a node
+ * of another region: a region failover moved it), or undefined when it may (or regions are not
+ * configured).
+ */
+export function regionElsewhere(
+  home: string | undefined,
+  cluster: { name: string; nodes: ReadonlyArray<{ id: string; region?: string }> },
+  record: { node: string; epoch: number },
+): string | undefined {
+  const theirs = cluster.nodes.find((n) => n.id === record.node)?.region;
+  if (home === undefined || theirs === undefined || theirs === home) return undefined;
+  return `the primary of ${cluster.name} is ${record.node} in region ${theirs} (epoch ${record.epoch}); this worker runs in region ${home}`;
+}
+
+/**
  * The primary's replicas, the first `count` of them synchronous: nodes in `eligible` (healthy, or
  * in sync) before the others; within each, nodes of another zone before the primary's own zone,
  * unless the placement ignores zones; config order breaks ties. With "require-other-zone" a node

@@ -54,3 +54,6 @@ export function planRegionCopy(
     lagSeconds: copy.length === 0 ? 0 : Math.max(0, (now - oldest) / 1000),
   };
 }
+
+/** One copy per standby region. */
+export const regionCopyWorkflowId = (region: string) => `region-copy-${region}`;

@@ -136,8 +136,10 @@ export function decideClusterRestore(request: ParsedRestoreInput, facts: Cluster
   // No node can be the source: backups and the archive, up to what the cluster proves acknowledged.
   const unreachable = facts.nodes.filter((n) => !n.reachable).map((n) => n.id);
   const allEmpty = facts.nodes.every((n) => n.reachable && n.status === 'empty');
+  // A node that knows nothing acknowledged (LSN 0: one that lost its disk and started over)
+  // proves nothing: it must not cap "everything" at LSN 0.
   const proof = facts.nodes
-    .filter((n) => n.reachable && n.ackedLsn !== undefined && n.status !== 'empty')
+    .filter((n) => n.reachable && (n.ackedLsn ?? 0) > 0 && n.status !== 'empty')
     .map((n) => n.ackedLsn as number);
   const requiredLsn = proof.length > 0 ? Math.max(...proof) : undefined;
   if (unreachable.length > 0 && !request.acceptLoss) {

@@ -37,6 +37,7 @@ import {
   type FailoverRegionInput,
 } from '../failover/region-input';
 import { type FailoverResult, notifyAll, recoverNode, switchover } from './cluster';
+import { restore } from './restore';
 import { applicationCause, explainFailure } from './failure';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
@@ -53,6 +54,12 @@ const bounded = proxyActivities<ControlActivities>({
   scheduleToCloseTimeout: '30s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
 });
+/** A copy pass between the regions' stores (heartbeats each object). */
+const copying = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '6h',
+  heartbeatTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
+});
 /** Waiting out the old primary's leadership lease (its TTL: seconds). */
 const waiting = proxyActivities<ControlActivities>({
   startToCloseTimeout: '10m',
@@ -66,9 +73,11 @@ export interface RegionPhases {
   fence: number;
   /** Waiting out the old primary's leadership lease. */
   lease: number;
-  elect: number;
-  config: number;
-  promote: number;
+  elect?: number;
+  config?: number;
+  promote?: number;
+  /** The region's node restored from its store (when it had no replica with data). */
+  restore?: number;
   notify: number;
   /** Schedules applied and the monitor started on this region's Temporal. */
   takeOver: number;
@@ -78,6 +87,8 @@ export interface FailoverRegionResult {
   cluster: string;
   fromRegion: string;
   toRegion: string;
+  /** promoted: the region's replica; restored: its node, from the region's store. */
+  method: 'promoted' | 'restored';
   oldPrimary: string;
   /** The old primary's epoch: writes it acknowledged beyond `lsn` are kept aside when it rejoins. */
   oldEpoch: number;
@@ -88,6 +99,10 @@ export interface FailoverRegionResult {
   why: string;
   /** The old primary's leadership lease this move waited out (its `until`), if there was one. */
   oldLeaseUntil?: string;
+  /** promoted: the log segments and backups of this region's store beyond `lsn`, retired and marked. */
+  abandoned?: { afterLsn: number; segments: number; backups: number };
+  /** restored: the restore that brought the node back (RPO: the archive interval + the copy lag). */
+  restored?: { workflowId: string; finalLsn: number; segmentsReplayed: number; reason: string };
   /** Milliseconds per phase. */
   phases: RegionPhases;
   /** Workflow start to the new primary promoted, seconds (the operator's part of the RTO). */
@@ -129,7 +144,7 @@ async function failoverRegionSteps(
       `workflow id: start failoverRegion with the workflow id "${regionFailoverWorkflowId(plan.cluster)}" (not "${workflowInfo().workflowId}"), so that two region failovers of ${plan.cluster} can never run at once`,
     );
   }
-  return withTopologyLease(
+  const moved = await withTopologyLease(
     { cluster: plan.cluster, purpose: 'region-failover', preempt: true, waitForHolder: true },
     async (lease) => {
       // Checked again under the lease: a change that held it may have moved the primary.
@@ -142,21 +157,32 @@ async function failoverRegionSteps(
       const check = Date.now() - t0;
       let t = Date.now();
       const { epoch, previous } = await fast.fenceEpoch({ cluster: plan.cluster, by: lease.holder });
-      const choice = await fast.electInRegion({ cluster: plan.cluster, region: plan.toRegion });
+      const choice = await fast.electInRegion({
+        cluster: plan.cluster,
+        region: plan.toRegion,
+        epoch: plan.primary.epoch,
+      });
       const claimed = await fast.claimLeaderLease({ cluster: plan.cluster, node: choice.node, epoch });
       const fence = Date.now() - t;
 
       t = Date.now();
-      if (claimed.previous && claimed.previous.epoch < epoch)
+      if (claimed.previous && claimed.previous.epoch < epoch) {
         await waiting.awaitInstant({ until: claimed.previous.until });
-      const leaseWait = Date.now() - t;
+      }
+      const base = { check, fence, lease: Date.now() - t, oldLeaseUntil: claimed.previous?.until, epoch };
+      // No replica with data in the region: it is restored from its store once this lease is
+      // given back (the restore takes the lease itself, and publishes and promotes the node).
+      if (choice.kind === 'restore') return { kind: 'restore' as const, target: choice, base };
 
-      // Elected again after the wait: the replica may have applied more meanwhile (or another
-      // region node come up further ahead); the claim names whom it was made for, so only the
-      // position is refreshed.
+      // Elected again after the wait: the replica may have applied more meanwhile; the claim
+      // names whom it was made for, so only the position is refreshed.
       t = Date.now();
-      const elected = await fast.electInRegion({ cluster: plan.cluster, region: plan.toRegion });
-      const chosen = elected.node === choice.node ? elected : choice;
+      const elected = await fast.electInRegion({
+        cluster: plan.cluster,
+        region: plan.toRegion,
+        epoch: plan.primary.epoch,
+      });
+      const chosen = elected.node === choice.node && elected.kind === 'promote' ? elected : choice;
       const elect = Date.now() - t;
 
       t = Date.now();
@@ -178,57 +204,133 @@ async function failoverRegionSteps(
       });
       const done = Date.now();
       const promote = done - t;
-
-      t = Date.now();
-      const notified = await notifyAll(plan.webhooks, {
-        type: 'primary-changed',
-        cluster: plan.cluster,
-        database: plan.cluster,
-        primary: { node: promoted.node, url: promoted.url },
-        previous: { node: plan.primary.node, url: plan.primary.url },
-        epoch,
-        reason: request.reason ?? `region failover from ${plan.fromRegion} to ${plan.toRegion}`,
-        kind: 'failover',
-        at: since,
-      });
-      const notify = Date.now() - t;
-
-      t = Date.now();
-      const took = await fast.takeOverRegion({ cluster: plan.cluster });
-      const takeOver = Date.now() - t;
-      const rtoSeconds = (done - t0) / 1000;
-      await fast.recordFailover({ cluster: plan.cluster, kind: 'failover', rtoSeconds });
-      upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+      // The new history departs from the old one at the promoted node's LSN: what this region's
+      // store holds beyond it (segments and backups copied from the lost region, with the writes
+      // stranded there) is retired and marked before this region archives anew.
+      const abandoned = await abandonAfter(plan.cluster, promoted.lsn);
       return {
-        cluster: plan.cluster,
-        fromRegion: plan.fromRegion,
-        toRegion: plan.toRegion,
-        oldPrimary: plan.primary.node,
-        oldEpoch: plan.primary.epoch,
-        newPrimary: promoted.node,
-        epoch,
-        lsn: promoted.lsn,
-        why: chosen.why,
-        ...(claimed.previous ? { oldLeaseUntil: claimed.previous.until } : {}),
-        phases: { check, fence, lease: leaseWait, elect, config, promote, notify, takeOver },
-        rtoSeconds,
-        notified,
-        schedules: {
-          resumed: took.resumed,
-          created: took.schedules.created,
-          updated: took.schedules.updated,
-          unchanged: took.schedules.unchanged,
-        },
-        monitor: took.monitor,
+        kind: 'promoted' as const,
+        base,
+        since,
+        done,
+        phases: { elect, config, promote },
+        node: { node: promoted.node, url: promoted.url, lsn: promoted.lsn, why: chosen.why },
+        abandoned,
       };
     },
   );
+
+  let restored: FailoverRegionResult['restored'];
+  let done: number;
+  let since: string;
+  let epoch = moved.base.epoch;
+  const phases: Partial<RegionPhases> = {};
+  let node: { node: string; url: string; lsn: number; why: string };
+  if (moved.kind === 'restore') {
+    const t = Date.now();
+    const workflowId = `${regionFailoverWorkflowId(plan.cluster)}-restore-${moved.target.node}`;
+    const result = await executeChild(restore, {
+      workflowId,
+      // The operator confirmed the region failover: what the lost region alone held is accepted
+      // as lost here (and stays in its files).
+      args: [{ database: plan.cluster, node: moved.target.node, target: 'in-place', acceptLoss: true }],
+      workflowIdReusePolicy: WorkflowIdReusePolicy.ALLOW_DUPLICATE,
+    });
+    done = Date.now();
+    phases.restore = done - t;
+    since = new Date().toISOString();
+    epoch = result.epoch ?? epoch;
+    node = { ...moved.target, lsn: result.finalLsn };
+    restored = {
+      workflowId,
+      finalLsn: result.finalLsn,
+      segmentsReplayed: result.segmentsReplayed,
+      reason: result.reason,
+    };
+  } else {
+    done = moved.done;
+    since = moved.since;
+    node = moved.node;
+    Object.assign(phases, moved.phases);
+  }
+
+  let t = Date.now();
+  const notified = await notifyAll(plan.webhooks, {
+    type: 'primary-changed',
+    cluster: plan.cluster,
+    database: plan.cluster,
+    primary: { node: node.node, url: node.url },
+    previous: { node: plan.primary.node, url: plan.primary.url },
+    epoch,
+    reason: request.reason ?? `region failover from ${plan.fromRegion} to ${plan.toRegion}`,
+    kind: 'failover',
+    at: since,
+  });
+  const notify = Date.now() - t;
+
+  t = Date.now();
+  const took = await fast.takeOverRegion({ cluster: plan.cluster });
+  const takeOver = Date.now() - t;
+  const rtoSeconds = (done - t0) / 1000;
+  await fast.recordFailover({ cluster: plan.cluster, kind: 'failover', rtoSeconds });
+  upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
+  return {
+    cluster: plan.cluster,
+    fromRegion: plan.fromRegion,
+    toRegion: plan.toRegion,
+    method: moved.kind === 'restore' ? 'restored' : 'promoted',
+    oldPrimary: plan.primary.node,
+    oldEpoch: plan.primary.epoch,
+    newPrimary: node.node,
+    epoch,
+    lsn: node.lsn,
+    why: node.why,
+    ...(moved.base.oldLeaseUntil ? { oldLeaseUntil: moved.base.oldLeaseUntil } : {}),
+    ...(moved.kind === 'promoted' ? { abandoned: moved.abandoned } : {}),
+    ...(restored ? { restored } : {}),
+    phases: {
+      check: moved.base.check,
+      fence: moved.base.fence,
+      lease: moved.base.lease,
+      ...phases,
+      notify,
+      takeOver,
+    },
+    rtoSeconds,
+    notified,
+    schedules: {
+      resumed: took.resumed,
+      created: took.schedules.created,
+      updated: took.schedules.updated,
+      unchanged: took.schedules.unchanged,
+    },
+    monitor: took.monitor,
+  };
+}
+
+/** What this region's store holds beyond `lsn` (the old history): log segments retired, backups marked bad. */
+async function abandonAfter(cluster: string, lsn: number): Promise<NonNullable<FailoverRegionResult['abandoned']>> {
+  const tag = workflowInfo().workflowId;
+  const segments = await fast.retireArchiveAfter({ database: cluster, lsn, tag });
+  const [l2, l3] = await Promise.all(
+    (['L2', 'L3'] as const).map((tier) =>
+      fast.markBackupsBadAfter({
+        database: cluster,
+        tier,
+        lsn,
+        reason: `holds history after LSN ${lsn}, abandoned by region failover ${tag}`,
+      }),
+    ),
+  );
+  return { afterLsn: lsn, segments, backups: l2! + l3! };
 }
 
 export interface FailbackRegionResult {
   cluster: string;
   fromRegion: string;
   toRegion: string;
+  /** This region's store made a copy of the other region's before archiving again. */
+  storeSynced?: { copied: number; removed: number; kept: string[] };
   /** The nodes of toRegion that rejoined, and whether each was rebuilt from a snapshot. */
   rejoined: Array<{ node: string; rebuilt: boolean; lsn: number }>;
   from: string;
@@ -268,12 +370,16 @@ export async function failbackRegion(input: FailbackRegionInput): Promise<Failba
       workflowId: switchoverWorkflowId(plan.cluster, new Date()),
       args: [{ cluster: plan.cluster, to: target, reason: request.reason ?? `failback to region ${plan.toRegion}` }],
     });
+    // This region's store takes what the other region's received meanwhile (the new history,
+    // retirements, backups) before this region archives into it again.
+    const synced = plan.fromIsStandby ? await copying.copyFromRegionPass({ region: plan.fromRegion }) : undefined;
     const took = await fast.takeOverRegion({ cluster: plan.cluster });
     upsertSearchAttributes([{ key: DrOutcome, value: 'success' }]);
     return {
       cluster: plan.cluster,
       fromRegion: plan.fromRegion,
       toRegion: plan.toRegion,
+      ...(synced ? { storeSynced: { copied: synced.copied, removed: synced.removed, kept: synced.kept } } : {}),
       rejoined,
       from: moved.from,
       to: moved.to,

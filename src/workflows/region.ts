@@ -4,7 +4,9 @@
  * last (artifacts, manifests, log segments) and removes what the primary no longer holds; passes
  * follow each other every `copyInterval` of the region, and the workflow continues as new every
  * few hundred passes so its history stays small. `region_copy_lag_seconds` says how far behind
- * the standby was at the last pass.
+ * the standby was at the last pass. It ends (stands down) once a region failover has moved a
+ * cluster's primary out of this worker's region: the copy carries removals, and would undo what
+ * the other region wrote since.
  *
  * Input (paste into the Temporal UI): { "region": "b" }
  */
@@ -19,7 +21,7 @@ import { DrScenario } from './search-attributes';
 export const CopyToRegionInputSchema = z.object({ region: NameSchema }).strict();
 export type CopyToRegionInput = z.input<typeof CopyToRegionInputSchema>;
 
-export const regionCopyWorkflowId = (region: string) => `region-copy-${region}`;
+export { regionCopyWorkflowId } from '../region/copy-plan';
 
 const PASSES_PER_RUN = 200;
 
@@ -30,13 +32,15 @@ const copier = proxyActivities<ControlActivities>({
   retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '1m' },
 });
 
-export async function copyToRegion(input: CopyToRegionInput): Promise<never> {
+export async function copyToRegion(input: CopyToRegionInput): Promise<{ stoodDown: string }> {
   const { region } = inputOrFail(CopyToRegionInputSchema, input, 'copyToRegion');
   upsertSearchAttributes([{ key: DrScenario, value: 'region-copy' }]);
   for (let pass = 0; pass < PASSES_PER_RUN; pass++) {
     const done = await copier.copyToRegionPass({ region }).catch((err: unknown) => {
       throw explainFailure(err, `the copy to region ${region} stopped`, 'RegionCopyFailed');
     });
+    // The cluster is run from another region now: copying from here would undo what it wrote.
+    if (done.stoodDown) return { stoodDown: done.stoodDown };
     await sleep(done.intervalMs);
   }
   return continueAsNew<typeof copyToRegion>({ region });

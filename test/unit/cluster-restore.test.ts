@@ -56,6 +56,17 @@ void describe('decideClusterRestore', () => {
     assert.deepEqual(d.kind === 'restore' && d.others, ['node2', 'node3']);
   });
 
+  void test('a node that started over (LSN 0, nothing acknowledged) proves nothing: the archive is restored in full', () => {
+    const down = { reachable: false };
+    const restarted = { status: 'ok', role: 'replica', epoch: 1, lsn: 0, ackedLsn: 0 };
+    const d = decideClusterRestore(
+      request({ node: 'node3', acceptLoss: true }),
+      facts({ node1: down, node2: down, node3: restarted }),
+    );
+    assert.equal(d.kind, 'restore');
+    assert.equal(d.kind === 'restore' && d.requiredLsn, undefined, 'not capped at LSN 0');
+  });
+
   void test('every node reachable and empty: the archive is all there is, no proof asked', () => {
     const empty = { status: 'empty', lsn: 0, ackedLsn: 0 };
     const d = decideClusterRestore(request(), facts({ node1: empty, node2: empty, node3: empty }));

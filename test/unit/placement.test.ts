@@ -6,7 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { decideStandbySwitch, joinSpecs, placementOf, replicaSpecs, zonesOf } from '../../src/failover/placement';
+import {
+  decideStandbySwitch,
+  joinSpecs,
+  placementOf,
+  regionElsewhere,
+  replicaSpecs,
+  zonesOf,
+} from '../../src/failover/placement';
 
 const nodes = [
   { id: 'a1', url: 'http://a1', zone: 'a' },
@@ -162,5 +169,25 @@ void describe('placementOf and zonesOf', () => {
       undefined,
     );
     assert.deepEqual(zonesOf(nodes, ['b1']), { b1: 'b' });
+  });
+});
+
+void describe('regionElsewhere', () => {
+  const cluster = {
+    name: 'kimiclaw',
+    nodes: [
+      { id: 'a1', region: 'a' },
+      { id: 'b1', region: 'b' },
+    ],
+  };
+  void test('a worker stands down while the primary is in another region, and only then', () => {
+    assert.equal(regionElsewhere('a', cluster, { node: 'a1', epoch: 3 }), undefined);
+    assert.equal(
+      regionElsewhere('a', cluster, { node: 'b1', epoch: 4 }),
+      'the primary of kimiclaw is b1 in region b (epoch 4); this worker runs in region a',
+    );
+    assert.equal(regionElsewhere('b', cluster, { node: 'b1', epoch: 4 }), undefined);
+    assert.equal(regionElsewhere(undefined, cluster, { node: 'b1', epoch: 4 }), undefined, 'no regions configured');
+    assert.equal(regionElsewhere('a', { name: 'x', nodes: [{ id: 'n1' }] }, { node: 'n1', epoch: 1 }), undefined);
   });
 });
