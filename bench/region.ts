@@ -1,0 +1,746 @@
+/**
+ * npm run bench:region [-- --rounds 3] [--lag-ms 0,500] [--logs DIR]
+ *
+ * Losses of the primary's whole region under a steady write load, on real processes on loopback,
+ * in the topology of test/region.test.ts: nodes a1 (primary) and a2 (its synchronous standby) in
+ * region a, b1 (an asynchronous replica) in region b, each renewing its leadership lease with the
+ * etcd majority (TTL 3 s); etcd members a, b and c (c the witness); per region its own S3 server
+ * (versitygw), its own Temporal dev server (region a's keeps its history in a file) and a worker
+ * process (DR_REGION, DR_NODES of the region; region b's on region b's Temporal). Region a runs the
+ * cluster (its schedules, its monitor). Each round, under a fresh writer that records every
+ * acknowledgement (when, by which node, at which epoch):
+ *
+ *   1. waits for a steady cluster: the primary in region a, the other node of region a its
+ *      synchronous standby in sync, b1 asynchronous and in sync;
+ *   2. with a lag (--lag-ms, a list the rounds take in turn, default 0,500: every other round
+ *      lags; 0: none), freezes b1 (SIGSTOP) that long before the fault, so region a acknowledges
+ *      writes region b never received, and thaws it (SIGCONT) after the fault;
+ *   3. stops every process of region a at once: its nodes (SIGKILL), its etcd member (SIGKILL),
+ *      its worker (SIGKILL), its S3 server and its Temporal server;
+ *   4. starts failoverRegion ({ toRegion: 'b', confirm: true }) on region b's Temporal at once and
+ *      waits for its result;
+ *   5. measures the RTO (the fault → the first write acknowledged by the new primary, by the
+ *      writer's clock), the operator's RTO (the workflow's start → that write), the workflow's
+ *      rtoSeconds and phases, and the RPO: the acknowledged writes the new primary does not hold
+ *      (stranded in region a), their count and age span (the fault − the oldest one's ack);
+ *   6. brings region a back (nodes, etcd member, S3, Temporal on its port with its history, the
+ *      worker), waits for region a's monitor to stand down, runs failbackRegion ({ toRegion: 'a' })
+ *      on region a's Temporal (its writePauseMs measured), waits for region b's monitor to stand
+ *      down, and checks the round's ledger on every node: nothing lost but the stranded writes,
+ *      nothing duplicated or moved, no epoch acknowledged by two nodes, and every stranded write
+ *      kept aside in the former primary's data directory (<db>.aside.<time>.diverged-tail).
+ *
+ * Prints per lag p50/p99 of each measure, with the targets beside them (region RTO ≤ 60 s from the
+ * operator's start; RPO ≤ 1 s with a replica). Exits 1 when an acknowledged write other than the
+ * stranded ones was lost (or held twice, or at another place, or two nodes acknowledged in one
+ * epoch), or a stranded write is not kept aside (or is held as an event again). Process output goes
+ * to <temp>/logs (removed at the end; the nodes' and workers' last lines are printed when the bench
+ * fails), or to --logs (kept).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createWriteStream } from 'node:fs';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { constants, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parseArgs } from 'node:util';
+import { DuckDBInstance } from '@duckdb/node-api';
+import { Client, Connection } from '@temporalio/client';
+import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
+import { KimiclawDr } from '../src/client';
+import { parseConfig, type ConfigInput } from '../src/config';
+import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { type ClusterWriter, ledgerEventsOn, startClusterWriter } from '../src/dev/cluster-writer';
+import { type EtcdCluster, startEtcdCluster } from '../src/dev/etcd';
+import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
+import {
+  type TemporalDevServer,
+  type Versitygw,
+  createBucket,
+  startTemporalDevServer,
+  startVersitygw,
+} from '../src/dev/servers';
+import { newNodeToken } from '../src/dev/token-file';
+import { FAILOVER_TASK_TIMEOUT, monitorWorkflowId } from '../src/failover/input';
+import { regionFailbackWorkflowId, regionFailoverWorkflowId } from '../src/failover/region-input';
+import { freePort } from '../src/net';
+import { NodeToken } from '../src/node-token';
+import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
+import { applySchedules } from '../src/schedules';
+import type { FailbackRegionResult, FailoverRegionResult, RegionPhases } from '../src/workflows/region-failover';
+import { checkEvents } from '../test/ledger';
+import { log } from './env';
+
+const { values: args } = parseArgs({
+  options: {
+    rounds: { type: 'string', default: '3' },
+    'lag-ms': { type: 'string', default: '0,500' },
+    logs: { type: 'string' },
+  },
+});
+const REPO = resolve(__dirname, '..');
+const CLUSTER = 'kimiclaw';
+const KEY = primaryKey(CLUSTER);
+const REGION_OF: Record<string, string> = { a1: 'a', a2: 'a', b1: 'b' };
+/** The region the cluster runs in (regions.primary), lost every round, and the one that takes over. */
+const HOME = 'a';
+const STANDBY = 'b';
+/** etcd members, one per region; c holds no node (the witness). */
+const ETCD_MEMBERS = ['a', 'b', 'c'];
+const LEASE_TTL = '3s';
+const PHASES = [
+  'check',
+  'fence',
+  'lease',
+  'elect',
+  'config',
+  'promote',
+  'notify',
+  'takeOver',
+] as const satisfies ReadonlyArray<keyof RegionPhases>;
+/** As bench:zones: the monitor probes every 250 ms. */
+const PROBE_INTERVAL = '250ms';
+/** Acknowledged batches waited for before the fault, after the first on the new primary, and after the failback. */
+const ACKS_BETWEEN = 50;
+/** The issue's targets: a region lost, RTO ≤ 60 s from the operator's start; RPO ≤ 1 s with a replica. */
+const TARGET_RTO_S = 60;
+const TARGET_RPO_S = 1;
+const CREDS: Record<string, { accessKey: string; secretKey: string }> = {
+  a: { accessKey: 'bench-region-a', secretKey: 'bench-region-a-secret' },
+  b: { accessKey: 'bench-region-b', secretKey: 'bench-region-b-secret' },
+};
+const BUCKET: Record<string, string> = { a: 'kimiclaw-backups-a', b: 'kimiclaw-backups-b' };
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+const percentile = (v: number[], p: number) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+};
+
+/** Polls until fn answers something other than false or undefined, and returns it. */
+async function until<T>(
+  what: string,
+  fn: () => Promise<T | false | undefined>,
+  timeoutMs = 120_000,
+  everyMs = 25,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await fn().catch(() => undefined);
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(everyMs);
+  }
+}
+
+/** A promise that rejects after `ms`: a workflow that never ends must not hang the bench. */
+async function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
+  });
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** The fields of GET /health this bench reads. */
+interface Health {
+  role: string;
+  epoch: number;
+  lsn: number;
+  ackedLsn: number;
+  replicas?: Array<{ id: string; mode?: string; state: string }>;
+}
+
+async function health(url: string): Promise<Health> {
+  const res = await fetch(`${url}/health`, { signal: AbortSignal.timeout(1_000) });
+  return (await res.json()) as Health;
+}
+
+/** What one round measured and found. */
+interface Round {
+  lagMs: number;
+  /** The primary lost with region a, and the node that took over. */
+  from: string;
+  result: FailoverRegionResult;
+  failback: FailbackRegionResult;
+  /** Seconds: the fault → the first write acknowledged by the new primary. */
+  rto: number;
+  /** Seconds: failoverRegion started → the first write acknowledged by the new primary. */
+  operatorRto: number;
+  /** Seconds: region a's processes started again → all up (its worker polling). */
+  restart: number;
+  /** Seconds: region a's worker polling → its monitor stood down. */
+  standDown: number;
+  /** Seconds: failbackRegion started → its result. */
+  failbackSeconds: number;
+  /** Acknowledged writes (events) of the round. */
+  acked: number;
+  /** Acknowledgement times of the stranded writes (acknowledged in region a, never in region b). */
+  stranded: number[];
+  /** Seconds: the fault − the oldest stranded write's acknowledgement (0 when none). */
+  rpoSeconds: number;
+  /** Stranded writes not found in the former primary's kept-aside files. */
+  notKept: number;
+  /** Stranded writes some node holds as events again after the failback. */
+  resurrected: number;
+  /** Acknowledged writes (other than stranded) that a node does not hold. */
+  lost: number;
+  duplicated: number;
+  changed: number;
+  /** Epochs in which two nodes acknowledged writes. */
+  splitEpochs: number;
+}
+
+async function main(): Promise<void> {
+  const rounds = Number(args.rounds);
+  if (!Number.isInteger(rounds) || rounds < 1)
+    throw new Error(`--rounds must be a positive integer, not ${args.rounds}`);
+  const lags = args['lag-ms'].split(',').map((s) => Number(s.trim()));
+  if (lags.length === 0 || lags.some((l) => !Number.isInteger(l) || l < 0))
+    throw new Error(`--lag-ms must be milliseconds (a list, e.g. 0,500), not ${args['lag-ms']}`);
+  const root = await mkdtemp(join(tmpdir(), 'kimiclaw-bench-region-'));
+  const logDir = args.logs ? resolve(args.logs) : join(root, 'logs');
+  await mkdir(logDir, { recursive: true });
+  const benchStart = Date.now();
+
+  const nodes: NodeProcess[] = [];
+  const workers = new Map<string, ChildProcess>();
+  const temporal = new Map<string, TemporalDevServer>();
+  const s3 = new Map<string, Versitygw>();
+  const clients = new Map<string, Client>();
+  let etcd: EtcdCluster | undefined;
+  let hooks: WebhookReceiver | undefined;
+  let center: ConfigCenter | undefined;
+  let writer: ClusterWriter | undefined;
+
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await writer?.stop().catch(() => undefined);
+      // A frozen replica first: a stopped process does not die of SIGTERM.
+      for (const n of nodes) n.signal('SIGCONT');
+      await center?.close().catch(() => undefined);
+      await Promise.all([...clients.values()].map((c) => c.connection.close().catch(() => undefined)));
+      await Promise.all([...workers.values()].map((w) => stopChild(w, 'SIGKILL')));
+      await Promise.all(nodes.map((n) => n.stop('SIGKILL')));
+      await Promise.all(
+        [...[...temporal.values(), ...s3.values()].map((s) => s.stop()), etcd?.stop(), hooks?.close()].map((p) =>
+          p?.catch(() => undefined),
+        ),
+      );
+      await rm(root, { recursive: true, force: true });
+    })());
+  // Interrupted: the same cleanup, then exit as the signal would have. The handler stays: while
+  // it is there, src/dev/servers.ts leaves the exit to it instead of dying at once.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (cleaning) return;
+      log(`${signal}: stopping every process of the bench`);
+      void cleanup().finally(() => process.exit(128 + constants.signals[signal]));
+    });
+  }
+
+  try {
+    const temporalDb = join(root, 'temporal-a', 'history.db');
+    const startTemporal = async (region: string, port?: number) => {
+      const server = await startTemporalDevServer({
+        uiPort: false,
+        logFile: join(logDir, `temporal-${region}.log`),
+        ...(region === HOME ? { dbFile: temporalDb } : {}),
+        ...(port ? { port } : {}),
+      });
+      temporal.set(region, server);
+      const old = clients.get(region);
+      clients.set(region, new Client({ connection: await Connection.connect({ address: server.address }) }));
+      await old?.connection.close().catch(() => undefined);
+    };
+    const startS3 = async (region: string) => {
+      const server = await startVersitygw({
+        dir: join(root, `s3-${region}`),
+        logFile: join(logDir, `versitygw-${region}.log`),
+        ...CREDS[region]!,
+      });
+      s3.set(region, server);
+      await createBucket(server.endpoint, CREDS[region]!, BUCKET[region]!);
+    };
+    [etcd, hooks] = await Promise.all([
+      startEtcdCluster({ names: ETCD_MEMBERS, root: join(root, 'etcd') }),
+      startWebhookReceiver({ secret: 'bench' }),
+      startTemporal(HOME),
+      startTemporal(STANDBY),
+      startS3(HOME),
+      startS3(STANDBY),
+    ]);
+    // Fresh tokens per run, handed to the nodes as the environment, never argv; the workers read
+    // the control token from a file the config names.
+    const control = newNodeToken();
+    const eventsToken = newNodeToken();
+    const events = new NodeToken(eventsToken);
+    const tokenFile = join(root, 'node-token');
+    await writeFile(tokenFile, `${control}\n`, { mode: 0o600 });
+    const ids = Object.keys(REGION_OF);
+    const ports: number[] = [];
+    while (ports.length < ids.length) {
+      const port = await freePort();
+      if (!ports.includes(port)) ports.push(port);
+    }
+    for (const [i, id] of ids.entries()) {
+      const node = new NodeProcess(id, join(root, 'nodes'), CLUSTER, ports[i]);
+      node.env = { KIMICLAW_NODE_TOKENS: control, KIMICLAW_EVENTS_TOKENS: eventsToken };
+      node.logFile = join(logDir, `${id}.log`);
+      node.createIfMissing = true;
+      // As test/harness.ts starts a cluster: a1 primary, a2 synchronous, b1 asynchronous.
+      node.args = initialClusterArgs(ids, ports, i);
+      // The production shape: each node renews its leadership lease with the etcd majority.
+      node.args.push('--leader-etcd', etcd.endpoints.join(','), '--leader-ttl', LEASE_TTL);
+      nodes.push(node);
+    }
+    // Replicas first, so the primary finds them listening.
+    for (const node of [...nodes.slice(1), nodes[0]!]) await node.start();
+
+    const s3a = s3.get(HOME)!;
+    const s3b = s3.get(STANDBY)!;
+    const raw: ConfigInput = {
+      temporal: { address: temporal.get(HOME)!.address, taskQueue: 'bench-region' },
+      storage: {
+        endpoint: s3a.endpoint,
+        bucket: BUCKET[HOME]!,
+        accessKeyId: CREDS[HOME]!.accessKey,
+        secretAccessKey: CREDS[HOME]!.secretKey,
+      },
+      databases: [
+        {
+          name: CLUSTER,
+          nodes: nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir, region: REGION_OF[n.id] })),
+        },
+      ],
+      regions: {
+        primary: HOME,
+        standby: [
+          {
+            name: STANDBY,
+            storage: {
+              endpoint: s3b.endpoint,
+              bucket: BUCKET[STANDBY]!,
+              accessKeyId: CREDS[STANDBY]!.accessKey,
+              secretAccessKey: CREDS[STANDBY]!.secretKey,
+            },
+          },
+        ],
+      },
+      metrics: { port: 0 },
+      nodeAuth: { tokenFile },
+      cluster: {
+        configCenter: {
+          kind: 'etcd',
+          endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })),
+          timeoutMs: 1_000,
+        },
+        probeInterval: PROBE_INTERVAL,
+        webhooks: [{ url: hooks.url, secret: 'bench' }],
+      },
+    };
+    const config = parseConfig(raw, 'bench region');
+    const configFile = join(root, 'kimiclaw-dr.json');
+    await writeFile(configFile, JSON.stringify(raw, null, 2));
+    const cc = openConfigCenter(config.cluster.configCenter);
+    center = cc;
+    const client = (region: string) => clients.get(region)!;
+
+    const nodesOf = (region: string) => nodes.filter((n) => REGION_OF[n.id] === region);
+    const node = (id: string) => nodes.find((n) => n.id === id)!;
+    const member = (name: string) => etcd!.members.find((m) => m.name === name)!;
+    const startRegionWorker = async (region: string) => {
+      const env: NodeJS.ProcessEnv = {
+        DR_REGION: region,
+        DR_NODES: nodesOf(region)
+          .map((n) => n.id)
+          .join(','),
+      };
+      if (region !== HOME) env.TEMPORAL_ADDRESS = temporal.get(region)!.address;
+      workers.set(region, await spawnWorker(configFile, env, join(logDir, `worker-${region}.log`)));
+    };
+    const syncRecord = async () => (await cc.get(syncKey(CLUSTER))).value as SyncRecord | undefined;
+    const monitorResult = (region: string, ms: number) =>
+      within(
+        `region ${region}'s monitor to stand down`,
+        ms,
+        client(region).workflow.getHandle(monitorWorkflowId(CLUSTER)).result() as Promise<{ stoodDown?: string }>,
+      );
+
+    /**
+     * The recorded primary is in region a and answers as such at its epoch; the other node of
+     * region a is its synchronous standby in sync (the sync record of that epoch names it alone,
+     * not degraded, no move under way), the node of region b an asynchronous replica in sync.
+     */
+    const steady = () =>
+      until(
+        `a steady cluster: the primary in region ${HOME}, its standby in region ${HOME}, region ${STANDBY} in sync`,
+        async () => {
+          const record = (await readPrimary(cc, KEY)).record;
+          if (!record || REGION_OF[record.node] !== HOME) return false;
+          const primary = node(record.node);
+          const partner = nodesOf(HOME).find((n) => n.id !== primary.id)!;
+          const remote = nodesOf(STANDBY)[0]!;
+          const [p, s] = await Promise.all([health(primary.url), syncRecord()]);
+          const link = (id: string) => p.replicas?.find((r) => r.id === id);
+          const ok =
+            p.role === 'primary' &&
+            p.epoch === record.epoch &&
+            link(partner.id)?.mode === 'sync' &&
+            link(partner.id)?.state === 'in-sync' &&
+            link(remote.id)?.mode === 'async' &&
+            link(remote.id)?.state === 'in-sync' &&
+            s?.epoch === record.epoch &&
+            !s.degraded &&
+            !s.switching &&
+            s.standbys.join() === partner.id;
+          return ok ? { primary, epoch: record.epoch, standby: partner.id } : false;
+        },
+        180_000,
+        200,
+      );
+
+    // Region a runs the cluster: its schedules and its monitor, on its Temporal.
+    await Promise.all([startRegionWorker(HOME), startRegionWorker(STANDBY)]);
+    await applySchedules(client(HOME), config);
+    await new KimiclawDr(client(HOME), config).ensureMonitor(CLUSTER);
+    await steady();
+    log(
+      `${nodes.map((n) => `${n.id} (region ${REGION_OF[n.id]})`).join(', ')}; leadership lease TTL ${LEASE_TTL}; ` +
+        `etcd members ${ETCD_MEMBERS.join(', ')}; per region an S3 server, a Temporal server and a worker; ` +
+        `monitor probing every ${PROBE_INTERVAL}, workflow task timeout ${FAILOVER_TASK_TIMEOUT}; lag of region ${STANDBY}'s replica per round: ${lags.join(', ')} ms`,
+    );
+
+    const done: Round[] = [];
+    for (let round = 1; round <= rounds; round++) {
+      const lagMs = lags[(round - 1) % lags.length]!;
+      const start = await steady();
+      const from = start.primary;
+      // The round's ledger lies beyond every node's head now (no writes since the last check).
+      const fromLsn = Math.min(...(await Promise.all(nodes.map(async (n) => (await health(n.url)).lsn))));
+      const w = startClusterWriter(cc, { token: events, key: KEY, requestTimeoutMs: 2_000 });
+      writer = w;
+      await until('writes flowing', async () => w.acks.length >= ACKS_BETWEEN);
+
+      // Region b's replica falls behind: frozen for a moment (the lag a slow link between regions
+      // makes), so region a holds acknowledged writes region b never received when it is lost.
+      const remote = nodesOf(STANDBY)[0]!;
+      if (lagMs > 0) {
+        remote.signal('SIGSTOP');
+        await sleep(lagMs);
+      }
+
+      // Every process of region a at once. The failover starts once its nodes are gone (they must
+      // not answer, or it is refused); the S3 and Temporal servers stop meanwhile.
+      const faultAt = Date.now();
+      const serversDown = Promise.all([s3.get(HOME)!.stop(), temporal.get(HOME)!.stop()]);
+      await Promise.all([
+        ...nodesOf(HOME).map((n) => n.stop('SIGKILL')),
+        member(HOME).kill(),
+        stopChild(workers.get(HOME)!, 'SIGKILL'),
+      ]);
+      if (lagMs > 0) remote.signal('SIGCONT');
+
+      const operatorAt = Date.now();
+      const handle = await client(STANDBY).workflow.start('failoverRegion', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: regionFailoverWorkflowId(CLUSTER),
+        args: [{ toRegion: STANDBY, reason: `region ${HOME} lost (bench round ${round})`, confirm: true }],
+      });
+      const result = (await within('the failoverRegion result', 180_000, handle.result())) as FailoverRegionResult;
+      await serversDown;
+      const first = await until(`a write acknowledged by ${result.newPrimary}`, async () =>
+        w.acks.find((a) => a.at > faultAt && a.node === result.newPrimary),
+      );
+      const acksAfter = w.acks.length;
+      await until('more writes on the new primary', async () => w.acks.length >= acksAfter + ACKS_BETWEEN);
+
+      // What region a acknowledged that the new primary never received: stranded in region a.
+      const onNew = new Set((await ledgerEventsOn(node(result.newPrimary).url, events, fromLsn)).map((e) => e.seq));
+      const strandedAt = new Map<number, number>();
+      for (const a of w.acks) {
+        if (REGION_OF[a.node] !== HOME || a.at > faultAt) continue;
+        for (const seq of a.seqs) if (!onNew.has(seq)) strandedAt.set(seq, a.at);
+      }
+
+      // Region a returns: its monitor stands down (the primary is in region b now).
+      const backAt = Date.now();
+      const temporalPort = Number(temporal.get(HOME)!.address.split(':').pop());
+      // How long each part took to come up (seconds), for the round's line.
+      const upIn: Record<string, number> = {};
+      const timed = async (what: string, p: Promise<unknown>) => {
+        await p;
+        upIn[what] = (Date.now() - backAt) / 1000;
+      };
+      await Promise.all([
+        ...nodesOf(HOME).map((n) => timed(n.id, n.start())),
+        timed('etcd', member(HOME).restart()),
+        timed('S3', s3.get(HOME)!.start()),
+        timed('Temporal', startTemporal(HOME, temporalPort)),
+      ]);
+      const workerAt = Date.now();
+      await startRegionWorker(HOME);
+      upIn['then the worker'] = (Date.now() - workerAt) / 1000;
+      const upAt = Date.now();
+      const stood = await monitorResult(HOME, 180_000);
+      const restart = (upAt - backAt) / 1000;
+      const standDown = (Date.now() - upAt) / 1000;
+
+      // The primary goes home: failbackRegion on region a's Temporal.
+      const failbackAt = Date.now();
+      const fb = await client(HOME).workflow.start('failbackRegion', {
+        taskQueue: config.temporal.taskQueue,
+        workflowId: regionFailbackWorkflowId(CLUSTER),
+        args: [{ toRegion: HOME, confirm: true, reason: `region ${HOME} is back (bench round ${round})` }],
+      });
+      const failback = (await within('the failbackRegion result', 300_000, fb.result())) as FailbackRegionResult;
+      const failbackSeconds = (Date.now() - failbackAt) / 1000;
+      const acksBack = w.acks.length;
+      await until(`writes in region ${HOME} again`, async () => w.acks.length >= acksBack + ACKS_BETWEEN);
+      const stoodB = await monitorResult(STANDBY, 120_000);
+      await w.stop();
+      writer = undefined;
+
+      // Every node at the primary's acknowledged head, then the round's ledger on each of them.
+      const after = await steady();
+      const head = (await health(after.primary.url)).ackedLsn;
+      await until(
+        `every node at LSN ${head}`,
+        async () =>
+          (await Promise.all(nodes.map((n) => health(n.url)))).every((h) => h.lsn >= head && h.ackedLsn >= head),
+        120_000,
+        200,
+      );
+      const ackedAt = new Map<number, number>();
+      for (const a of w.acks) for (const seq of a.seqs) ackedAt.set(seq, a.at);
+      const lost = new Set<number>();
+      const duplicated = new Set<number>();
+      const changed = new Set<number>();
+      const resurrected = new Set<number>();
+      for (const n of nodes) {
+        const held = await ledgerEventsOn(n.url, events, fromLsn);
+        const check = checkEvents(w, held, { ignore: (seq) => strandedAt.has(seq) });
+        check.lost.forEach((s) => lost.add(s));
+        check.duplicated.filter((s) => ackedAt.has(s)).forEach((s) => duplicated.add(s));
+        check.changed.forEach((c) => changed.add(c.seq));
+        for (const e of held) if (strandedAt.has(e.seq)) resurrected.add(e.seq);
+      }
+      const ackers = new Map<number, Set<string>>();
+      for (const a of w.acks) ackers.set(a.epoch, (ackers.get(a.epoch) ?? new Set()).add(a.node));
+      // The stranded writes, kept aside by the former primary when it rejoined.
+      const kept = await strandedKeptIn(from.dataDir);
+      const notKept = [...strandedAt.keys()].filter((seq) => !kept.has(seq));
+
+      const stranded = [...strandedAt.values()];
+      const r: Round = {
+        lagMs,
+        from: from.id,
+        result,
+        failback,
+        rto: (first.at - faultAt) / 1000,
+        operatorRto: (first.at - operatorAt) / 1000,
+        restart,
+        standDown,
+        failbackSeconds,
+        acked: ackedAt.size,
+        stranded,
+        rpoSeconds: stranded.length ? (faultAt - Math.min(...stranded)) / 1000 : 0,
+        notKept: notKept.length,
+        resurrected: resurrected.size,
+        lost: lost.size,
+        duplicated: duplicated.size,
+        changed: changed.size,
+        splitEpochs: [...ackers.values()].filter((s) => s.size > 1).length,
+      };
+      done.push(r);
+      const notes = [
+        result.oldPrimary !== from.id ? `the failover was of ${result.oldPrimary}` : '',
+        stood.stoodDown ? '' : `region ${HOME}'s monitor ended without standing down: ${JSON.stringify(stood)}`,
+        stoodB.stoodDown ? '' : `region ${STANDBY}'s monitor ended without standing down: ${JSON.stringify(stoodB)}`,
+        r.lost ? `LOST ${r.lost}` : '',
+        r.duplicated ? `DUPLICATED ${r.duplicated}` : '',
+        r.changed ? `CHANGED ${r.changed}` : '',
+        r.splitEpochs ? `EPOCHS ACKNOWLEDGED BY TWO NODES ${r.splitEpochs}` : '',
+        r.notKept ? `STRANDED NOT KEPT ASIDE ${r.notKept} (aside on ${from.id}: ${kept.size} events)` : '',
+        r.resurrected ? `STRANDED HELD AGAIN ${r.resurrected}` : '',
+      ].filter(Boolean);
+      log(
+        `  round ${round} (lag ${lagMs} ms): region ${HOME} lost; ${from.id} (epoch ${start.epoch}) → ${result.newPrimary} ` +
+          `(epoch ${result.epoch}); first write acknowledged by it ${r.rto.toFixed(2)} s after the fault, ` +
+          `${r.operatorRto.toFixed(2)} s after the operator's start (failoverRegion ${result.rtoSeconds.toFixed(2)} s: ` +
+          PHASES.map((k) => `${k} ${((result.phases[k] ?? 0) / 1000).toFixed(2)}`).join(', ') +
+          `); RPO ${stranded.length} stranded, age span ${r.rpoSeconds.toFixed(2)} s; ` +
+          `region ${HOME} back after ${restart.toFixed(1)} s (` +
+          Object.entries(upIn)
+            .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+            .join(', ') +
+          `), its monitor stood down ${standDown.toFixed(1)} s later; failback ${failback.from} → ${failback.to} ` +
+          `in ${failbackSeconds.toFixed(1)} s (writes paused ${failback.writePauseMs} ms, rejoined ` +
+          failback.rejoined.map((j) => `${j.node}${j.rebuilt ? ' rebuilt' : ''}`).join(', ') +
+          `); ${r.acked.toLocaleString('en-US')} acknowledged, ${stranded.length - r.notKept} stranded kept aside on ${from.id}` +
+          (notes.length ? `; note: ${notes.join('; ')}` : ''),
+      );
+    }
+
+    log('');
+    const fmt = (v: number) => (Number.isFinite(v) ? v.toFixed(3) : '-').padStart(8);
+    const byLag = (lag: number) => done.filter((r) => r.lagMs === lag);
+    const groups = lags.filter((l, i) => lags.indexOf(l) === i && byLag(l).length > 0);
+    const row = (label: string, pick: (r: Round) => number, note = '') =>
+      log(
+        `${label.padEnd(16)}` +
+          groups
+            .map((g) => {
+              const v = byLag(g).map(pick);
+              return `${fmt(percentile(v, 50))} ${fmt(percentile(v, 99))}   `;
+            })
+            .join('') +
+          note,
+      );
+    log(`region losses under a steady write load, ${done.length} rounds; seconds unless said`);
+    log(`${''.padEnd(16)}${groups.map((g) => `${`lag ${g} ms (${byLag(g).length})`.padStart(17)}   `).join('')}`);
+    log(`${''.padEnd(16)}${groups.map(() => `${'p50'.padStart(8)} ${'p99'.padStart(8)}   `).join('')}`);
+    for (const k of PHASES) row(k, (r) => (r.result.phases[k] ?? NaN) / 1000);
+    row('rtoSeconds', (r) => r.result.rtoSeconds, 'failoverRegion: workflow start → new primary promoted');
+    row(
+      'operator RTO',
+      (r) => r.operatorRto,
+      `failoverRegion started → first write acknowledged by the new primary (target ≤ ${TARGET_RTO_S} s)`,
+    );
+    row('RTO', (r) => r.rto, 'the fault → first write acknowledged by the new primary');
+    row('RPO writes', (r) => r.stranded.length, 'count: acknowledged in region a, missing on the new primary');
+    row('RPO age', (r) => r.rpoSeconds, `the fault − the oldest stranded acknowledgement (target ≤ ${TARGET_RPO_S} s)`);
+    row('region back', (r) => r.restart, `region ${HOME}'s processes started again → all up, its worker polling`);
+    row('stand down', (r) => r.standDown, `region ${HOME}'s worker polling → its monitor stood down`);
+    row('failback', (r) => r.failbackSeconds, 'failbackRegion started → its result');
+    row('failback pause', (r) => r.failback.writePauseMs / 1000, "failbackRegion's writePauseMs");
+    let failed = false;
+    for (const g of groups) {
+      const rs = byLag(g);
+      const rtoP99 = percentile(
+        rs.map((r) => r.operatorRto),
+        99,
+      );
+      const rpoP99 = percentile(
+        rs.map((r) => r.rpoSeconds),
+        99,
+      );
+      const stranded = rs.reduce((n, r) => n + r.stranded.length, 0);
+      const acked = rs.reduce((n, r) => n + r.acked, 0);
+      const sum = (pick: (r: Round) => number) => rs.reduce((n, r) => n + pick(r), 0);
+      log(
+        `lag ${`${g} ms`.padEnd(7)} operator RTO p99 ${rtoP99.toFixed(2)} s (target ≤ ${TARGET_RTO_S} s: ` +
+          `${rtoP99 <= TARGET_RTO_S ? 'met' : 'MISSED'}); RPO ${stranded} of ${acked.toLocaleString('en-US')} ` +
+          `acknowledged writes stranded, age p99 ${rpoP99.toFixed(2)} s (target ≤ ${TARGET_RPO_S} s: ` +
+          `${rpoP99 <= TARGET_RPO_S ? 'met' : 'MISSED'})`,
+      );
+      log(
+        `${''.padEnd(14)} stranded not kept aside ${sum((r) => r.notKept)}, held again ${sum((r) => r.resurrected)}; ` +
+          `other acknowledged writes lost ${sum((r) => r.lost)}, duplicated ${sum((r) => r.duplicated)}, ` +
+          `held at another place ${sum((r) => r.changed)}, epochs acknowledged by two nodes ` +
+          `${sum((r) => r.splitEpochs)} (each must be 0)`,
+      );
+      if (sum((r) => r.notKept + r.resurrected + r.lost + r.duplicated + r.changed + r.splitEpochs) > 0) failed = true;
+    }
+    log(
+      `webhook deliveries: ${hooks.received.length} for ${done.length * 2} moves (duplicates refused: ${hooks.duplicates}); ` +
+        `bench took ${((Date.now() - benchStart) / 1000).toFixed(0)} s`,
+    );
+    if (failed) process.exitCode = 1;
+  } catch (err) {
+    // The logs go with the temp dir: what the nodes and workers said last is shown first.
+    if (args.logs) log(`the logs of this run are kept in ${logDir}`);
+    else await printTails(logDir, /^(a1|a2|b1|worker-.*)\.log$/);
+    throw err;
+  } finally {
+    await cleanup();
+  }
+}
+
+/** The last lines of the log files in `dir` whose names match, to stderr. */
+async function printTails(dir: string, names: RegExp, lines = 12): Promise<void> {
+  for (const name of (await readdir(dir).catch(() => [] as string[])).filter((n) => names.test(n)).sort()) {
+    const text = await readFile(join(dir, name), 'utf8').catch(() => '');
+    const tail = text.trimEnd().split('\n').slice(-lines);
+    process.stderr.write(`--- the last lines of ${name}\n${tail.map((l) => `  ${l.slice(0, 500)}`).join('\n')}\n`);
+  }
+}
+
+/** The `seq` of every event in a data directory's kept-aside diverged tails. */
+async function strandedKeptIn(dataDir: string): Promise<Set<number>> {
+  const seqs = new Set<number>();
+  for (const name of await readdir(dataDir)) {
+    if (!/\.aside\.[0-9TZ]+\.diverged-tail(-\d+)?$/.test(name)) continue;
+    const db = await DuckDBInstance.create(join(dataDir, name), { access_mode: 'READ_ONLY' });
+    const conn = await db.connect();
+    try {
+      const rows = (await conn.runAndReadAll('SELECT payload FROM events')).getRows();
+      for (const [payload] of rows) {
+        const seq = (JSON.parse(String(payload)) as { seq?: number }).seq;
+        if (typeof seq === 'number') seqs.add(seq);
+      }
+    } finally {
+      conn.closeSync();
+      db.closeSync();
+    }
+  }
+  return seqs;
+}
+
+/** Sends a signal to a child process and waits for its exit (at once if it is gone). */
+function stopChild(child: ChildProcess, signal: NodeJS.Signals): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((r) => {
+    child.once('exit', () => r());
+    child.kill(signal);
+  });
+}
+
+/**
+ * A worker as its own process, the way a region runs it (test/harness.ts spawnWorker): the config
+ * from DR_CONFIG, `env` its region (DR_REGION, DR_NODES, TEMPORAL_ADDRESS); resolves once it says
+ * it is polling.
+ */
+async function spawnWorker(configFile: string, env: NodeJS.ProcessEnv, logFile: string): Promise<ChildProcess> {
+  const child = spawn(process.execPath, ['--import', 'tsx', join(REPO, 'src/worker.ts')], {
+    cwd: REPO,
+    env: { ...process.env, DR_CONFIG: configFile, DR_METRICS_PORT: '0', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Always drained: a worker blocked on a full pipe would look like a frozen one.
+  const out = createWriteStream(logFile, { flags: 'a' });
+  child.stdout.pipe(out, { end: false });
+  child.stderr.pipe(out, { end: false });
+  child.once('close', () => out.end());
+  const what = `the worker of region ${env.DR_REGION} (${env.DR_NODES})`;
+  try {
+    await within(
+      `${what} to start`,
+      120_000,
+      new Promise<void>((resolvePromise, reject) => {
+        const exited = (code: number | null) => reject(new Error(`${what} exited with ${code}; see ${logFile}`));
+        child.once('exit', exited);
+        createInterface({ input: child.stdout }).on('line', (line) => {
+          if (!line.includes('"worker-started"')) return;
+          child.off('exit', exited);
+          resolvePromise();
+        });
+      }),
+    );
+  } catch (err) {
+    await stopChild(child, 'SIGKILL');
+    throw err;
+  }
+  return child;
+}
+
+main().catch((err: unknown) => {
+  console.error(err);
+  process.exit(1);
+});
