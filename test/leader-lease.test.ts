@@ -15,7 +15,8 @@ import { type ConfigCenter, EtcdCenter, casPrimary } from '../src/config-center'
 import { type ClusterWriter, startClusterWriter } from '../src/dev/cluster-writer';
 import { type EtcdCluster, startEtcdCluster } from '../src/dev/etcd';
 import { freePort } from '../src/net';
-import { EVENTS_CREDENTIAL, type NodeProcess, nodeHealth, testNode, waitFor } from './harness';
+import { NodeClient } from '../src/node-client';
+import { EVENTS_CREDENTIAL, NODE_CREDENTIAL, type NodeProcess, nodeHealth, testNode, waitFor } from './harness';
 import { assertLedgerOnNodes } from './ledger';
 
 const KEY = '/services/kimiclaw/primary';
@@ -74,7 +75,10 @@ void describe('leadership lease', { timeout: 5 * 60_000 }, () => {
     if (dir) await rm(dir, { recursive: true, force: true });
   });
 
-  /** Every node has the primary's acknowledged head (replicas learn it with the next message). */
+  /**
+   * Every node has the primary's acknowledged head (replicas learn it with the next message), and
+   * the same data there: rows, id range and content fingerprint at that LSN.
+   */
   async function caughtUp(): Promise<void> {
     const head = ((await nodeHealth(nodes[0]!.url)) as unknown as { ackedLsn: number }).ackedLsn;
     for (const n of nodes) {
@@ -82,6 +86,12 @@ void describe('leadership lease', { timeout: 5 * 60_000 }, () => {
         const h = (await nodeHealth(n.url)) as unknown as { ackedLsn: number };
         return h.ackedLsn >= head;
       });
+    }
+    const stats = (n: NodeProcess) => new NodeClient(n.id, n.url, NODE_CREDENTIAL, 60_000).stats(head);
+    const pick = (x: Awaited<ReturnType<typeof stats>>) => [x.rows, x.minId, x.maxId, x.maxLsn, x.checksum];
+    const primary = pick(await stats(nodes[0]!));
+    for (const n of nodes.slice(1)) {
+      assert.deepEqual(pick(await stats(n)), primary, `${n.id} holds other data than a1 at LSN ${head}`);
     }
   }
 
