@@ -162,6 +162,18 @@ export async function runWorkerMain(): Promise<void> {
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
     process.once(signal, () => void worker.shutdown());
   }
+  // A worker a test (or `start`) runs as its child ends with its parent, even one that was killed
+  // and could not stop it.
+  if (process.env.KIMICLAW_EXIT_WITH_PARENT === '1') {
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(watch);
+      void worker.shutdown();
+      setTimeout(() => process.exit(1), 5_000).unref();
+    }, 1_000);
+    watch.unref();
+  }
   await worker.done;
 }
 

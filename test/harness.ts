@@ -264,7 +264,7 @@ export class Harness {
     ];
     const child = spawn(command!, args, {
       cwd: REPO,
-      env: { ...this.env(), DR_METRICS_PORT: '0', ...options.env },
+      env: { ...this.env(), DR_METRICS_PORT: '0', KIMICLAW_EXIT_WITH_PARENT: '1', ...options.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     teeToLog([child.stdout, child.stderr], 'worker', this.logDir);
