@@ -319,20 +319,27 @@ export class Replication {
 
   /**
    * Steps down: as a replica of `primary`, or fenced when none is named. A primary first lets the
-   * writes already committed reach a synchronous replica (up to drainMs), so a planned switchover
-   * loses nothing; writes still waiting after that fail (they were never acknowledged).
+   * writes already committed reach a synchronous replica and the node it hands over to, when that
+   * is one of its replicas (up to drainMs): a planned switchover loses nothing, also to an
+   * asynchronous replica (another region's); writes still waiting after that fail (they were never
+   * acknowledged).
    */
   async demote(epoch: number, primary: { id: string; url: string } | undefined, drainMs = 0) {
     const state = this.store.state;
     if (epoch < state.epoch) throw new StaleEpochError(epoch, state.epoch, 'the demotion');
     const role = primary ? 'replica' : 'fenced';
+    const successor = primary ? this.links.get(primary.id) : undefined;
+    const handedOver = () =>
+      this.satisfied(this.store.lsn) &&
+      (successor === undefined ||
+        (successor.state !== 'diverged' && (successor.appliedLsn ?? -1) >= this.store.lsn));
     const drained = await this.store.stepDown(
       { role, epoch, history: state.history },
       async () => {
         if (state.role !== 'primary') return true;
         const deadline = Date.now() + drainMs;
-        while (!this.satisfied(this.store.lsn) && Date.now() < deadline) await this.changed(50);
-        return this.satisfied(this.store.lsn);
+        while (!handedOver() && Date.now() < deadline) await this.changed(50);
+        return handedOver();
       },
       // Read while still primary: what a fenced node may serve on GET /events from then on.
       () => this.acknowledgedLsn,
