@@ -197,7 +197,7 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
    * later) with the highest LSN; without one, a node of the region that answers, to restore from
    * the region's store; none answers: refused with what each node said (nothing promoted).
    */
-  async function electInRegion(input: { cluster: string; region: string; epoch: number }) {
+  async function electInRegion(input: { cluster: string; region: string; epoch: number; storeReach?: number }) {
     const db = clusterOfConfig(config, input.cluster);
     const nodes = db.nodes.filter((n) => regionOfNode(db.nodes, n.id) === input.region);
     const views = await Promise.all(nodes.map((n) => probeNode(n, 2_000)));
@@ -214,7 +214,11 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       )
       .sort((a, b) => (b.lsn ?? 0) - (a.lsn ?? 0));
     const chosen = candidates[0];
-    if (chosen) {
+    // A replica behind the newest backup in this region's store (it was down, or lost its disk and
+    // started over in the same epoch) would lose more than a restore from the store.
+    const storeReach = input.storeReach ?? 0;
+    const behind = chosen && (chosen.lsn ?? 0) < storeReach;
+    if (chosen && !behind) {
       return {
         kind: 'promote' as const,
         node: chosen.id,
@@ -223,9 +227,10 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
         why: `highest LSN (${chosen.lsn}) among region ${input.region}'s replicas`,
       };
     }
-    // No replica with data (the region's node was empty, damaged or being rebuilt): a node that
-    // answers is restored from this region's store (newest backup + the archived log).
-    const reachable = views.find((v) => v.reachable);
+    // No replica with data (the region's node was empty, damaged or being rebuilt), or only one
+    // behind the store: a node that answers is restored from this region's store (newest backup +
+    // the archived log).
+    const reachable = chosen ?? views.find((v) => v.reachable);
     if (!reachable) {
       throw new InputProblem(
         'toRegion',
@@ -237,7 +242,9 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       node: reachable.id,
       url: nodes.find((n) => n.id === reachable.id)!.url,
       lsn: 0,
-      why: `no node of region ${input.region} is a replica with data (${views.map(describe).join('; ')}): ${reachable.id} is restored from region ${input.region}'s store`,
+      why: behind
+        ? `${reachable.id} holds LSN ${reachable.lsn ?? 0}, behind the newest backup in region ${input.region}'s store (LSN ${storeReach}): it is restored from the store`
+        : `no node of region ${input.region} is a replica with data (${views.map(describe).join('; ')}): ${reachable.id} is restored from region ${input.region}'s store`,
     };
   }
 

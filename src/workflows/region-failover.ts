@@ -157,10 +157,17 @@ async function failoverRegionSteps(
       const check = Date.now() - t0;
       let t = Date.now();
       const { epoch, previous } = await fast.fenceEpoch({ cluster: plan.cluster, by: lease.holder });
+      // A replica behind the newest backup this region's store holds is stale (it was down, or
+      // lost its disk and started over): the node is restored from the store rather than promoted.
+      const newest = await Promise.all(
+        (['L2', 'L3'] as const).map((tier) => fast.newestBackup({ database: plan.cluster, tier })),
+      );
+      const storeReach = Math.max(0, ...newest.map((m) => m?.snapshot.lsn ?? 0));
       const choice = await fast.electInRegion({
         cluster: plan.cluster,
         region: plan.toRegion,
         epoch: plan.primary.epoch,
+        storeReach,
       });
       const claimed = await fast.claimLeaderLease({ cluster: plan.cluster, node: choice.node, epoch });
       const fence = Date.now() - t;
@@ -181,6 +188,7 @@ async function failoverRegionSteps(
         cluster: plan.cluster,
         region: plan.toRegion,
         epoch: plan.primary.epoch,
+        storeReach,
       });
       const chosen = elected.node === choice.node && elected.kind === 'promote' ? elected : choice;
       const elect = Date.now() - t;
