@@ -331,8 +331,7 @@ export class Replication {
     const successor = primary ? this.links.get(primary.id) : undefined;
     const handedOver = () =>
       this.satisfied(this.store.lsn) &&
-      (successor === undefined ||
-        (successor.state !== 'diverged' && (successor.appliedLsn ?? -1) >= this.store.lsn));
+      (successor === undefined || (successor.state !== 'diverged' && (successor.appliedLsn ?? -1) >= this.store.lsn));
     const drained = await this.store.stepDown(
       { role, epoch, history: state.history },
       async () => {
