@@ -65,14 +65,13 @@ import { constants, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { Client, Connection } from '@temporalio/client';
 import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
 import { archiveWorkflowId, manifestKey } from '../src/backup/ids';
 import { KimiclawDr } from '../src/client';
 import { parseConfig, type ConfigInput } from '../src/config';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
-import { type ClusterWriter, ledgerEventsOn, startClusterWriter } from '../src/dev/cluster-writer';
+import { type ClusterWriter, ledgerEventsOn, sequencesKeptAside, startClusterWriter } from '../src/dev/cluster-writer';
 import { type EtcdCluster, startEtcdCluster } from '../src/dev/etcd';
 import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
 import {
@@ -720,7 +719,7 @@ async function main(): Promise<void> {
       const ackers = new Map<number, Set<string>>();
       for (const a of w.acks) ackers.set(a.epoch, (ackers.get(a.epoch) ?? new Set()).add(a.node));
       // The stranded writes, kept aside by the former primary when it rejoined.
-      const kept = await strandedKeptIn(from.dataDir);
+      const kept = await sequencesKeptAside(from.dataDir);
       const notKept = [...strandedAt.keys()].filter((seq) => !kept.has(seq));
 
       const stranded = [...strandedAt.values()];
@@ -910,27 +909,6 @@ async function printTails(dir: string, names: RegExp, lines = 12): Promise<void>
     const tail = text.trimEnd().split('\n').slice(-lines);
     process.stderr.write(`--- the last lines of ${name}\n${tail.map((l) => `  ${l.slice(0, 500)}`).join('\n')}\n`);
   }
-}
-
-/** The `seq` of every event in a data directory's kept-aside diverged tails. */
-async function strandedKeptIn(dataDir: string): Promise<Set<number>> {
-  const seqs = new Set<number>();
-  for (const name of await readdir(dataDir)) {
-    if (!/\.aside\.[0-9TZ]+\.diverged-tail(-\d+)?$/.test(name)) continue;
-    const db = await DuckDBInstance.create(join(dataDir, name), { access_mode: 'READ_ONLY' });
-    const conn = await db.connect();
-    try {
-      const rows = (await conn.runAndReadAll('SELECT payload FROM events')).getRows();
-      for (const [payload] of rows) {
-        const seq = (JSON.parse(String(payload)) as { seq?: number }).seq;
-        if (typeof seq === 'number') seqs.add(seq);
-      }
-    } finally {
-      conn.closeSync();
-      db.closeSync();
-    }
-  }
-  return seqs;
 }
 
 /** Sends a signal to a child process and waits for its exit (at once if it is gone). */

@@ -10,16 +10,15 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DuckDBInstance } from '@duckdb/node-api';
 import { Client, Connection, WorkflowFailedError } from '@temporalio/client';
 import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
 import { leaderKey } from '../src/activities/region-failover';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
-import { type ClusterWriter, sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
+import { type ClusterWriter, sequencesKeptAside, sequencesOn, startClusterWriter } from '../src/dev/cluster-writer';
 import {
   type TemporalDevServer,
   type Versitygw,
@@ -76,6 +75,15 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
       w.kill('SIGKILL');
     });
   const primary = async () => (await readPrimary(center, KEY)).record!;
+  /** Every process of region a at once: nodes, etcd member, worker, S3 server, Temporal server. */
+  const loseRegionA = () =>
+    Promise.all([
+      ...nodesOf('a').map((n) => n.stop('SIGKILL')),
+      member('a').kill(),
+      stopWorker('a'),
+      h.s3.stop(),
+      h.temporal.stop(),
+    ]);
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kimiclaw-region-'));
@@ -239,15 +247,8 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     const laggingSince = Date.now();
     const frozenAt = writer.acks.length;
     await waitFor('writes acknowledged while b1 lags', async () => writer!.acks.length > frozenAt + 10);
-    // Every process of region a at once: nodes, etcd member, worker, S3 server, Temporal server.
     const faultAt = Date.now();
-    await Promise.all([
-      ...nodesOf('a').map((n) => n.stop('SIGKILL')),
-      member('a').kill(),
-      stopWorker('a'),
-      h.s3.stop(),
-      h.temporal.stop(),
-    ]);
+    await loseRegionA();
     const lastA = writer.acks.filter((a) => REGION_OF[a.node] === 'a').at(-1)!;
     b1.signal('SIGCONT');
 
@@ -351,7 +352,7 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     for (const n of h.nodes.filter((x) => x.id !== final)) await checks.assertSameData(final, n.id);
     await assertLedgerOnNodes(writer, h.nodes, EVENTS_CREDENTIAL, { ignore: (seq) => strandedSeqs.has(seq) });
     assertOneEventPerPlace(writer);
-    const kept = await strandedKeptOn(h.nodes.find((n) => n.id === 'a1')!.dataDir);
+    const kept = await sequencesKeptAside(h.nodes.find((n) => n.id === 'a1')!.dataDir);
     for (const seq of strandedSeqs) assert.ok(kept.has(seq), `stranded seq ${seq} is kept aside on a1`);
     console.log(`failback: ${strandedSeqs.size} stranded writes found aside on a1 (${kept.size} events kept)`);
     assert.ok(acknowledged(writer).size > 0);
@@ -374,13 +375,7 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     await waitFor('writes acknowledged in region a alone', async () => writer!.acks.length > acks + 200);
 
     const faultAt = Date.now();
-    await Promise.all([
-      ...nodesOf('a').map((n) => n.stop('SIGKILL')),
-      member('a').kill(),
-      stopWorker('a'),
-      h.s3.stop(),
-      h.temporal.stop(),
-    ]);
+    await loseRegionA();
     await b1.start();
     const operatorAt = Date.now();
     const result = (await (
@@ -413,24 +408,3 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     assertOneEventPerPlace(writer, (lsn) => lsn > result.lsn);
   });
 });
-
-/** The `seq` of every event in a node's kept-aside diverged tails. */
-async function strandedKeptOn(dataDir: string): Promise<Set<number>> {
-  const seqs = new Set<number>();
-  for (const name of await readdir(dataDir)) {
-    if (!/\.aside\.[0-9TZ]+\.diverged-tail(-\d+)?$/.test(name)) continue;
-    const db = await DuckDBInstance.create(join(dataDir, name), { access_mode: 'READ_ONLY' });
-    const conn = await db.connect();
-    try {
-      const rows = (await conn.runAndReadAll('SELECT payload FROM events')).getRows();
-      for (const [payload] of rows) {
-        const seq = (JSON.parse(String(payload)) as { seq?: number }).seq;
-        if (typeof seq === 'number') seqs.add(seq);
-      }
-    } finally {
-      conn.closeSync();
-      db.closeSync();
-    }
-  }
-  return seqs;
-}

@@ -4,6 +4,9 @@
  * re-reads the record and retries. Every batch carries unique sequence numbers; `acked` lists the
  * ones a primary acknowledged, so a test can prove none of them is lost.
  */
+import { readdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { DuckDBInstance } from '@duckdb/node-api';
 import { type ConfigCenter, readPrimary } from '../config-center';
 import type { NodeToken } from '../node-token';
 
@@ -139,4 +142,27 @@ function authorization(token: NodeToken | undefined): Record<string, string> {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+/**
+ * The `seq` of every event in the diverged tails a node kept aside in its data directory
+ * (<db>.duckdb.aside.<time>.diverged-tail: the writes it held beyond a newer epoch's fork).
+ */
+export async function sequencesKeptAside(dataDir: string): Promise<Set<number>> {
+  const seqs = new Set<number>();
+  for (const name of await readdir(dataDir)) {
+    if (!/\.aside\.[0-9TZ]+\.diverged-tail(-\d+)?$/.test(name)) continue;
+    const db = await DuckDBInstance.create(join(dataDir, name), { access_mode: 'READ_ONLY' });
+    const conn = await db.connect();
+    try {
+      for (const [payload] of (await conn.runAndReadAll('SELECT payload FROM events')).getRows()) {
+        const seq = (JSON.parse(String(payload)) as { seq?: number }).seq;
+        if (typeof seq === 'number') seqs.add(seq);
+      }
+    } finally {
+      conn.closeSync();
+      db.closeSync();
+    }
+  }
+  return seqs;
 }
