@@ -93,6 +93,7 @@ import { S3Store, createS3Client } from '../src/storage/s3';
 import type { FailbackRegionResult, FailoverRegionResult, RegionPhases } from '../src/workflows/region-failover';
 import { checkEvents } from '../test/ledger';
 import { log } from './env';
+import { percentile, sleep, until, within } from './poll';
 
 const { values: args } = parseArgs({
   options: {
@@ -151,42 +152,6 @@ const CREDS: Record<string, { accessKey: string; secretKey: string }> = {
   b: { accessKey: 'bench-region-b', secretKey: 'bench-region-b-secret' },
 };
 const BUCKET: Record<string, string> = { a: 'kimiclaw-backups-a', b: 'kimiclaw-backups-b' };
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-const percentile = (v: number[], p: number) => {
-  const s = [...v].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
-};
-
-/** Polls until fn answers something other than false or undefined, and returns it. */
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | false | undefined>,
-  timeoutMs = 120_000,
-  everyMs = 25,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await fn().catch(() => undefined);
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(everyMs);
-  }
-}
-
-/** A promise that rejects after `ms`: a workflow that never ends must not hang the bench. */
-async function within<T>(what: string, ms: number, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), ms);
-  });
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 /** The fields of GET /health this bench reads. */
 interface Health {

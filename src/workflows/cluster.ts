@@ -41,7 +41,7 @@ import {
   type SwitchoverInput,
 } from '../failover/input';
 import { applicationCause, explainFailure } from './failure';
-import { localThenVisible } from './proxies';
+import { bounded, localThenVisible } from './proxies';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
 import { REBUILD_STATES } from '../failover/node-states';
@@ -54,15 +54,6 @@ import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 const fast = proxyActivities<ControlActivities>({
   startToCloseTimeout: '8s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
-});
-/**
- * Calls to one node while holding the lease: a node that died meanwhile must not hold the lease
- * forever, so these give up after ~30 s and the change fails, naming the node.
- */
-const bounded = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '10s',
-  scheduleToCloseTimeout: '30s',
-  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
 });
 /**
  * A failover's own steps run in the worker that runs the failover (local activities): a task

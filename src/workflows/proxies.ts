@@ -17,6 +17,16 @@ export const control = proxyActivities<ControlActivities>({
   retry,
 });
 
+/**
+ * Calls to one node while a topology change holds the lease: a node that died meanwhile must not
+ * hold the lease forever, so these give up after ~30 s and the change fails, naming the node.
+ */
+export const bounded = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '10s',
+  scheduleToCloseTimeout: '30s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+});
+
 /** Calls that must run on the host that owns the node's disk. */
 export function onNode(taskQueue: string, options: { giveUpAfterAttempts?: number } = {}) {
   return {

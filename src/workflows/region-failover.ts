@@ -41,18 +41,13 @@ import { restore } from './restore';
 import { applicationCause, explainFailure } from './failure';
 import { inputOrFail } from './input';
 import { withTopologyLease } from './lease';
+import { bounded } from './proxies';
 import { DrDatabase, DrOutcome, DrScenario } from './search-attributes';
 
 /** Short calls to the config center and nodes: retried quickly while they do not answer. */
 const fast = proxyActivities<ControlActivities>({
   startToCloseTimeout: '10s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '5s' },
-});
-/** A promotion: a node that does not answer fails the move after ~30 s, naming it. */
-const bounded = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '10s',
-  scheduleToCloseTimeout: '30s',
-  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
 });
 /** A copy pass between the regions' stores (heartbeats each object). */
 const copying = proxyActivities<ControlActivities>({
