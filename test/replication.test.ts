@@ -308,3 +308,82 @@ void describe('a replica too far behind is sent a snapshot, then the log', () =>
     assert.equal(r.epoch, 1);
   });
 });
+
+void describe('two primaries of different epochs send to one replica at once', () => {
+  let dir: string;
+  let replica: NodeProcess;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'kimiclaw-race-'));
+    replica = testNode('node1', dir, 'kimiclaw', await freePort());
+    replica.args = ['--role', 'replica'];
+    await replica.start();
+  });
+  after(async () => {
+    await replica.stop('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const batch = (lsn: number, firstId: number, n: number, tag: string) =>
+    Array.from({ length: n }, (_, i) => ({
+      id: firstId + i,
+      lsn,
+      ts: '2026-11-30T00:00:00.000000Z',
+      kind: 'race',
+      payload: JSON.stringify({ tag, i }),
+    }));
+  const send = (
+    epoch: number,
+    from: string,
+    history: Array<{ epoch: number; startLsn: number }>,
+    events: unknown[],
+    ackedLsn?: number,
+  ) =>
+    call<{ lsn: number; epoch: number } & ErrorBody>(`${replica.url}/replicate`, 'POST', {
+      epoch,
+      primary: { id: from, url: 'http://127.0.0.1:9' },
+      history,
+      events,
+      ...(ackedLsn === undefined ? {} : { ackedLsn }),
+    });
+
+  void test('the batch the older epoch sends never stands at an LSN the newer epoch wrote', async () => {
+    // Each round: the replica holds lsn L of the current history; the old primary (epoch e) sends a
+    // large batch at L+1 that it never acknowledged, and while the replica applies it the new
+    // primary (epoch e+1, begun at L) sends its own batch at L+1. Whatever the order, the replica
+    // must end with the new primary's batch at L+1 and nothing of the old one in its table.
+    let history = [{ epoch: 1, startLsn: 0 }];
+    let lsn = 0;
+    let nextId = 1;
+    const first = await send(1, 'p1', history, batch(1, nextId, 10, 'base'));
+    assert.equal(first.status, 200, JSON.stringify(first.body));
+    lsn = 1;
+    nextId += 10;
+    for (let round = 0; round < 6; round++) {
+      const epoch = round + 1;
+      const newer = [...history, { epoch: epoch + 1, startLsn: lsn }];
+      const stale = send(epoch, `p${epoch}`, history, batch(lsn + 1, nextId, 3000, `stale${round}`));
+      // Sent right behind it: the old primary's request is being applied when this one arrives.
+      await sleep(5);
+      const fresh = send(epoch + 1, `p${epoch + 1}`, newer, batch(lsn + 1, nextId + 5000, 7, `fresh${round}`), lsn + 1);
+      const [s, f] = await Promise.all([stale, fresh]);
+      assert.equal(f.status, 200, `round ${round}: the new primary's batch was refused: ${JSON.stringify(f.body)}`);
+      assert.ok([200, 409].includes(s.status), `round ${round}: ${s.status} ${JSON.stringify(s.body)}`);
+      const page = await call<{ events: Array<{ id: number; lsn: number; payload: string }> }>(
+        `${replica.url}/events?afterLsn=${lsn}`,
+        'GET',
+      );
+      assert.equal(page.status, 200, JSON.stringify(page.body));
+      const tags = new Set(page.body.events.map((e) => (JSON.parse(e.payload) as { tag: string }).tag));
+      assert.deepEqual([...tags], [`fresh${round}`], `round ${round}: LSN ${lsn + 1} holds ${[...tags].join(', ')}`);
+      assert.equal(page.body.events.length, 7);
+      const h = await health(replica);
+      assert.equal(h.epoch, epoch + 1);
+      assert.equal(h.lsn, lsn + 1);
+      assert.equal(h.rows, 10 + 7 * (round + 1), `round ${round}: rows`);
+      history = newer;
+      lsn += 1;
+      nextId += 10_000;
+    }
+  });
+});

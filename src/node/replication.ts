@@ -29,10 +29,13 @@ import { type Fingerprint, fingerprintDifferences } from '../duckdb/fingerprint'
 import type { LogEvent } from '../duckdb/replay';
 import { fingerprintFile, recordedFingerprintFile } from '../duckdb/verify';
 import type { Logger } from './log';
+import { Mutex } from './mutex';
 import { errorMessage } from './log';
-import type { EpochStart, ReplicationState } from './session';
+import { type EpochStart, type ReplicationState, sameHistory } from './session';
 import type { CommittedBatch, EventStore } from './store';
-import { NotPrimaryError } from './store-errors';
+import { NotPrimaryError, StaleEpochError } from './store-errors';
+
+export { StaleEpochError };
 
 export type ReplicaMode = 'sync' | 'async';
 
@@ -69,18 +72,6 @@ export interface ReplicateRequest {
    * of the history (batches a restore left out), not a gap. Absent: they must follow on directly.
    */
   afterLsn?: number;
-}
-
-export class StaleEpochError extends Error {
-  constructor(
-    readonly epoch: number,
-    readonly current: number,
-    what = 'the request',
-    message = `${what} carries epoch ${epoch}, older than this node's epoch ${current}: a newer primary exists`,
-  ) {
-    super(message);
-    this.name = 'StaleEpochError';
-  }
 }
 
 /** Writes committed on the primary that no synchronous replica confirmed in time. */
@@ -159,6 +150,13 @@ export class Replication {
   onPromoted: (() => void) | undefined;
   /** The replica's view of its primary: who, which epoch, when it last heard from it. */
   primaryContact: { id: string; url: string; epoch: number; at: number } | undefined;
+  /**
+   * One message from a primary at a time. Two primaries of different epochs may both reach this
+   * node (an old one restarting before it hears of the new one): deciding what to cut and applying
+   * the batch must not interleave with the other sender's, or the older epoch's batch could land
+   * at an LSN the newer epoch already decided, and the newer one's copy would be skipped.
+   */
+  private readonly receiving = new Mutex();
   readonly heartbeatMs: number;
   readonly requestTimeoutMs: number;
   readonly syncTimeoutMs: number;
@@ -352,6 +350,15 @@ export class Replication {
 
   /** The replica side of POST /replicate. */
   async receive(request: ReplicateRequest): Promise<{ lsn: number; epoch: number; truncated: number }> {
+    const release = await this.receiving.acquire();
+    try {
+      return await this.receiveOne(request);
+    } finally {
+      release();
+    }
+  }
+
+  private async receiveOne(request: ReplicateRequest): Promise<{ lsn: number; epoch: number; truncated: number }> {
     this.store.assertWritable();
     const state = this.store.state;
     if (request.epoch < state.epoch) throw new StaleEpochError(request.epoch, state.epoch);
@@ -380,7 +387,11 @@ export class Replication {
       await this.store.setReplicationState({ role: 'replica', epoch: request.epoch, history: request.history });
     }
     this.primaryContact = { ...request.primary, epoch: request.epoch, at: Date.now() };
-    const { lsn } = await this.store.applyReplicated(request.events, request.afterLsn);
+    // Checked again under the write lock: a demotion or promotion meanwhile wins over this batch.
+    const { lsn } = await this.store.applyReplicated(request.events, request.afterLsn, {
+      epoch: request.epoch,
+      history: request.history,
+    });
     if (request.ackedLsn !== undefined) {
       this.ackedThrough = Math.max(this.ackedThrough, Math.min(request.ackedLsn, lsn));
     }
@@ -396,6 +407,18 @@ export class Replication {
    * replica of the sender.
    */
   async receiveSnapshot(
+    body: IncomingMessage,
+    meta: SnapshotMeta,
+  ): Promise<{ lsn: number; epoch: number; movedAside: string | null }> {
+    const release = await this.receiving.acquire();
+    try {
+      return await this.receiveSnapshotOne(body, meta);
+    } finally {
+      release();
+    }
+  }
+
+  private async receiveSnapshotOne(
     body: IncomingMessage,
     meta: SnapshotMeta,
   ): Promise<{ lsn: number; epoch: number; movedAside: string | null }> {
@@ -821,10 +844,6 @@ class ReplicaLink {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
-}
-
-function sameHistory(a: readonly EpochStart[], b: readonly EpochStart[]): boolean {
-  return a.length === b.length && a.every((h, i) => h.epoch === b[i]!.epoch && h.startLsn === b[i]!.startLsn);
 }
 
 /**

@@ -39,6 +39,11 @@ export interface EpochStart {
   startLsn: number;
 }
 
+/** The same epochs, begun at the same LSNs. */
+export function sameHistory(a: readonly EpochStart[], b: readonly EpochStart[]): boolean {
+  return a.length === b.length && a.every((h, i) => h.epoch === b[i]!.epoch && h.startLsn === b[i]!.startLsn);
+}
+
 /**
  * Role, fencing epoch and epoch history, kept in node_state so a restart resumes them. 'none': the
  * node has no database (empty) or cannot read the one it has, and knows nothing of its own.

@@ -15,6 +15,19 @@ export class NotPrimaryError extends Error {
   }
 }
 
+/** A message from a primary whose epoch a newer one has superseded. */
+export class StaleEpochError extends Error {
+  constructor(
+    readonly epoch: number,
+    readonly current: number,
+    what = 'the request',
+    message = `${what} carries epoch ${epoch}, older than this node's epoch ${current}: a newer primary exists`,
+  ) {
+    super(message);
+    this.name = 'StaleEpochError';
+  }
+}
+
 /** Replicated events that do not follow on from what this node has. */
 export class ReplicationGapError extends Error {
   constructor(

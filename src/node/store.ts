@@ -53,6 +53,7 @@ import { type Logger, errorMessage, silentLogger } from './log';
 import { Gate, Mutex, type Release } from './mutex';
 import { type ScrubSubject, scrubFile, staticSubject } from './scrubber';
 import {
+  type EpochStart,
   type NodeRole,
   type Opened,
   type ReplicationState,
@@ -60,6 +61,7 @@ import {
   closeSession,
   fileState,
   openSession,
+  sameHistory,
 } from './session';
 import {
   DatabaseMissingError,
@@ -68,6 +70,7 @@ import {
   type MaintenanceState,
   NotPrimaryError,
   ReplicationGapError,
+  StaleEpochError,
   StaleWalError,
   StoreClosedError,
 } from './store-errors';
@@ -423,12 +426,26 @@ export class EventStore {
    * the primary says they follow `afterLsn` (at or below this node's LSN): the LSNs between are
    * holes of the history, batches a restore left out.
    */
-  async applyReplicated(events: readonly LogEvent[], afterLsn?: number): Promise<{ applied: number; lsn: number }> {
+  async applyReplicated(
+    events: readonly LogEvent[],
+    afterLsn?: number,
+    sender?: { epoch: number; history: readonly EpochStart[] },
+  ): Promise<{ applied: number; lsn: number }> {
     this.available('write');
     const release = await this.lock.acquire();
     try {
       const { writer } = this.opened();
       if (this.state.role !== 'replica') throw new NotPrimaryError(this.state);
+      // The sender's epoch and history must still be this node's once the lock is held: a batch of
+      // an epoch the node has since left must not land at an LSN the newer epoch decided.
+      if (sender && (sender.epoch !== this.state.epoch || !sameHistory(sender.history, this.state.history))) {
+        throw new StaleEpochError(
+          sender.epoch,
+          this.state.epoch,
+          'the batch',
+          `the batch was sent under epoch ${sender.epoch} and a history this node has since left (it is at epoch ${this.state.epoch}): a newer primary exists`,
+        );
+      }
       const fresh = events.filter((e) => e.lsn > this.currentLsn);
       const first = fresh[0];
       const last = fresh[fresh.length - 1];
