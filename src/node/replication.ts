@@ -331,7 +331,11 @@ export class Replication {
       this.satisfied(this.store.lsn) &&
       (successor === undefined || (successor.state !== 'diverged' && (successor.appliedLsn ?? -1) >= this.store.lsn));
     const drained = await this.store.stepDown(
-      { role, epoch, history: state.history },
+      (current) => {
+        // A newer epoch may have arrived while this call waited for the write lock.
+        if (epoch < current.epoch) throw new StaleEpochError(epoch, current.epoch, 'the demotion');
+        return { role, epoch, history: current.history };
+      },
       async () => {
         if (state.role !== 'primary') return true;
         const deadline = Date.now() + drainMs;

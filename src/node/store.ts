@@ -369,11 +369,17 @@ export class EventStore {
    * stores the new state, all under the write lock: no write commits between the drain and the
    * role change. Writes queued meanwhile find the node no longer primary.
    */
-  async stepDown(next: ReplicationState, drain: () => Promise<boolean>, ackedLsn?: () => number): Promise<boolean> {
+  async stepDown(
+    next: (current: ReplicationState) => ReplicationState,
+    drain: () => Promise<boolean>,
+    ackedLsn?: () => number,
+  ): Promise<boolean> {
     const release = await this.lock.acquire();
     try {
       const drained = await drain();
-      await this.persistReplicationState(next, ackedLsn?.());
+      // Computed from the state as it is now: a history a replica adopted while this call waited
+      // for the lock must not be overwritten with the one read before.
+      await this.persistReplicationState(next(this.state), ackedLsn?.());
       return drained;
     } finally {
       release();
@@ -438,12 +444,12 @@ export class EventStore {
       if (this.state.role !== 'replica') throw new NotPrimaryError(this.state);
       // The sender's epoch and history must still be this node's once the lock is held: a batch of
       // an epoch the node has since left must not land at an LSN the newer epoch decided.
-      if (sender && (sender.epoch !== this.state.epoch || !sameHistory(sender.history, this.state.history))) {
-        throw new StaleEpochError(
-          sender.epoch,
-          this.state.epoch,
-          'the batch',
-          `the batch was sent under epoch ${sender.epoch} and a history this node has since left (it is at epoch ${this.state.epoch}): a newer primary exists`,
+      if (sender && sender.epoch < this.state.epoch)
+        throw new StaleEpochError(sender.epoch, this.state.epoch, 'the batch');
+      if (sender && (sender.epoch > this.state.epoch || !sameHistory(sender.history, this.state.history))) {
+        // Not the sender's fault: its history was adopted and then changed here; it sends again.
+        throw new Error(
+          `this node's epoch history changed while the batch of epoch ${sender.epoch} waited to be applied; send it again`,
         );
       }
       const fresh = events.filter((e) => e.lsn > this.currentLsn);
