@@ -15,7 +15,8 @@
  * kill zone a (two nodes) and always freeze zone b (one node): the modes run kill, freeze, freeze,
  * kill, … so that each hits both zones. A fresh writer per round records every acknowledgement
  * (when, by which node, at which epoch); after the zone is back and the cluster steady, the round's
- * ledger is checked on every node. Prints per mode p50/p99 of each failover phase and of
+ * ledger is checked on every node, and every node's fingerprint at the primary's acknowledged LSN
+ * is compared with the primary's. Prints per mode p50/p99 of each failover phase and of
  * rtoSeconds (the failover workflow's result), the gaps around the workflow (the fault → the
  * monitor's first failed probe, promoted → first write acknowledged), the RTO (the fault → the
  * first write acknowledged in the surviving zone, by the writer's clock) and the RPO (acknowledged
@@ -43,6 +44,7 @@ import { startTemporalDevServer, type TemporalDevServer } from '../src/dev/serve
 import { newNodeToken } from '../src/dev/token-file';
 import { FAILOVER_TASK_TIMEOUT, failoverWorkflowId, type FailoverInput } from '../src/failover/input';
 import { freePort } from '../src/net';
+import { NodeClient } from '../src/node-client';
 import { NodeToken } from '../src/node-token';
 import { startWebhookReceiver, type WebhookReceiver } from '../src/notify/receiver';
 import type { FailoverResult } from '../src/workflows/cluster';
@@ -102,6 +104,8 @@ interface Round {
   changed: number;
   /** Epochs in which two nodes acknowledged writes. */
   splitEpochs: number;
+  /** Nodes whose fingerprint at the primary's acknowledged LSN differs from the primary's. */
+  diverged: string[];
 }
 
 async function main(): Promise<void> {
@@ -313,6 +317,14 @@ async function main(): Promise<void> {
         120_000,
         200,
       );
+      // Every replica's fingerprint at that LSN is the primary's (rows, id range, content checksum).
+      const fingerprint = async (n: NodeProcess) => {
+        const f = await new NodeClient(n.id, n.url, events).stats(head);
+        return JSON.stringify([f.rows, f.minId, f.maxId, f.maxLsn, f.checksum, f.fingerprintVersion]);
+      };
+      const primaryPrint = await fingerprint(nodes.find((n) => n.id === after.primary.id)!);
+      const diverged: string[] = [];
+      for (const n of nodes) if ((await fingerprint(n)) !== primaryPrint) diverged.push(n.id);
       const ackedAt = new Map<number, number>();
       for (const a of w.acks) for (const seq of a.seqs) ackedAt.set(seq, a.at);
       const lost = new Set<number>();
@@ -339,12 +351,14 @@ async function main(): Promise<void> {
         duplicated: duplicated.size,
         changed: changed.size,
         splitEpochs: [...ackers.values()].filter((s) => s.size > 1).length,
+        diverged,
       };
       done.push(r);
       const notes = [
         result.failedNode !== start.primary.id ? `the failover was of ${result.failedNode}` : '',
         result.newPrimary !== first.node ? `the first write was acknowledged by ${first.node}` : '',
         ZONE_OF[after.primary.id] === zone ? `the primary is back in zone ${zone} (${after.primary.id})` : '',
+        diverged.length > 0 ? `DIFFERENT DATA than the primary at LSN ${head}: ${diverged.join(', ')}` : '',
       ].filter(Boolean);
       log(
         `  round ${round}: zone ${zone} ${MODE_TEXT[mode]}: ${start.primary.id} (standby ${start.standby}) → ${result.newPrimary} (epoch ${result.epoch}); ` +
@@ -391,7 +405,7 @@ async function main(): Promise<void> {
       const rs = byMode(m);
       const lostAt = rs.flatMap((r) => r.lost);
       const span = lostAt.length ? (Math.max(...lostAt) - Math.min(...lostAt)) / 1000 : 0;
-      const integrity = rs.reduce((n, r) => n + r.duplicated + r.changed + r.splitEpochs, 0);
+      const integrity = rs.reduce((n, r) => n + r.duplicated + r.changed + r.splitEpochs + r.diverged.length, 0);
       const rtos = rs.map((r) => r.rto);
       const rtoP99 = percentile(rtos, 99);
       const acked = rs.reduce((n, r) => n + r.acked, 0);
@@ -403,7 +417,8 @@ async function main(): Promise<void> {
       log(
         `${''.padEnd(7)} duplicated ${rs.reduce((n, r) => n + r.duplicated, 0)}, held at another place ` +
           `${rs.reduce((n, r) => n + r.changed, 0)}, epochs acknowledged by two nodes ` +
-          `${rs.reduce((n, r) => n + r.splitEpochs, 0)} (each must be 0)`,
+          `${rs.reduce((n, r) => n + r.splitEpochs, 0)}, nodes whose fingerprint differs from the primary's at its ` +
+          `acknowledged LSN ${rs.reduce((n, r) => n + r.diverged.length, 0)} (each must be 0)`,
       );
       if (lostAt.length > 0 || integrity > 0) failed = true;
     }

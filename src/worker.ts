@@ -93,13 +93,14 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const workflowSource = options.workflowBundle
     ? { workflowBundle: options.workflowBundle }
     : { workflowsPath: require.resolve('./workflows') };
+  const control = createControlActivities({ config, stores, metrics });
   const workers: Worker[] = [
     await Worker.create({
       connection,
       namespace: config.temporal.namespace,
       taskQueue: config.temporal.taskQueue,
       ...workflowSource,
-      activities: createControlActivities({ config, stores, metrics }),
+      activities: control,
       maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       // A workflow cached on a worker that is lost with its zone goes to another worker after
       // this, instead of Temporal's default 10 s.
@@ -116,7 +117,12 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
         connection,
         namespace: config.temporal.namespace,
         taskQueue: nodeTaskQueue(config, node),
-        activities: createNodeActivities({ config, stores, metrics, node: node.id }),
+        // The monitor's sentry for this node's zone runs here too (sentryNodes): it needs no disk,
+        // only to run where this node's host is.
+        activities: {
+          ...createNodeActivities({ config, stores, metrics, node: node.id }),
+          watchCluster: control.watchCluster,
+        },
         maxHeartbeatThrottleInterval: HEARTBEAT_THROTTLE,
       }),
     );

@@ -13,7 +13,7 @@
 import { Context } from '@temporalio/activity';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { FAILOVER_TASK_TIMEOUT, failoverWorkflowId } from '../failover/input';
-import { type DatabaseConfig, homeRegion } from '../config';
+import { type DatabaseConfig, homeRegion, nodeTaskQueue } from '../config';
 import { type ConfigCenter, type PrimaryRecord, casPrimary, openConfigCenter, readPrimary } from '../config-center';
 import { type TopologyLease, readLease } from '../config-center/lease';
 import { InputProblem, PublishRefused, Unavailable } from '../errors';
@@ -27,6 +27,7 @@ import {
   joinSpecs,
   regionElsewhere,
   sameRegion,
+  sentryNodes,
   placementOf,
   replicaSpecs,
   zonesOf,
@@ -321,7 +322,12 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
         `cluster ${db.name} has one node (${db.nodes[0]!.id}): there is nothing to fail over to`,
       );
     }
-    return { cluster: db.name, webhooks: config.cluster.webhooks.length };
+    return {
+      cluster: db.name,
+      webhooks: config.cluster.webhooks.length,
+      // The task queues the monitor's sentries run on (one per zone of this region; none without zones).
+      sentries: sentryNodes(homeRegion(config), db.nodes).map((id) => nodeTaskQueue(config, nodeOf(db, id, 'node'))),
+    };
   }
 
   /** Probes the node a few times; down only when none of the probes succeeds. */
@@ -533,9 +539,16 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
   /**
    * `recovering`: nodes a recovery was started for, not reported again until `until` (epoch ms).
    */
+  /**
+   * The monitor's watch. `sentry`: the watch reduced to failure detection, run on a node's queue in
+   * every zone beside the main watch (sentryNodes): it reports only a failure (after starting the
+   * failover) or that the cluster is run from another region, and leaves the sync record, metrics
+   * and recoveries to the main watch.
+   */
   async function watchCluster(input: {
     cluster: string;
     recovering?: Array<{ node: string; until: number }>;
+    sentry?: boolean;
   }): Promise<WatchOutcome> {
     const ctx = Context.current();
     const db = clusterOf(input.cluster);
@@ -545,18 +558,25 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
     let probes = 0;
     let firstFailureAt: number | undefined;
     let syncState: SyncKeeperState = {};
+    /** The primary record the failures were counted against: a new one starts the count again. */
+    let counted: string | undefined;
     while (Date.now() < until && !ctx.cancellationSignal.aborted) {
       const started = Date.now();
       const views = await Promise.all(db.nodes.map((n) => probeNode(n, Math.min(PROBE_TIMEOUT_MS, interval))));
       let record: PrimaryRecord | undefined;
       try {
         record = (await readPrimary(cc(), primaryKey(db.name))).record;
-        if (!record) record = await bootstrapRecord(db, views);
+        if (!record && !input.sentry) record = await bootstrapRecord(db, views);
       } catch (err) {
         ctx.heartbeat({ waiting: `config center: ${(err as Error).message}` });
       }
       const elsewhere = record && regionElsewhere(homeRegion(config), db, record);
       if (elsewhere) return { kind: 'elsewhere', evidence: elsewhere };
+      if (record && `${record.node}@${record.epoch}` !== counted) {
+        counted = `${record.node}@${record.epoch}`;
+        failures = 0;
+        firstFailureAt = undefined;
+      }
       const primary = record && views.find((v) => v.id === record.node);
       if (primary && record) {
         const stray = views
@@ -568,7 +588,7 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           )
           .filter((v) => REBUILD_STATES.includes(v.status ?? '') || v.role === 'fenced')
           .map((v) => v.id);
-        if (stray.length > 0) return { kind: 'recover', nodes: stray };
+        if (stray.length > 0 && !input.sentry) return { kind: 'recover', nodes: stray };
         // A primary that reports its own file damaged or its writes failing has failed, whatever
         // its replicas still hear from it.
         const selfReported = primary.reachable && FAILED_PRIMARY_STATES.includes(primary.status ?? '');
@@ -576,8 +596,10 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
         if (ok) {
           failures = 0;
           firstFailureAt = undefined;
-          observe(db, primary);
-          syncState = await keepSyncRecord(db.name, record, primary, syncState);
+          if (!input.sentry) {
+            observe(db, primary);
+            syncState = await keepSyncRecord(db.name, record, primary, syncState);
+          }
         } else {
           failures++;
           firstFailureAt ??= started;
@@ -636,7 +658,8 @@ export function createClusterActivities({ config, metrics }: ActivityDeps) {
           {
             cluster,
             failedNode: outcome.failedNode!,
-            reason: 'monitorCluster: primary failed',
+            // Which watch saw it: the main one (control queue) or a zone's sentry (a node's queue).
+            reason: `monitorCluster: primary failed (seen by the watch on ${Context.current().info.taskQueue})`,
             ...(outcome.firstFailureAt ? { detectedAt: outcome.firstFailureAt } : {}),
             ...(outcome.evidence ? { evidence: outcome.evidence } : {}),
           },

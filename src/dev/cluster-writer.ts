@@ -1,7 +1,9 @@
 /**
  * A client of a replicated kimiclaw cluster, as tests and bench:failover use it: follows the
  * primary record in the config center, sends each batch with the epoch it read, and on any error
- * re-reads the record and retries. Every batch carries unique sequence numbers; `acked` lists the
+ * re-reads the record and retries. While a write is in flight it keeps reading the record, and
+ * gives the write up as soon as a newer epoch is recorded (a frozen primary answers nothing: the
+ * client moves to the new primary when it is published, not when its own timeout runs out). Every batch carries unique sequence numbers; `acked` lists the
  * ones a primary acknowledged, so a test can prove none of them is lost.
  */
 import { readdir } from 'node:fs/promises';
@@ -38,18 +40,34 @@ export function startClusterWriter(
      * and re-reads the primary record moves on from a frozen primary (docs/node-api.md).
      */
     requestTimeoutMs?: number;
+    /** How often the primary record is read while a write is in flight (default 100 ms). */
+    followMs?: number;
   },
 ): ClusterWriter {
   const batch = options.batch ?? 5;
   let stopped = false;
   const writer: ClusterWriter = { acked: [], acks: [], errors: 0, stop: async () => undefined };
+  let target: { node: string; url: string; epoch: number } | undefined;
+  let inFlight: AbortController | undefined;
+  const follow = (async () => {
+    while (!stopped) {
+      await sleep(options.followMs ?? 100);
+      if (!inFlight || !target) continue;
+      const sentTo = target.epoch;
+      const record = await readPrimary(center, options.key).then(
+        (r) => r.record,
+        () => undefined,
+      );
+      if (record && record.epoch > sentTo) inFlight.abort(new Error(`epoch ${record.epoch} recorded`));
+    }
+  })();
   const loop = (async () => {
-    let target: { node: string; url: string; epoch: number } | undefined;
     while (!stopped) {
       try {
         target ??= (await readPrimary(center, options.key)).record;
         if (!target) throw new Error('no primary recorded yet');
         const seqs = Array.from({ length: batch }, () => ++lastSeq);
+        inFlight = new AbortController();
         const res = await fetch(`${target.url}/events`, {
           method: 'POST',
           headers: {
@@ -58,9 +76,10 @@ export function startClusterWriter(
             ...authorization(options.token),
           },
           body: JSON.stringify({ events: seqs.map((s) => ({ kind: 'bench', payload: { seq: s } })) }),
-          signal: AbortSignal.timeout(options.requestTimeoutMs ?? 5_000),
+          signal: AbortSignal.any([inFlight.signal, AbortSignal.timeout(options.requestTimeoutMs ?? 5_000)]),
         });
         const body = (await res.json()) as { lsn?: number; firstId?: number };
+        inFlight = undefined;
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         writer.acked.push(...seqs);
         writer.acks.push({
@@ -73,6 +92,7 @@ export function startClusterWriter(
         });
         if (options.pauseMs) await sleep(options.pauseMs);
       } catch {
+        inFlight = undefined;
         writer.errors++;
         target = undefined;
         await sleep(50);
@@ -81,7 +101,7 @@ export function startClusterWriter(
   })();
   writer.stop = async () => {
     stopped = true;
-    await loop;
+    await Promise.all([loop, follow]);
   };
   return writer;
 }

@@ -56,6 +56,24 @@ export function regionElsewhere(
 }
 
 /**
+ * Where the monitor's sentries run: one node per zone of this region (the first in config order),
+ * whose host's worker polls that node's task queue. A sentry is the monitor's watch reduced to
+ * failure detection: it probes and starts the failover, nothing else. With a sentry already
+ * probing in every zone, losing the zone of the worker that runs the main watch (killed, or frozen
+ * with its long polls still open) costs no rescheduling of the watch before the failure is seen.
+ * None without zones, or with one zone in this region (the main watch is all there is to lose).
+ */
+export function sentryNodes(
+  home: string | undefined,
+  nodes: ReadonlyArray<Pick<PlacedNode, 'id' | 'zone' | 'region'>>,
+): string[] {
+  const here = nodes.filter((n) => home === undefined || n.region === undefined || n.region === home);
+  const firstOfZone = new Map<string, string>();
+  for (const n of here) if (n.zone !== undefined && !firstOfZone.has(n.zone)) firstOfZone.set(n.zone, n.id);
+  return firstOfZone.size >= 2 ? [...firstOfZone.values()] : [];
+}
+
+/**
  * The primary's replicas, the first `count` of them synchronous: nodes in `eligible` (healthy, or
  * in sync) before the others; within each, nodes of another zone before the primary's own zone,
  * unless the placement ignores zones; config order breaks ties. With "require-other-zone" a node

@@ -16,6 +16,7 @@
  */
 import {
   ApplicationFailure,
+  CancellationScope,
   ParentClosePolicy,
   WorkflowIdReusePolicy,
   makeContinueAsNewFunc,
@@ -89,17 +90,27 @@ const waiting = proxyActivities<ControlActivities>({
  * The monitor's watch heartbeats every probe: when the worker running it is lost (with its zone),
  * the watch is retried on another worker after the heartbeat timeout (2 s; it beats every ≤1 s).
  */
-const watcher = proxyActivities<ControlActivities>({
+const WATCH_OPTIONS = {
   startToCloseTimeout: '15m',
   heartbeatTimeout: '2s',
   // Retried at once: an attempt lost with a frozen worker must not add a growing backoff.
   retry: { initialInterval: '200ms', backoffCoefficient: 1 },
-});
-/** Webhooks: retried until delivered (a receiver's 4xx is final). */
-const deliveries = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '30s',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
-});
+} as const;
+const watcher = proxyActivities<ControlActivities>(WATCH_OPTIONS);
+/** A sentry: the watch on a node's queue, in that node's zone (sentryNodes). */
+const sentryOn = (taskQueue: string) =>
+  proxyActivities<Pick<ControlActivities, 'watchCluster'>>({ ...WATCH_OPTIONS, taskQueue });
+/**
+ * Webhooks: the first attempt in this worker (a delivery handed to a worker frozen with its zone
+ * would wait out the whole timeout), then retried until delivered (a receiver's 4xx is final).
+ */
+const deliveries = localThenVisible(
+  proxyLocalActivities<ControlActivities>({ startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } }),
+  proxyActivities<ControlActivities>({
+    startToCloseTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '30s' },
+  }),
+);
 
 export interface Phases {
   detect?: number;
@@ -526,9 +537,42 @@ export interface MonitorStoodDown {
   paused: string[];
 }
 
+/**
+ * The main watch, and a sentry in every zone (resolveCluster names their queues): the first to
+ * report a failure (it has started the failover) or another region's primary wins, and the others
+ * are cancelled. A sentry that ends any other way (its ten minutes are up, its zone is gone) is
+ * not waited for: the main watch decides when the round ends.
+ */
+async function watchWithSentries(
+  cluster: string,
+  recovering: Array<{ node: string; until: number }>,
+  sentries: readonly string[],
+): ReturnType<ControlActivities['watchCluster']> {
+  if (sentries.length === 0) return watcher.watchCluster({ cluster, recovering });
+  const scope = new CancellationScope();
+  const never = new Promise<never>(() => undefined);
+  try {
+    return await scope.run(() =>
+      Promise.race([
+        watcher.watchCluster({ cluster, recovering }),
+        ...sentries.map((q) =>
+          sentryOn(q)
+            .watchCluster({ cluster, sentry: true })
+            .then(
+              (seen) => (seen.kind === 'failed' || seen.kind === 'elsewhere' ? seen : never),
+              () => never,
+            ),
+        ),
+      ]),
+    );
+  } finally {
+    scope.cancel();
+  }
+}
+
 export async function monitorCluster(input: MonitorInput = {}): Promise<MonitorStoodDown> {
   const request = inputOrFail(MonitorInputSchema, input, 'monitorCluster');
-  const { cluster } = await fast.resolveCluster({ cluster: request.cluster }).catch((err: unknown) => {
+  const { cluster, sentries } = await fast.resolveCluster({ cluster: request.cluster }).catch((err: unknown) => {
     throw explainFailure(err, 'monitorCluster cannot start', 'MonitorFailed');
   });
   upsertSearchAttributes([
@@ -541,7 +585,7 @@ export async function monitorCluster(input: MonitorInput = {}): Promise<MonitorS
   const recovering = new Map<string, number>();
   for (let round = 0; round < 6; round++) {
     const quiet = [...recovering].map(([node, at]) => ({ node, until: at + RECOVERY_QUIET_MS }));
-    const seen = await watcher.watchCluster({ cluster, recovering: quiet });
+    const seen = await watchWithSentries(cluster, quiet, sentries);
     if (seen.kind === 'elsewhere') {
       // A newer epoch is run from another region (a region failover while this one was away):
       // this region must not act on a cluster it no longer runs.

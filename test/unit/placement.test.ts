@@ -11,6 +11,7 @@ import {
   joinSpecs,
   placementOf,
   regionElsewhere,
+  sentryNodes,
   replicaSpecs,
   zonesOf,
 } from '../../src/failover/placement';
@@ -189,5 +190,23 @@ void describe('regionElsewhere', () => {
     assert.equal(regionElsewhere('b', cluster, { node: 'b1', epoch: 4 }), undefined);
     assert.equal(regionElsewhere(undefined, cluster, { node: 'b1', epoch: 4 }), undefined, 'no regions configured');
     assert.equal(regionElsewhere('a', { name: 'x', nodes: [{ id: 'n1' }] }, { node: 'n1', epoch: 1 }), undefined);
+  });
+});
+
+void describe('sentryNodes', () => {
+  const nodes = [
+    { id: 'a1', zone: 'a', region: 'r1' },
+    { id: 'a2', zone: 'a', region: 'r1' },
+    { id: 'b1', zone: 'b', region: 'r1' },
+    { id: 'c1', zone: 'c', region: 'r2' },
+  ];
+  void test('one per zone of the home region, the first node of each in config order', () => {
+    assert.deepEqual(sentryNodes('r1', nodes), ['a1', 'b1']);
+    assert.deepEqual(sentryNodes(undefined, nodes), ['a1', 'b1', 'c1']);
+  });
+  void test('none without zones, or with one zone in the home region', () => {
+    assert.deepEqual(sentryNodes(undefined, [{ id: 'n1' }, { id: 'n2' }]), []);
+    assert.deepEqual(sentryNodes('r2', nodes), []);
+    assert.deepEqual(sentryNodes('r1', nodes.slice(0, 2)), []);
   });
 });
