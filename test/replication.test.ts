@@ -386,4 +386,43 @@ void describe('two primaries of different epochs send to one replica at once', (
       nextId += 10_000;
     }
   });
+
+  void test("a demotion racing the new primary's first batch keeps the history the replica adopted", async () => {
+    // The switchover's order: the replica is told (again) to follow the new primary while that
+    // primary's first batches arrive. Whatever the order, the next batch follows on: nothing the
+    // replica applied is cut at the fork again, and the new primary is not told its epoch is stale.
+    const h0 = await health(replica);
+    let history = h0.history;
+    let epoch = h0.epoch;
+    let lsn = h0.lsn;
+    let rows = h0.rows;
+    let nextId = 1_000_000;
+    for (let round = 0; round < 12; round++) {
+      const newer = [...history, { epoch: epoch + 1, startLsn: lsn }];
+      const from = `q${epoch + 1}`;
+      // The demotion sent a little after the batch, by a different margin each round: it must
+      // meet the replica while it adopts the new history.
+      const first = send(epoch + 1, from, newer, batch(lsn + 1, nextId, 2000, `first${round}`));
+      await sleep(round % 6);
+      const demote = call<ErrorBody>(`${replica.url}/demote`, 'POST', {
+        epoch: epoch + 1,
+        primary: { id: from, url: 'http://127.0.0.1:9' },
+      });
+      const [d, r] = await Promise.all([demote, first]);
+      assert.equal(d.status, 200, `round ${round}: demote ${JSON.stringify(d.body)}`);
+      assert.equal(r.status, 200, `round ${round}: first batch ${JSON.stringify(r.body)}`);
+      const next = await send(epoch + 1, from, newer, batch(lsn + 2, nextId + 5000, 3, `next${round}`), lsn + 2);
+      assert.equal(next.status, 200, `round ${round}: next batch ${JSON.stringify(next.body)}`);
+      assert.equal((next.body as unknown as { truncated: number }).truncated, 0, `round ${round}: a batch was cut`);
+      const after = await health(replica);
+      assert.equal(after.lsn, lsn + 2);
+      assert.equal(after.rows, rows + 2003, `round ${round}: rows`);
+      assert.deepEqual(after.history, newer);
+      history = newer;
+      epoch += 1;
+      lsn += 2;
+      rows += 2003;
+      nextId += 10_000;
+    }
+  });
 });
