@@ -8,6 +8,7 @@ import { isAbsolute, resolve } from 'node:path';
 import { z } from 'zod';
 import { DEFAULT_TASK_QUEUE, NameSchema } from './domain';
 import { DURATION_UNITS, parseDuration } from './duration';
+import { DEFAULT_PRODUCTION_SCENARIOS, DRILL_SCENARIOS, type DrillScenario, PLAN_OBJECTIVES } from './drill/input';
 import { NodeToken, TOKEN_RULE, isToken, readTokenFile } from './node-token';
 
 export { TIERS, TierSchema, NameSchema, DEFAULT_TASK_QUEUE } from './domain';
@@ -317,6 +318,38 @@ const RegionsSchema = z
   })
   .optional();
 
+/**
+ * Drills (docs/architecture.md, "Drills"): which scenarios a production drill may run, and the
+ * objectives a drill measures against per scenario (default: the DR plan's table).
+ */
+const DrillsSchema = z
+  .object({
+    production: z
+      .object({
+        scenarios: z
+          .array(z.enum(DRILL_SCENARIOS, { error: `must be one of: ${DRILL_SCENARIOS.join(', ')}` }))
+          .default([...DEFAULT_PRODUCTION_SCENARIOS]),
+      })
+      .prefault({}),
+    objectives: z
+      .partialRecord(
+        z.enum(DRILL_SCENARIOS, { error: `must be one of: ${DRILL_SCENARIOS.join(', ')}` }),
+        z.strictObject({
+          rto: PositiveDurationSchema.optional(),
+          rpo: z.union([z.literal('0'), PositiveDurationSchema]).optional(),
+        }),
+      )
+      .default({})
+      .transform((given) => {
+        const out = { ...PLAN_OBJECTIVES };
+        for (const [s, o] of Object.entries(given) as Array<[DrillScenario, { rto?: number; rpo?: number | '0' }]>) {
+          out[s] = { rtoMs: o.rto ?? out[s].rtoMs, rpoMs: o.rpo === '0' ? 0 : (o.rpo ?? out[s].rpoMs) };
+        }
+        return out;
+      }),
+  })
+  .prefault({});
+
 const MetricsSchema = z
   .object({
     host: z.string().min(1).default('127.0.0.1'),
@@ -335,6 +368,7 @@ const ConfigShape = z.object({
   metrics: MetricsSchema,
   nodeAuth: NodeAuthSchema,
   regions: RegionsSchema,
+  drills: DrillsSchema,
   /**
    * The region this worker (or CLI) runs in (env DR_REGION); default: the primary region. A
    * standby region's worker reaches that region's object store as its `storage`, and its monitor

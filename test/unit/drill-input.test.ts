@@ -1,0 +1,141 @@
+/**
+ * The drill's input and the checks that refuse a drill before any fault is injected: each names
+ * the field and the accepted values (src/drill/input.ts).
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { ConfigError, parseConfig } from '../../src/config';
+import {
+  DRILL_SCENARIOS,
+  DrillInputSchema,
+  DrillRefused,
+  PLAN_OBJECTIVES,
+  describeObjective,
+  planDrill,
+} from '../../src/drill/input';
+import { drillTopology } from '../../src/drill/topology';
+
+let port = 7000;
+function node(id: string, extra: Record<string, unknown> = {}) {
+  return { id, url: `http://127.0.0.1:${++port}`, dataDir: `/var/lib/${id}`, ...extra };
+}
+function config(extra: Record<string, unknown> = {}, nodes = [node('a1', { zone: 'a' }), node('b1', { zone: 'b' })]) {
+  return parseConfig({ storage: { bucket: 'drill-bucket' }, databases: [{ name: 'kimiclaw', nodes }], ...extra });
+}
+/** The message of the zod issue at `path`, or of the DrillRefused planDrill throws. */
+function inputProblem(input: unknown): string {
+  const parsed = DrillInputSchema.safeParse(input);
+  assert.equal(parsed.success, false, 'the input was accepted');
+  return parsed.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+}
+function refusal(fn: () => unknown): DrillRefused {
+  try {
+    fn();
+  } catch (err) {
+    assert.ok(err instanceof DrillRefused, `expected DrillRefused, got ${String(err)}`);
+    return err;
+  }
+  assert.fail('the drill was not refused');
+}
+const plan = (input: unknown, cfg = config()) => planDrill(DrillInputSchema.parse(input), drillTopology(cfg));
+
+void describe('drill input', () => {
+  void test('an unknown scenario is refused with the accepted ones', () => {
+    assert.match(
+      inputProblem({ scenarios: ['meteor'] }),
+      /^scenarios\.0: "meteor" is not a scenario \(accepted: single-node, damaged-file, bad-writes, zone-failure, region-failure, orchestrator-down\)$/,
+    );
+    assert.match(inputProblem({ target: 'staging' }), /^target: must be one of: isolated, production$/);
+    assert.match(inputProblem({ scenarios: [] }), /^scenarios: name at least one scenario/);
+    assert.match(inputProblem({ scenario: 'single-node' }), /scenario/);
+  });
+
+  void test('objectives must be durations: RTO above zero, RPO zero or more', () => {
+    assert.match(
+      inputProblem({ objectives: { 'single-node': { rto: 'fast' } } }),
+      /^objectives\.single-node\.rto: "fast" is not a duration; write a number and a unit/,
+    );
+    assert.match(
+      inputProblem({ objectives: { 'single-node': { rto: '0s' } } }),
+      /^objectives\.single-node\.rto: "0s" must be greater than zero$/,
+    );
+    assert.match(
+      inputProblem({ objectives: { 'single-node': { rpo: '-1s' } } }),
+      /^objectives\.single-node\.rpo: "-1s" must be zero or more$/,
+    );
+    assert.match(inputProblem({ objectives: { meteor: { rto: '1s' } } }), /"meteor" is not a scenario/);
+    assert.match(
+      inputProblem({ objectives: { 'single-node': { rto: '1s', within: '2s' } } }),
+      /objectives\.single-node/,
+    );
+    const p = plan({ scenarios: ['single-node'], objectives: { 'single-node': { rto: '1ms', rpo: '0' } } });
+    assert.deepEqual(p.objectives['single-node'], { rtoMs: 1, rpoMs: 0 });
+    assert.equal(describeObjective(p.objectives['single-node']), 'RTO 1ms, RPO 0');
+  });
+
+  void test('left out: every scenario the topology supports, at the plan objectives, on the private stack', () => {
+    const p = plan({});
+    assert.equal(p.target, 'isolated');
+    assert.deepEqual(
+      p.scenarios,
+      DRILL_SCENARIOS.filter((s) => s !== 'region-failure'),
+    );
+    assert.deepEqual(p.objectives, PLAN_OBJECTIVES);
+    assert.equal(p.awaitsConfirmation, false);
+    const oneZone = config({}, [node('a1'), node('a2')]);
+    assert.ok(!plan({}, oneZone).scenarios.includes('zone-failure'));
+  });
+
+  void test('a zone scenario on a cluster in one zone, a region scenario without a standby region: refused', () => {
+    const noZones = refusal(() => plan({ scenarios: ['zone-failure'] }, config({}, [node('a1'), node('a2')])));
+    assert.equal(noZones.field, 'scenarios');
+    assert.equal(
+      noZones.message,
+      'scenarios: zone-failure needs nodes in two zones; the nodes of kimiclaw have no zone',
+    );
+    const oneZone = refusal(() =>
+      plan({ scenarios: ['zone-failure'] }, config({}, [node('a1', { zone: 'a' }), node('a2', { zone: 'a' })])),
+    );
+    assert.match(oneZone.message, /every node of kimiclaw is in zone a/);
+    const region = refusal(() => plan({ scenarios: ['single-node', 'region-failure'] }));
+    assert.equal(region.message, 'scenarios: region-failure needs a standby region (declare one under "regions")');
+  });
+
+  void test('production: only the scenarios the config allows, and a confirmation', () => {
+    const p = plan({ target: 'production' });
+    assert.deepEqual(p.scenarios, ['single-node', 'damaged-file']);
+    assert.equal(p.awaitsConfirmation, true);
+    assert.equal(plan({ target: 'production', confirmed: true }).awaitsConfirmation, false);
+    const zone = refusal(() => plan({ target: 'production', scenarios: ['zone-failure'] }));
+    assert.equal(
+      zone.message,
+      'scenarios: zone-failure is not allowed on production (allowed: single-node, damaged-file; drills.production.scenarios in the config); run it with target "isolated"',
+    );
+    const none = config({ drills: { production: { scenarios: [] } } });
+    assert.match(refusal(() => plan({ target: 'production' }, none)).message, /no scenario is allowed/);
+    const more = config({ drills: { production: { scenarios: ['single-node', 'zone-failure'] } } });
+    assert.deepEqual(plan({ target: 'production' }, more).scenarios, ['single-node', 'zone-failure']);
+  });
+
+  void test('objectives for a scenario the drill does not run are refused', () => {
+    const r = refusal(() => plan({ scenarios: ['single-node'], objectives: { 'damaged-file': { rto: '1m' } } }));
+    assert.equal(r.field, 'objectives.damaged-file');
+  });
+
+  void test('the config sets objectives and production scenarios, checked like the input', () => {
+    const c = config({ drills: { objectives: { 'zone-failure': { rto: '5s', rpo: '0' } } } });
+    assert.deepEqual(c.drills.objectives['zone-failure'], { rtoMs: 5_000, rpoMs: 0 });
+    assert.deepEqual(c.drills.objectives['single-node'], PLAN_OBJECTIVES['single-node']);
+    assert.throws(
+      () => config({ drills: { production: { scenarios: ['meteor'] } } }),
+      (err: unknown) =>
+        err instanceof ConfigError &&
+        err.problems.some((p) => p.startsWith('drills.production.scenarios.0: must be one of: single-node')),
+    );
+    assert.throws(
+      () => config({ drills: { objectives: { 'single-node': { rto: 'soon' } } } }),
+      (err: unknown) =>
+        err instanceof ConfigError && err.problems.some((p) => p.includes('drills.objectives.single-node.rto')),
+    );
+  });
+});
