@@ -4,44 +4,11 @@
  * reports success is not evidence.
  */
 import assert from 'node:assert/strict';
-import { type ClusterWriter, type LedgerEvent, ledgerEventsOn } from '../src/dev/cluster-writer';
+import { type ClusterWriter, ledgerEventsOn } from '../src/dev/cluster-writer';
+import { acknowledged, checkEvents } from '../src/drill/measure';
 import type { NodeToken } from '../src/node-token';
 
-export interface LedgerCheck {
-  /** Acknowledged sequence numbers the node does not hold. */
-  lost: number[];
-  /** Sequence numbers the node holds more than once. */
-  duplicated: number[];
-  /** Acknowledged events the node holds under another (id, LSN) than the one acknowledged. */
-  changed: Array<{ seq: number; acknowledged: string; found: string }>;
-}
-
-/** What was acknowledged, per seq: the (id, LSN) the primary answered with. */
-export function acknowledged(writer: ClusterWriter): Map<number, { id: number; lsn: number }> {
-  const out = new Map<number, { id: number; lsn: number }>();
-  for (const ack of writer.acks) ack.seqs.forEach((seq, i) => out.set(seq, { id: ack.firstId + i, lsn: ack.lsn }));
-  return out;
-}
-
-export function checkEvents(
-  writer: ClusterWriter,
-  events: readonly LedgerEvent[],
-  options: { ignore?: (seq: number) => boolean } = {},
-): LedgerCheck {
-  const held = new Map<number, LedgerEvent[]>();
-  for (const e of events) held.set(e.seq, [...(held.get(e.seq) ?? []), e]);
-  const result: LedgerCheck = { lost: [], duplicated: [], changed: [] };
-  for (const [seq, place] of acknowledged(writer)) {
-    if (options.ignore?.(seq)) continue;
-    const found = held.get(seq);
-    if (!found) result.lost.push(seq);
-    else if (found[0]!.id !== place.id || found[0]!.lsn !== place.lsn) {
-      result.changed.push({ seq, acknowledged: `${place.id}@${place.lsn}`, found: `${found[0]!.id}@${found[0]!.lsn}` });
-    }
-  }
-  for (const [seq, found] of held) if (found.length > 1) result.duplicated.push(seq);
-  return result;
-}
+export { type LedgerCheck, acknowledged, checkEvents } from '../src/drill/measure';
 
 /** No (id, LSN) was acknowledged for two different events: each LSN answered one batch. */
 export function assertOneEventPerPlace(writer: ClusterWriter, allowed: (lsn: number) => boolean = () => false): void {

@@ -10,6 +10,7 @@ import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { type ConfigCenter, readPrimary } from '../config-center';
+import type { HeldEvent, LedgerAck } from '../drill/measure';
 import type { NodeToken } from '../node-token';
 
 export interface ClusterWriter {
@@ -19,7 +20,7 @@ export interface ClusterWriter {
    * Each acknowledgement in order: when, who gave it, at which epoch, and what it promised: the
    * batch's LSN, its first event id (ids are consecutive in a batch) and the sequence numbers sent.
    */
-  acks: Array<{ at: number; node: string; epoch: number; lsn: number; firstId: number; seqs: number[] }>;
+  acks: LedgerAck[];
   errors: number;
   stop(): Promise<void>;
 }
@@ -42,9 +43,14 @@ export function startClusterWriter(
     requestTimeoutMs?: number;
     /** How often the primary record is read while a write is in flight (default 100 ms). */
     followMs?: number;
+    /** Called with each acknowledgement as it arrives (a drill's load process writes it to its ledger). */
+    onAck?: (ack: LedgerAck) => void;
+    /** Sequence numbers start after this (a load process that restarts continues its ledger). */
+    firstSeq?: number;
   },
 ): ClusterWriter {
   const batch = options.batch ?? 5;
+  lastSeq = Math.max(lastSeq, options.firstSeq ?? 0);
   let stopped = false;
   const writer: ClusterWriter = { acked: [], acks: [], errors: 0, stop: async () => undefined };
   let target: { node: string; url: string; epoch: number } | undefined;
@@ -82,14 +88,16 @@ export function startClusterWriter(
         inFlight = undefined;
         if (!res.ok) throw new Error(`HTTP ${res.status}`);
         writer.acked.push(...seqs);
-        writer.acks.push({
+        const ack = {
           at: Date.now(),
           node: target.node,
           epoch: target.epoch,
           lsn: body.lsn ?? 0,
           firstId: body.firstId ?? 0,
           seqs,
-        });
+        };
+        writer.acks.push(ack);
+        options.onAck?.(ack);
         if (options.pauseMs) await sleep(options.pauseMs);
       } catch {
         inFlight = undefined;
@@ -107,11 +115,7 @@ export function startClusterWriter(
 }
 
 /** Every event a writer wrote that a node holds, as the node holds it (in LSN order). */
-export interface LedgerEvent {
-  id: number;
-  lsn: number;
-  seq: number;
-}
+export type LedgerEvent = HeldEvent;
 
 /** Every event carrying a `seq` that a node holds, read through GET /events (duplicates kept). */
 export async function ledgerEventsOn(
