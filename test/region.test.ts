@@ -328,6 +328,22 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
 
     writer = startClusterWriter(center, { token: EVENTS_CREDENTIAL, key: KEY, requestTimeoutMs: 2_000 });
     await waitFor('writes flowing on b1', async () => writer!.acked.length >= 100);
+    // Region a's copy did not end with its monitor: it copies region b's store into region a's
+    // while region b runs the cluster (region a's archiver is stopped, so only the copy can bring
+    // what region b archives now).
+    const storeA = new S3Store(createS3Client(h.config.storage), h.config.storage);
+    const keysOf = async (store: S3Store) => new Set((await store.list('')).map((o) => o.key));
+    const before = await keysOf(storeB);
+    const grown = await waitFor("region b's store to receive new objects", async () => {
+      const now = await keysOf(storeB);
+      return [...now].some((k) => !before.has(k)) && now;
+    });
+    await waitFor("region b's new objects copied into region a's store", async () => {
+      const inA = await keysOf(storeA);
+      return [...grown].every((k) => inA.has(k));
+    });
+    const copying = await h.client.workflow.getHandle(regionCopyWorkflowId('b')).describe();
+    assert.equal(copying.status.name, 'RUNNING', "region a's copy is still running");
     const handle = await h.client.workflow.start('failbackRegion', {
       taskQueue: h.config.temporal.taskQueue,
       workflowId: regionFailbackWorkflowId('kimiclaw'),
@@ -340,6 +356,11 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     );
     assert.equal(REGION_OF[result.to], 'a');
     assert.ok(result.storeSynced, "region a's store took what region b's received meanwhile");
+    // Back home, the copy runs from region a to region b again (restarted by the failback).
+    await waitFor("region a's copy to region b running again", async () => {
+      const d = await h.client.workflow.getHandle(regionCopyWorkflowId('b')).describe();
+      return d.status.name === 'RUNNING' && d.runId !== copying.runId;
+    });
     const acksNow = writer.acks.length;
     await waitFor('writes on region a again', async () => writer!.acks.length > acksNow + 100);
     const standDownB = (await clientB.workflow.getHandle('monitor-kimiclaw').result()) as { stoodDown: string };

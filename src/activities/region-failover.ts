@@ -271,6 +271,25 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
       workflowIdConflictPolicy: 'USE_EXISTING',
     });
+    const region = homeRegion(config);
+    // Back in the primary region, its store is copied to the standby regions again (a copy that
+    // stood down while another region ran the cluster ended). Before the archiver starts: a copy
+    // still pulling from the standby must be gone before this store is written again.
+    const copies: string[] = [];
+    if (region !== undefined && region === config.regions?.primary) {
+      for (const standby of config.regions.standby) {
+        const id = regionCopyWorkflowId(standby.name);
+        // A copy that was pulling from the standby (while it ran the cluster) is replaced: the
+        // failback has pulled once more, and from now on this region's store is copied there.
+        await client.workflow.start('copyToRegion', {
+          taskQueue: config.temporal.taskQueue,
+          workflowId: id,
+          args: [{ region: standby.name }],
+          workflowIdConflictPolicy: 'TERMINATE_EXISTING',
+        });
+        copies.push(id);
+      }
+    }
     // The log archive goes on into this region's store, from the new primary.
     const archive = archiveWorkflowId(input.cluster);
     await client.workflow.start('archiveLog', {
@@ -280,29 +299,13 @@ export function createRegionFailoverActivities({ config }: ActivityDeps) {
       workflowIdConflictPolicy: 'USE_EXISTING',
       typedSearchAttributes: new TypedSearchAttributes([{ key: DrDatabase, value: input.cluster }]),
     });
-    const region = homeRegion(config);
-    // Back in the primary region, its store is copied to the standby regions again (a copy that
-    // stood down while another region ran the cluster ended).
-    const copies: string[] = [];
-    if (region !== undefined && region === config.regions?.primary) {
-      for (const standby of config.regions.standby) {
-        const id = regionCopyWorkflowId(standby.name);
-        await client.workflow.start('copyToRegion', {
-          taskQueue: config.temporal.taskQueue,
-          workflowId: id,
-          args: [{ region: standby.name }],
-          workflowIdConflictPolicy: 'USE_EXISTING',
-        });
-        copies.push(id);
-      }
-    }
     return { ...(region ? { region } : {}), resumed, schedules, monitor, archive, copies };
   }
 
   /**
    * The cluster is run from another region: this region's schedules are paused (not deleted) and
-   * its log archiver is stopped (the other region archives into its own store now). Its copy to
-   * the other region stops by itself (copyToRegionPass).
+   * its log archiver is stopped (the other region archives into its own store now). Its copy
+   * with the other region turns round by itself (copyToRegionPass) and pulls that region's store.
    */
   async function standDown(input: { cluster: string; why: string }): Promise<{ paused: string[]; stopped: string[] }> {
     const client = Context.current().client;

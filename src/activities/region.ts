@@ -28,6 +28,11 @@ export interface RegionCopyPass {
   intervalMs: number;
   /** Nothing was copied: the cluster is run from another region (the copy ends). */
   stoodDown?: string;
+  /**
+   * to: this region's store copied to the standby's (this region runs the cluster); from: the
+   * standby's copied here (the standby region runs the cluster, so its store holds the new history).
+   */
+  direction?: 'to' | 'from';
 }
 
 export function createRegionActivities({ config, stores, metrics }: ActivityDeps) {
@@ -51,41 +56,50 @@ export function createRegionActivities({ config, stores, metrics }: ActivityDeps
   const cc = () => (center ??= openConfigCenter(config.cluster.configCenter));
 
   /**
-   * Why this region must not copy now: a region failover moved a cluster's primary to another
-   * region, whose store is the one written since. Copying from here would remove what that region
-   * wrote (the copy carries removals), so the copy stands down.
+   * Where a region failover moved a cluster's primary, when it is outside this region: why, and
+   * the region it is in now. That region's store is the one written since.
    */
-  async function notOurs(): Promise<string | undefined> {
+  async function runElsewhere(): Promise<{ why: string; region: string | undefined } | undefined> {
     const home = homeRegion(config);
     if (home === undefined) return undefined;
     for (const db of config.databases.filter((d) => d.nodes.some((n) => n.region !== undefined))) {
       const { record } = await readPrimary(cc(), primaryKey(db.name));
       const why = record && regionElsewhere(home, db, record);
-      if (why) return why;
+      if (why) return { why, region: db.nodes.find((n) => n.id === record.node)?.region };
     }
     return undefined;
   }
 
-  async function copyToRegionPass(input: { region: string }): Promise<RegionCopyPass> {
-    const { region, store: target } = standby(input.region);
-    const elsewhere = await notOurs();
-    if (elsewhere) {
+  /**
+   * One pass of the copy between this region's store and a standby region's, in the direction
+   * the primary's region says: to the standby while this region runs the cluster; from it while
+   * the standby region runs the cluster (the home region keeps a copy of the new history, should
+   * the standby region be lost in turn). Never the other way round (the copy carries removals,
+   * and would undo what the running region wrote): when the primary is in a third region, or back
+   * here after this copy pulled (`pulled`: failbackRegion pulls once more and restarts the copy
+   * here), the pass copies nothing and the copy ends.
+   */
+  async function copyToRegionPass(input: { region: string; pulled?: boolean }): Promise<RegionCopyPass> {
+    const { region, store: standbyStore } = standby(input.region);
+    const elsewhere = await runElsewhere();
+    const idle = { region: region.name, copied: 0, copiedBytes: 0, removed: 0, same: 0, lagSeconds: 0, kept: [] };
+    if (elsewhere && elsewhere.region !== region.name) {
+      return { ...idle, intervalMs: region.copyInterval, stoodDown: elsewhere.why };
+    }
+    if (!elsewhere && input.pulled) {
       return {
-        region: region.name,
-        copied: 0,
-        copiedBytes: 0,
-        removed: 0,
-        same: 0,
-        lagSeconds: 0,
-        kept: [],
+        ...idle,
         intervalMs: region.copyInterval,
-        stoodDown: elsewhere,
+        stoodDown: `the primary is back in this region after the copy from region ${region.name}: failbackRegion copies that store here once more, then restarts the copy to it`,
       };
     }
-    const pass = await copyPass(stores.s3(), target, (lag) => metrics.regionCopyLag.set({ region: region.name }, lag));
+    const lag = (seconds: number) => metrics.regionCopyLag.set({ region: region.name }, seconds);
+    const pass = elsewhere
+      ? await copyPass(standbyStore, stores.s3(), lag)
+      : await copyPass(stores.s3(), standbyStore, lag);
     metrics.regionCopyLag.set({ region: region.name }, 0);
     metrics.regionCopyLastPass.set({ region: region.name }, Date.now() / 1000);
-    return { region: region.name, ...pass, intervalMs: region.copyInterval };
+    return { region: region.name, ...pass, intervalMs: region.copyInterval, direction: elsewhere ? 'from' : 'to' };
   }
 
   /**
@@ -116,8 +130,11 @@ export function createRegionActivities({ config, stores, metrics }: ActivityDeps
       ctx.heartbeat({ copied: i + 1, of: plan.copy.length });
     }
     const kept: string[] = [];
-    for (const key of plan.remove) {
+    for (const [i, key] of plan.remove.entries()) {
+      // A copy that was ended (failbackRegion restarts it) stops removing at once.
+      if (ctx.cancellationSignal.aborted) throw ctx.cancellationSignal.reason;
       await target.deleteKeys([key]).catch((err: unknown) => kept.push(`${key}: ${(err as Error).message}`));
+      ctx.heartbeat({ removed: i + 1, of: plan.remove.length });
     }
     return {
       copied: plan.copy.length,
