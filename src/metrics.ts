@@ -159,6 +159,36 @@ export class DrMetrics {
     registers: [this.registry],
   });
 
+  // Drills (docs/architecture.md, "Drills"): their own metrics, per scenario; rto_seconds and
+  // rpo_seconds keep meaning the last real recovery and the live archive lag.
+  readonly drillRtoSeconds = new Gauge({
+    name: 'drill_rto_seconds',
+    help: "The last finished drill's measured RTO: the fault to the first write acknowledged afterwards",
+    labelNames: ['scenario'] as const,
+    registers: [this.registry],
+  });
+
+  readonly drillRpoEvents = new Gauge({
+    name: 'drill_rpo_events',
+    help: "The last finished drill's RPO: acknowledged events missing afterwards",
+    labelNames: ['scenario'] as const,
+    registers: [this.registry],
+  });
+
+  readonly drillLastRun = new Gauge({
+    name: 'drill_last_run_timestamp',
+    help: 'Unix time (seconds) the last finished drill of the scenario started',
+    labelNames: ['scenario'] as const,
+    registers: [this.registry],
+  });
+
+  readonly drillPassed = new Gauge({
+    name: 'drill_passed',
+    help: 'Outcome of the last finished drill of the scenario: 1 passed, 0 failed',
+    labelNames: ['scenario'] as const,
+    registers: [this.registry],
+  });
+
   private readonly lastSuccess = new Map<string, number>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {

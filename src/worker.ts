@@ -17,6 +17,7 @@ import {
   type WorkflowBundleOption,
 } from '@temporalio/worker';
 import { createControlActivities, createNodeActivities } from './activities';
+import { loadDrillMetrics } from './drill/report-store';
 import { loadConfig, nodeTaskQueue, type Config } from './config';
 import { parseLocalNodes, resolveLocalNodes } from './local-nodes';
 import { freePort } from './net';
@@ -139,6 +140,10 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   // Gauges start from the catalog, so a restarted worker does not report "never backed up".
   void loadCatalogMetrics(config, stores, metrics).catch((err: unknown) =>
     console.warn(`could not load backup metrics from the catalog: ${(err as Error).message}`),
+  );
+  // And the drill metrics from the stored drill reports ("drill overdue" survives a restart).
+  void loadDrillMetrics(stores.s3(), metrics).catch((err: unknown) =>
+    console.warn(`could not load drill metrics from the stored reports: ${(err as Error).message}`),
   );
 
   const done = Promise.all(workers.map((w) => w.run())).then(async () => {
