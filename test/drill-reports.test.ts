@@ -3,7 +3,7 @@
  * backups, listed oldest first, and the drill metrics rebuilt from them as a starting worker does.
  */
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -13,6 +13,7 @@ import { type DrillReport, judge } from '../src/drill/report';
 import { drillReportPageKey, listReports, loadDrillMetrics, loadReport, saveReport } from '../src/drill/report-store';
 import { DrMetrics } from '../src/metrics';
 import { S3Store, createS3Client } from '../src/storage/s3';
+import { runCli } from './harness';
 
 const CREDS = { accessKey: 'kimiclaw-drills', secretKey: 'kimiclaw-drills-secret' };
 const BUCKET = 'kimiclaw-drills';
@@ -47,6 +48,7 @@ void describe('drill reports in the object store', () => {
   let dir: string;
   let s3: Versitygw;
   let store: S3Store;
+  let configFile: string;
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'kimiclaw-drill-reports-'));
@@ -62,6 +64,22 @@ void describe('drill reports in the object store', () => {
       databases: [{ name: 'kimiclaw', nodes: [{ id: 'n1', url: 'http://127.0.0.1:7001', dataDir: '/tmp/n1' }] }],
     }).storage;
     store = new S3Store(createS3Client(storage), storage);
+    configFile = join(dir, 'kimiclaw-dr.json');
+    await writeFile(
+      configFile,
+      JSON.stringify({
+        storage: {
+          endpoint: s3.endpoint,
+          bucket: BUCKET,
+          accessKeyId: CREDS.accessKey,
+          secretAccessKey: CREDS.secretKey,
+        },
+        databases: [
+          { name: 'kimiclaw', nodes: [{ id: 'n1', url: 'http://127.0.0.1:7001', dataDir: join(dir, 'n1') }] },
+        ],
+      }),
+      { mode: 0o600 },
+    );
   });
   after(async () => {
     await s3?.stop();
@@ -95,5 +113,33 @@ void describe('drill reports in the object store', () => {
     assert.equal(value('drill_last_run_timestamp', 'single-node'), (t + 2_000) / 1000);
     assert.equal(value('drill_passed', 'zone-failure'), 1);
     assert.equal(value('drill_rpo_events', 'zone-failure'), 0);
+  });
+
+  void test('kimiclaw-dr drills list, show (with --html) and history read them; an unknown id is refused', async () => {
+    const env = { ...process.env, DR_CONFIG: configFile };
+    const list = await runCli(['drills', 'list'], env);
+    assert.equal(list.code, 0, list.stderr);
+    const lines = list.stdout.trim().split('\n');
+    assert.deepEqual(
+      lines.map((l) => l.split(/\s+/)[0]),
+      ['drill-3', 'drill-2', 'drill-1'],
+    );
+    assert.match(lines[1]!, /FAILED\s+single-node FAILED \(RTO 9\.00 s, RPO 0\)/);
+    const page = join(dir, 'drill-2.html');
+    const show = await runCli(['drills', 'show', 'drill-2', '--html', page], env);
+    assert.equal(show.code, 0, show.stderr);
+    assert.match(show.stdout, /^drill drill-2: FAILED/);
+    assert.match(show.stdout, /- RTO 9\.00 s missed the objective 5s by 4\.00 s/);
+    assert.match(await readFile(page, 'utf8'), /data-scenario="single-node" data-passed="false"/);
+    const history = await runCli(['drills', 'history'], env);
+    assert.equal(history.code, 0, history.stderr);
+    assert.match(history.stdout, /^single-node\s+2\s+50%\s+5\.25 s\s+9\.00 s\s+0\s+\S+ FAILED$/m);
+    assert.match(history.stdout, /^zone-failure\s+1\s+100%/m);
+    const missing = await runCli(['drills', 'show', 'drill-9'], env);
+    assert.equal(missing.code, 1);
+    assert.equal(
+      missing.stderr.trim(),
+      'kimiclaw-dr: id: no drill report "drill-9" is stored (kimiclaw-dr drills list shows them)',
+    );
   });
 });

@@ -634,6 +634,61 @@ cluster
     console.log(`monitor ${handle.workflowId} is running`);
   });
 
+const drills = program.command('drills').description('disaster drills: their stored reports and trend');
+
+drills
+  .command('list')
+  .description('the stored drill reports, newest first')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    await withStores(async (_cfg, stores) => {
+      const { listReports } = await import('../drill/report-store');
+      const { formatReportList } = await import('../drill/format');
+      const { reports, unreadable } = await listReports(stores.s3());
+      if (opts.json) printJson({ reports, unreadable });
+      else {
+        console.log(formatReportList(reports));
+        for (const u of unreadable) console.error(`warning: unreadable report ${u}`);
+      }
+    });
+  });
+
+drills
+  .command('show <id>')
+  .description('one drill: each scenario against its objectives, why it failed, its phases and healing')
+  .option('--html <path>', 'also write the report page (rebuilt from the JSON) to this file')
+  .option('--json', 'print the report JSON')
+  .action(async (id: string, opts: { html?: string; json?: boolean }) => {
+    await withStores(async (_cfg, stores) => {
+      const { loadReport } = await import('../drill/report-store');
+      const report = await loadReport(stores.s3(), id);
+      if (!report)
+        throw new InputProblem('id', `no drill report "${id}" is stored (kimiclaw-dr drills list shows them)`);
+      if (opts.html) {
+        const { writeFile } = await import('node:fs/promises');
+        const { renderReportHtml } = await import('../drill/report-html');
+        await writeFile(opts.html, renderReportHtml(report));
+      }
+      if (opts.json) printJson(report);
+      else console.log((await import('../drill/format')).formatReport(report));
+      if (opts.html) console.error(`report page written to ${opts.html}`);
+    });
+  });
+
+drills
+  .command('history')
+  .description('per scenario over the stored drills: runs, pass rate, RTO median and worst, RPO worst')
+  .option('--json', 'print JSON')
+  .action(async (opts: { json?: boolean }) => {
+    await withStores(async (_cfg, stores) => {
+      const { listReports } = await import('../drill/report-store');
+      const { trend } = await import('../drill/report');
+      const found = trend((await listReports(stores.s3())).reports);
+      if (opts.json) printJson(found);
+      else console.log((await import('../drill/format')).formatTrend(found));
+    });
+  });
+
 program
   .command('setup')
   .description('register the Dr* search attributes in the Temporal namespace (for an existing cluster)')
