@@ -15,6 +15,7 @@
  */
 import { z } from 'zod';
 import { DURATION_UNITS, formatDuration, parseDuration } from '../duration';
+import { InputProblem } from '../errors';
 
 export const DRILL_SCENARIOS = [
   'single-node',
@@ -142,17 +143,6 @@ export interface DrillPlan {
   reason: string;
 }
 
-/** A refusal: the field and why; nothing has been changed. */
-export class DrillRefused extends Error {
-  constructor(
-    readonly field: string,
-    message: string,
-  ) {
-    super(`${field}: ${message}`);
-    this.name = 'DrillRefused';
-  }
-}
-
 /** Why a scenario cannot run on this topology, or undefined when it can. */
 export function unsupported(scenario: DrillScenario, topology: DrillTopology): string | undefined {
   if (scenario === 'zone-failure' && new Set(topology.zones).size < 2) {
@@ -167,7 +157,7 @@ export function unsupported(scenario: DrillScenario, topology: DrillTopology): s
 }
 
 /**
- * The drill to run, or DrillRefused. Scenarios left out: all the target allows and the topology
+ * The drill to run, or InputProblem (the field and why; nothing has been changed). Scenarios left out: all the target allows and the topology
  * supports. Named scenarios must all be possible: a drill does not quietly skip what it was asked.
  */
 export function planDrill(input: ParsedDrillInput, topology: DrillTopology): DrillPlan {
@@ -177,22 +167,22 @@ export function planDrill(input: ParsedDrillInput, topology: DrillTopology): Dri
     scenarios = [...new Set(input.scenarios)];
     for (const s of scenarios) {
       if (!allowed(s)) {
-        throw new DrillRefused(
+        throw new InputProblem(
           'scenarios',
           `${s} is not allowed on production (allowed: ${topology.productionScenarios.join(', ') || 'none'}; ` +
             'drills.production.scenarios in the config); run it with target "isolated"',
         );
       }
       const why = unsupported(s, topology);
-      if (why) throw new DrillRefused('scenarios', why);
+      if (why) throw new InputProblem('scenarios', why);
     }
   } else {
     scenarios = DRILL_SCENARIOS.filter((s) => allowed(s) && !unsupported(s, topology));
-    if (scenarios.length === 0) throw new DrillRefused('scenarios', 'no scenario is allowed on this target');
+    if (scenarios.length === 0) throw new InputProblem('scenarios', 'no scenario is allowed on this target');
   }
   for (const s of Object.keys(input.objectives ?? {})) {
     if (!scenarios.includes(s as DrillScenario)) {
-      throw new DrillRefused(
+      throw new InputProblem(
         `objectives.${s}`,
         `${s} is not among the scenarios of this drill (${scenarios.join(', ')})`,
       );

@@ -8,12 +8,12 @@ import { ConfigError, parseConfig } from '../../src/config';
 import {
   DRILL_SCENARIOS,
   DrillInputSchema,
-  DrillRefused,
   PLAN_OBJECTIVES,
   describeObjective,
   planDrill,
 } from '../../src/drill/input';
 import { drillTopology } from '../../src/drill/topology';
+import { InputProblem } from '../../src/errors';
 
 let port = 7000;
 function node(id: string, extra: Record<string, unknown> = {}) {
@@ -22,17 +22,17 @@ function node(id: string, extra: Record<string, unknown> = {}) {
 function config(extra: Record<string, unknown> = {}, nodes = [node('a1', { zone: 'a' }), node('b1', { zone: 'b' })]) {
   return parseConfig({ storage: { bucket: 'drill-bucket' }, databases: [{ name: 'kimiclaw', nodes }], ...extra });
 }
-/** The message of the zod issue at `path`, or of the DrillRefused planDrill throws. */
+/** The messages of the zod issues, each with its path. */
 function inputProblem(input: unknown): string {
   const parsed = DrillInputSchema.safeParse(input);
   assert.equal(parsed.success, false, 'the input was accepted');
   return parsed.error!.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
 }
-function refusal(fn: () => unknown): DrillRefused {
+function refusal(fn: () => unknown): InputProblem {
   try {
     fn();
   } catch (err) {
-    assert.ok(err instanceof DrillRefused, `expected DrillRefused, got ${String(err)}`);
+    assert.ok(err instanceof InputProblem, `expected InputProblem, got ${String(err)}`);
     return err;
   }
   assert.fail('the drill was not refused');
