@@ -13,6 +13,7 @@ import { createArchiveActivities } from './archive';
 import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities, createTierCatalogActivities } from './catalog';
 import { createClusterActivities } from './cluster';
+import { createFaultActivities } from './fault';
 import { createLeaseActivities } from './lease';
 import { createRebuildActivities } from './rebuild';
 import { createRegionActivities } from './region';
@@ -49,6 +50,7 @@ export function createNodeActivities(deps: ActivityDeps & { node: string }) {
     ...createTierCatalogActivities(local),
     ...createArtifactActivities(local),
     ...createRestoreActivities(local).node,
+    ...createFaultActivities(local),
   });
 }
 

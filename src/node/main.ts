@@ -12,11 +12,14 @@
  * else is JSON lines on stderr. SIGTERM/SIGINT stop it cleanly (in-flight writes finish,
  * checkpoint, exit 0); SIGHUP reads the token files again.
  */
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../duration';
 import { NodeAuth } from './auth';
 import { type AuthSources, loadAuthSetup, reloadTokens } from './auth-sources';
 import { errorMessage, jsonLogger } from './log';
+import { NODE_PID_FILE } from './pid-file';
 import { startNode } from './server';
 
 const USAGE =
@@ -132,6 +135,22 @@ async function main(): Promise<void> {
     log,
   });
   process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);
+  // The process id beside the data, for the host's worker (a drill's fault is a real signal to
+  // this process); removed on a clean stop, left by a killed process (the next start overwrites it).
+  const pidFile = join(values['data-dir'], NODE_PID_FILE);
+  try {
+    writeFileSync(pidFile, `${process.pid}\n`);
+  } catch (err) {
+    // A full or read-only disk must not keep the node from starting (it reports itself unwritable).
+    log('pid_file_failed', { path: pidFile, error: errorMessage(err) });
+  }
+  process.once('exit', () => {
+    try {
+      unlinkSync(pidFile);
+    } catch {
+      // already gone
+    }
+  });
 
   let signals = 0;
   const onSignal = (signal: NodeJS.Signals): void => {
