@@ -43,9 +43,13 @@ void describe('drill write load and ledger (real node processes, real failover)'
       since: new Date().toISOString(),
     });
     await waitFor('replica in sync', async () => (await nodeHealth(primary.url)).syncState === 'in-sync');
-    const ledger = join(h.dir, 'drill-ledger.jsonl');
-    const logFile = join(h.dir, 'drill-load.log');
-    const load = await startLoad({ ledger, logFile, configFile: h.configFile });
+    const options = {
+      dir: join(h.dir, 'drill'),
+      spec: { configCenter: h.config.cluster.configCenter, key: KEY },
+      token: EVENTS_CREDENTIAL,
+    };
+    const load = await startLoad(options);
+    const { ledger } = load;
     await waitFor('acknowledgements in the ledger', async () => (await readLedger(ledger)).length >= 40);
 
     const faultAt = Date.now();
@@ -66,7 +70,7 @@ void describe('drill write load and ledger (real node processes, real failover)'
     assert.ok(acks.length >= 60, `${acks.length} acknowledgements`);
 
     // A restarted load continues the ledger with new sequence numbers, and stops when asked.
-    const again = await startLoad({ ledger, logFile, configFile: h.configFile });
+    const again = await startLoad(options);
     await waitFor('more acknowledgements', async () => (await readLedger(ledger)).length >= acks.length + 20);
     await stopLoad(again.pid);
     const all = await readLedger(ledger);

@@ -1,33 +1,34 @@
 /**
  * A drill's write load, as a process of its own (started by src/drill/load.ts): follows the
  * cluster's primary record, writes small batches with unique sequence numbers, and appends every
- * acknowledgement to the ledger file. SIGTERM stops it after the write in flight. The DR config
- * comes from DR_CONFIG (its node token is used for the writes); nothing secret is on the command
- * line.
+ * acknowledgement to the ledger file. SIGTERM stops it after the write in flight. Where the
+ * primary record is comes from a spec file ({ configCenter, key }); the node token from the
+ * environment (KIMICLAW_NODE_TOKEN): nothing secret is on the command line.
  *
- *   node --import tsx src/drill/load-main.ts --ledger FILE [--cluster NAME] [--batch N] [--pause-ms MS]
+ *   node --import tsx src/drill/load-main.ts --spec FILE --ledger FILE [--batch N] [--pause-ms MS]
  */
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { primaryKey } from '../activities/cluster';
-import { clusterOfConfig } from '../cluster';
-import { loadConfig } from '../config';
 import { openConfigCenter } from '../config-center';
 import { startClusterWriter } from '../dev/cluster-writer';
+import { NodeToken } from '../node-token';
 import { openLedger, readLedger } from './ledger-file';
+import type { LoadSpec } from './load';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
+      spec: { type: 'string' },
       ledger: { type: 'string' },
-      cluster: { type: 'string' },
       batch: { type: 'string', default: '5' },
       'pause-ms': { type: 'string', default: '0' },
     },
   });
+  if (!values.spec) throw new Error('--spec: the file naming the config center and the primary key is required');
   if (!values.ledger) throw new Error('--ledger: the file to append acknowledgements to is required');
-  const config = loadConfig();
-  const cluster = clusterOfConfig(config, values.cluster).name;
-  const center = openConfigCenter(config.cluster.configCenter);
+  const spec = JSON.parse(await readFile(values.spec, 'utf8')) as LoadSpec;
+  const center = openConfigCenter(spec.configCenter);
+  const token = process.env.KIMICLAW_NODE_TOKEN ? new NodeToken(process.env.KIMICLAW_NODE_TOKEN) : undefined;
   // A restarted load continues the ledger with sequence numbers no earlier run can have sent: not
   // only those acknowledged (in the ledger) but also those in flight when it stopped, which a node
   // may hold unacknowledged. Each run starts at its start time in microseconds (below 2^53), and
@@ -36,8 +37,8 @@ async function main(): Promise<void> {
   const firstSeq = earlier.reduce((max, a) => a.seqs.reduce((m, s) => Math.max(m, s), max), Date.now() * 1_000);
   const ledger = openLedger(values.ledger);
   const writer = startClusterWriter(center, {
-    token: config.nodeAuth.token,
-    key: primaryKey(cluster),
+    token,
+    key: spec.key,
     batch: Number(values.batch),
     pauseMs: Number(values['pause-ms']),
     requestTimeoutMs: 2_000,
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
   };
   process.once('SIGTERM', () => void stop());
   process.once('SIGINT', () => void stop());
-  console.log(JSON.stringify({ event: 'load-started', pid: process.pid, cluster, firstSeq }));
+  console.log(JSON.stringify({ event: 'load-started', pid: process.pid, key: spec.key, firstSeq }));
 }
 
 main().catch((err: unknown) => {

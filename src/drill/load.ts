@@ -4,43 +4,58 @@
  */
 import { spawn } from 'node:child_process';
 import { openSync } from 'node:fs';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { NodeToken } from '../node-token';
+import type { ConfigCenterOptions } from '../config-center';
+
+export interface LoadSpec {
+  configCenter: ConfigCenterOptions;
+  /** The primary record's key, /services/<cluster>/primary. */
+  key: string;
+}
 
 export interface LoadOptions {
-  ledger: string;
-  /** Where its output goes (appended). */
-  logFile: string;
-  /** DR_CONFIG of the cluster it writes to. */
-  configFile: string;
-  cluster?: string;
+  /** Its files: spec.json, ledger.jsonl, load.log. */
+  dir: string;
+  spec: LoadSpec;
+  /** A token the nodes accept for events; handed over in the environment. */
+  token: NodeToken | undefined;
   batch?: number;
   pauseMs?: number;
 }
 
-export async function startLoad(options: LoadOptions): Promise<{ pid: number }> {
-  const log = openSync(options.logFile, 'a', 0o600);
-  const args = ['--import', 'tsx', join(__dirname, 'load-main.ts'), '--ledger', options.ledger];
-  if (options.cluster) args.push('--cluster', options.cluster);
+/** Where a load in `dir` keeps its ledger. */
+export const ledgerPath = (dir: string) => join(dir, 'ledger.jsonl');
+
+export async function startLoad(options: LoadOptions): Promise<{ pid: number; ledger: string }> {
+  await mkdir(options.dir, { recursive: true });
+  const specFile = join(options.dir, 'spec.json');
+  await writeFile(specFile, JSON.stringify(options.spec), { mode: 0o600 });
+  const logFile = join(options.dir, 'load.log');
+  const log = openSync(logFile, 'a', 0o600);
+  const ledger = ledgerPath(options.dir);
+  const args = ['--import', 'tsx', join(__dirname, 'load-main.ts'), '--spec', specFile, '--ledger', ledger];
   if (options.batch) args.push('--batch', String(options.batch));
   if (options.pauseMs) args.push('--pause-ms', String(options.pauseMs));
+  const env: NodeJS.ProcessEnv = { ...process.env };
+  delete env.KIMICLAW_NODE_TOKEN;
+  if (options.token) env.KIMICLAW_NODE_TOKEN = options.token.authorization().replace(/^Bearer /, '');
   const child = spawn(process.execPath, args, {
     cwd: join(__dirname, '..', '..'),
-    env: { ...process.env, DR_CONFIG: options.configFile },
+    env,
     detached: true,
     stdio: ['ignore', 'pipe', log],
   });
   const pid = child.pid;
   if (pid === undefined) throw new Error('the drill load process did not start');
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`the drill load did not start in 60 s (see ${options.logFile})`)),
-      60_000,
-    );
+    const timer = setTimeout(() => reject(new Error(`the drill load did not start in 60 s (see ${logFile})`)), 60_000);
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`the drill load exited with ${code} (see ${options.logFile})`));
+      reject(new Error(`the drill load exited with ${code} (see ${logFile})`));
     });
     createInterface({ input: child.stdout! }).on('line', (line) => {
       if (line.includes('"load-started"')) {
@@ -52,7 +67,7 @@ export async function startLoad(options: LoadOptions): Promise<{ pid: number }> 
   child.stdout?.destroy();
   child.removeAllListeners('exit');
   child.unref();
-  return { pid };
+  return { pid, ledger };
 }
 
 function alive(pid: number): boolean {
