@@ -324,6 +324,8 @@ const RegionsSchema = z
  */
 const DrillsSchema = z
   .object({
+    /** How long a drill may try to heal the cluster back to its starting topology before it fails loudly. */
+    healDeadline: PositiveDurationSchema.default(10 * 60_000),
     production: z
       .object({
         scenarios: z

@@ -13,6 +13,7 @@ import { createArchiveActivities } from './archive';
 import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities, createTierCatalogActivities } from './catalog';
 import { createClusterActivities } from './cluster';
+import { createDrillActivities, createDrillHostActivities } from './drill';
 import { createFaultActivities } from './fault';
 import { createLeaseActivities } from './lease';
 import { createRebuildActivities } from './rebuild';
@@ -40,6 +41,7 @@ export function createControlActivities(deps: ActivityDeps) {
     ...createRebuildActivities(control),
     ...createRegionActivities(control),
     ...createRegionFailoverActivities(control),
+    ...createDrillActivities(control),
   });
 }
 
@@ -51,6 +53,7 @@ export function createNodeActivities(deps: ActivityDeps & { node: string }) {
     ...createArtifactActivities(local),
     ...createRestoreActivities(local).node,
     ...createFaultActivities(local),
+    ...createDrillHostActivities(local),
   });
 }
 

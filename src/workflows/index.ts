@@ -6,3 +6,4 @@ export * from './cluster';
 export * from './prune';
 export * from './region';
 export * from './region-failover';
+export * from './drill';

@@ -1,0 +1,150 @@
+/**
+ * A drill's activities (docs/architecture.md, "Drills"). The control set: the plan and its
+ * refusals, the steady-state check, the integrity check across nodes, the report kept in the
+ * store. The host set, on a node's queue (the host that keeps the drill's files): the write load
+ * and its ledger, waiting for acknowledgements, and the measurement against every node.
+ */
+import { Context } from '@temporalio/activity';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { clusterOfConfig } from '../cluster';
+import { nodeTaskQueue } from '../config';
+import { ledgerEventsOn } from '../dev/cluster-writer';
+import { type DrillPlan, DrillInputSchema, planDrill } from '../drill/input';
+import { readLedger } from '../drill/ledger-file';
+import { startLoad, stopLoad } from '../drill/load';
+import { measureRecovery } from '../drill/measure';
+import type { DrillReport, Measured } from '../drill/report';
+import { recordDrillMetrics, saveReport } from '../drill/report-store';
+import { type SteadyState, steadyState } from '../drill/steady';
+import { drillTopology } from '../drill/topology';
+import { InputProblem } from '../errors';
+import { NodeClient } from '../node-client';
+import { createClusterActivities, primaryKey } from './cluster';
+import type { ActivityDeps } from './index';
+
+export interface PlannedDrill extends DrillPlan {
+  /** Each node's task queue (its host's worker). */
+  queues: Record<string, string>;
+  healDeadlineMs: number;
+}
+
+export function createDrillActivities(deps: ActivityDeps) {
+  const { config, stores, metrics } = deps;
+  const cluster = createClusterActivities(deps);
+
+  /** The drill to run, or InputProblem naming the field (nothing has been changed). */
+  async function drillPlan(input: { input: unknown }): Promise<PlannedDrill> {
+    const parsed = DrillInputSchema.safeParse(input.input ?? {});
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0]!;
+      throw new InputProblem(issue.path.join('.') || 'input', issue.message);
+    }
+    const plan = planDrill(parsed.data, drillTopology(config));
+    const db = clusterOfConfig(config, plan.cluster);
+    return {
+      ...plan,
+      queues: Object.fromEntries(db.nodes.map((n) => [n.id, nodeTaskQueue(config, n)])),
+      healDeadlineMs: config.drills.healDeadline,
+    };
+  }
+
+  async function drillSteady(input: { cluster: string; expectPrimary?: string }): Promise<SteadyState> {
+    const status = await cluster.clusterStatus({ cluster: input.cluster });
+    return steadyState(status, Date.now(), input.expectPrimary ? { primary: input.expectPrimary } : {});
+  }
+
+  /** Every node holds the primary's data at the primary's acknowledged LSN (rows, ids, checksum). */
+  async function drillVerify(input: { cluster: string; primary: string }): Promise<{ same: boolean; detail: string }> {
+    const db = clusterOfConfig(config, input.cluster);
+    const client = (id: string) => {
+      const n = db.nodes.find((x) => x.id === id)!;
+      return new NodeClient(n.id, n.url, config.nodeAuth.token);
+    };
+    const lsn = (await client(input.primary).health()).ackedLsn ?? 0;
+    const print = async (id: string) => {
+      const deadline = Date.now() + 30_000;
+      while ((await client(id).health()).lsn < lsn && Date.now() < deadline) await sleep(200);
+      const s = await client(id).stats(lsn);
+      return JSON.stringify([s.rows, s.minId, s.maxId, s.maxLsn, s.checksum]);
+    };
+    const expected = await print(input.primary);
+    const differ: string[] = [];
+    for (const n of db.nodes.filter((x) => x.id !== input.primary)) {
+      if ((await print(n.id)) !== expected) differ.push(n.id);
+    }
+    return differ.length
+      ? { same: false, detail: `${differ.join(', ')} hold other data than ${input.primary} at LSN ${lsn}` }
+      : { same: true, detail: `every node holds ${input.primary}'s data at LSN ${lsn} (${expected})` };
+  }
+
+  async function drillSaveReport(input: { report: DrillReport }): Promise<{ json: string; html: string }> {
+    const keys = await saveReport(stores.s3(), input.report);
+    recordDrillMetrics(metrics, [input.report]);
+    return keys;
+  }
+
+  return { drillPlan, drillSteady, drillVerify, drillSaveReport };
+}
+
+/** On a node's queue: the drill's files live beside that node's data, on its host. */
+export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, 'config'> & { node: string }) {
+  const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
+  const dirOf = (id: string) => join(dataDir ?? '.', 'drills', id);
+
+  async function drillLoadStart(input: { drillId: string; cluster: string }): Promise<{ pid: number; ledger: string }> {
+    return startLoad({
+      dir: dirOf(input.drillId),
+      spec: { configCenter: config.cluster.configCenter, key: primaryKey(input.cluster) },
+      token: config.nodeAuth.token,
+    });
+  }
+
+  async function drillLoadStop(input: { pid: number }): Promise<void> {
+    await stopLoad(input.pid);
+  }
+
+  /** Waits until `count` acknowledgements arrived after `after` (epoch ms); answers the first one's time. */
+  async function drillAwaitAcks(input: {
+    ledger: string;
+    after: number;
+    count: number;
+    timeoutMs: number;
+  }): Promise<{ firstAt: number; node: string; epoch: number }> {
+    const deadline = Date.now() + input.timeoutMs;
+    for (;;) {
+      const acks = (await readLedger(input.ledger)).filter((a) => a.at > input.after);
+      Context.current().heartbeat({ acknowledged: acks.length });
+      if (acks.length >= input.count) {
+        const first = acks.reduce((a, b) => (b.at < a.at ? b : a));
+        return { firstAt: first.at, node: first.node, epoch: first.epoch };
+      }
+      if (Date.now() > deadline) {
+        throw new InputProblem(
+          'timeout',
+          `${acks.length} of ${input.count} writes acknowledged within ${input.timeoutMs} ms after ${new Date(input.after).toISOString()}`,
+        );
+      }
+      await sleep(100);
+    }
+  }
+
+  /** RTO and RPO from the ledger and what every node holds now. */
+  async function drillMeasure(input: { ledger: string; faultAt: number; cluster: string }): Promise<Measured> {
+    const acks = await readLedger(input.ledger);
+    const db = clusterOfConfig(config, input.cluster);
+    const held: Record<string, Awaited<ReturnType<typeof ledgerEventsOn>>> = {};
+    for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token);
+    const r = measureRecovery(acks, input.faultAt, held);
+    const sum = (k: 'duplicated' | 'changed') => Object.values(r.nodes).reduce((s, n) => s + n[k], 0);
+    return {
+      ...(r.rtoMs === undefined ? {} : { rtoMs: r.rtoMs }),
+      rpo: r.rpo,
+      acknowledged: r.acknowledged,
+      duplicated: sum('duplicated'),
+      changed: sum('changed'),
+    };
+  }
+
+  return { drillLoadStart, drillLoadStop, drillAwaitAcks, drillMeasure };
+}

@@ -1,0 +1,268 @@
+/**
+ * Workflow `drill`: rehearses disasters on the cluster the same way a real incident runs (the
+ * monitor, failover, recoverNode, switchover do the work) and measures them with a ledger of
+ * acknowledged writes (docs/architecture.md, "Drills"). Each scenario is a child workflow
+ * (`drillScenario`) with timed phases: steady-state check → write load → fault → recovery (the
+ * first write acknowledged after the fault) → healing back to the starting topology → measurement
+ * on every node → integrity check. Healing runs whatever happened before it, also when the drill
+ * is cancelled. The report is kept in the object store and the drill fails when a scenario missed
+ * an objective or did not heal, saying which and by how much.
+ *
+ * Built so far: target "production" (confirmed), scenario "single-node". Input for the Temporal UI:
+ *   { "target": "production", "scenarios": ["single-node"], "confirmed": true }
+ */
+import {
+  ApplicationFailure,
+  CancellationScope,
+  ParentClosePolicy,
+  executeChild,
+  proxyActivities,
+  sleep,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { ControlActivities, NodeActivities } from '../activities';
+import type { DrillInput, DrillScenario, Objective } from '../drill/input';
+import {
+  type DrillPhase,
+  type DrillPhaseName,
+  type DrillReport,
+  type Healing,
+  type Measured,
+  type ScenarioReport,
+  judge,
+} from '../drill/report';
+import { switchoverWorkflowId } from '../failover/input';
+import { switchover } from './cluster';
+
+/** Not built yet; refused before anything is touched. */
+const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node'];
+
+const control = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '2m',
+  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
+});
+const onHost = (taskQueue: string) =>
+  proxyActivities<NodeActivities>({
+    taskQueue,
+    startToCloseTimeout: '30m',
+    heartbeatTimeout: '30s',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
+  });
+/** A fault is injected once: a retried kill could hit the node after it came back. */
+const injectOn = (taskQueue: string) =>
+  proxyActivities<NodeActivities>({ taskQueue, startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
+
+export interface DrillScenarioInput {
+  drillId: string;
+  cluster: string;
+  scenario: DrillScenario;
+  objective: Objective;
+  queues: Record<string, string>;
+  healDeadlineMs: number;
+}
+
+export async function drill(input: DrillInput = {}): Promise<DrillReport> {
+  const plan = await control.drillPlan({ input });
+  const unbuilt = plan.scenarios.filter((s) => !BUILT_SCENARIOS.includes(s));
+  if (plan.target !== 'production' || unbuilt.length > 0) {
+    throw ApplicationFailure.create({
+      type: 'InvalidInput',
+      nonRetryable: true,
+      message:
+        plan.target !== 'production'
+          ? 'target: "isolated" (the private stack) is not built yet; run { "target": "production", "scenarios": ["single-node"], "confirmed": true }'
+          : `scenarios: ${unbuilt.join(', ')} not built yet (built: ${BUILT_SCENARIOS.join(', ')})`,
+    });
+  }
+  if (plan.awaitsConfirmation) {
+    throw ApplicationFailure.create({
+      type: 'InvalidInput',
+      nonRetryable: true,
+      message: 'confirmed: a production drill injects real faults; start it with "confirmed": true',
+    });
+  }
+  const id = workflowInfo().workflowId;
+  const report: DrillReport = {
+    id,
+    cluster: plan.cluster,
+    target: plan.target,
+    reason: plan.reason,
+    startedAt: Date.now(),
+    status: 'running',
+    scenarios: [],
+  };
+  try {
+    for (const scenario of plan.scenarios) {
+      report.scenarios.push(
+        await executeChild(drillScenario, {
+          workflowId: `${id}-${scenario}`,
+          args: [
+            {
+              drillId: id,
+              cluster: plan.cluster,
+              scenario,
+              objective: plan.objectives[scenario],
+              queues: plan.queues,
+              healDeadlineMs: plan.healDeadlineMs,
+            },
+          ],
+          // A cancelled drill cancels the scenario, which heals before it ends.
+          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+        }),
+      );
+    }
+    report.status = report.scenarios.every((s) => s.verdict.passed) ? 'passed' : 'failed';
+  } catch (err) {
+    report.status = CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
+    throw err;
+  } finally {
+    report.endedAt = Date.now();
+    await CancellationScope.nonCancellable(() => control.drillSaveReport({ report }));
+  }
+  if (report.status === 'failed') {
+    const why = report.scenarios
+      .filter((s) => !s.verdict.passed)
+      .map((s) => `${s.scenario}: ${s.verdict.reasons.join('; ')}`)
+      .join(' | ');
+    throw ApplicationFailure.create({
+      type: 'DrillFailed',
+      nonRetryable: true,
+      message: `drill ${id} failed: ${why}`,
+      details: [report],
+    });
+  }
+  return report;
+}
+
+export async function drillScenario(input: DrillScenarioInput): Promise<ScenarioReport> {
+  const phases: DrillPhase[] = [];
+  const timed = async <T>(name: DrillPhaseName, fn: () => Promise<T>, describe?: (r: T) => string): Promise<T> => {
+    const phase: DrillPhase = { name, startedAt: Date.now() };
+    phases.push(phase);
+    try {
+      const result = await fn();
+      phase.endedAt = Date.now();
+      phase.ok = true;
+      if (describe) phase.detail = describe(result);
+      return result;
+    } catch (err) {
+      phase.endedAt = Date.now();
+      phase.ok = false;
+      phase.detail = (err as Error).message;
+      throw err;
+    }
+  };
+  const done = (extra: Partial<ScenarioReport> & { heal?: Healing; measured?: Measured; reasons?: string[] }) => {
+    const verdict = judge(input.objective, extra.measured, extra.heal);
+    return {
+      scenario: input.scenario,
+      objective: input.objective,
+      phases,
+      ...(extra.faultAt === undefined ? {} : { faultAt: extra.faultAt }),
+      ...(extra.measured ? { measured: extra.measured } : {}),
+      ...(extra.heal ? { heal: extra.heal } : {}),
+      verdict: extra.reasons ? { passed: false, reasons: [...extra.reasons, ...verdict.reasons] } : verdict,
+    };
+  };
+
+  const start = await timed(
+    'steady',
+    () => control.drillSteady({ cluster: input.cluster }),
+    (s) =>
+      s.steady ? `primary ${s.primary} at epoch ${s.epoch}, standby ${s.standbys.join(', ')}` : s.problems.join('; '),
+  );
+  if (!start.steady) {
+    // Aborted before any fault: nothing to heal.
+    return done({
+      heal: { healed: true, attempts: 0, detail: 'no fault was injected' },
+      reasons: [`the cluster was not steady, no fault injected: ${start.problems.join('; ')}`],
+    });
+  }
+  const original = start.primary;
+  // The drill's files and its load live on the standby's host: a host the fault does not touch.
+  const hostNode = start.standbys[0]!;
+  const host = onHost(input.queues[hostNode]!);
+  const drillDir = `${input.drillId}-${input.scenario}`;
+  let load: { pid: number; ledger: string } | undefined;
+  let faultAt: number | undefined;
+  let measured: Measured | undefined;
+  let heal: Healing | undefined;
+  const reasons: string[] = [];
+  try {
+    load = await timed('load', async () => {
+      const started = await host.drillLoadStart({ drillId: drillDir, cluster: input.cluster });
+      await host.drillAwaitAcks({ ledger: started.ledger, after: 0, count: 20, timeoutMs: 60_000 });
+      return started;
+    });
+    const fault = await timed(
+      'inject',
+      () => injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
+      (f) => `SIGKILL to ${original} (pid ${f.pid})`,
+    );
+    faultAt = fault.at;
+    const ledger = load.ledger;
+    await timed(
+      'recover',
+      () => host.drillAwaitAcks({ ledger, after: fault.at, count: 20, timeoutMs: input.objective.rtoMs + 120_000 }),
+      (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
+    );
+  } catch (err) {
+    reasons.push(`the scenario stopped: ${(err as Error).message}`);
+  } finally {
+    // Healing runs whatever happened before, also when the drill is cancelled.
+    await CancellationScope.nonCancellable(async () => {
+      if (load) await host.drillLoadStop({ pid: load.pid }).catch(() => undefined);
+      heal = await timed(
+        'heal',
+        () => healCluster(input, original),
+        (h) => h.detail,
+      ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: (err as Error).message }));
+      if (load && faultAt !== undefined && heal.healed) {
+        const { ledger } = load;
+        const at = faultAt;
+        measured = await timed('measure', () => host.drillMeasure({ ledger, faultAt: at, cluster: input.cluster }));
+        const verified = await timed(
+          'verify',
+          () => control.drillVerify({ cluster: input.cluster, primary: original }),
+          (v) => v.detail,
+        );
+        if (!verified.same) reasons.push(verified.detail);
+      }
+    });
+  }
+  return done({ faultAt, measured, heal, ...(reasons.length ? { reasons } : {}) });
+}
+
+/**
+ * Back to the starting topology before the deadline: every node an in-sync replica of the
+ * original primary. The killed node is started again by its supervisor (systemd, or `npm start`)
+ * and rejoins through the monitor's recoverNode; the primary is then moved back by a switchover.
+ */
+async function healCluster(input: DrillScenarioInput, original: string): Promise<Healing> {
+  const deadline = Date.now() + input.healDeadlineMs;
+  let attempts = 0;
+  let last = '';
+  while (Date.now() < deadline) {
+    attempts++;
+    const now = await control.drillSteady({ cluster: input.cluster });
+    if (now.steady && now.primary === original) {
+      return {
+        healed: true,
+        attempts,
+        detail: `steady: ${original} primary at epoch ${now.epoch}, standby ${now.standbys.join(', ')}`,
+      };
+    }
+    if (now.steady) {
+      await executeChild(switchover, {
+        workflowId: switchoverWorkflowId(input.cluster, new Date()),
+        args: [
+          { cluster: input.cluster, to: original, reason: `drill ${input.drillId}: back to the starting topology` },
+        ],
+      }).catch((err: unknown) => (last = `switchover back to ${original}: ${(err as Error).message}`));
+      continue;
+    }
+    last = now.problems.join('; ');
+    await sleep('2s');
+  }
+  return { healed: false, attempts, detail: `not steady by the deadline: ${last}` };
+}

@@ -1,0 +1,139 @@
+/**
+ * The `drill` workflow end to end on a real cluster (two node processes, the Temporal dev server,
+ * versitygw, the worker and its monitor): a production single-node drill kills the primary for
+ * real, the monitor fails over, the node's supervisor starts it again, the drill heals back to the
+ * starting topology and measures RTO and RPO from its own ledger on every node; the report is
+ * stored and the drill metrics follow it. An impossible objective fails the drill saying by how
+ * much; bad input is refused before anything is touched.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { WorkflowFailedError } from '@temporalio/client';
+import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { loadReport } from '../src/drill/report-store';
+import type { DrillReport } from '../src/drill/report';
+import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
+import { S3Store, createS3Client } from '../src/storage/s3';
+import { Harness, failureMessages, monitorProgress, nodeHealth, waitFor } from './harness';
+
+const KEY = '/services/kimiclaw/primary';
+
+void describe('drill: a production single-node drill on a real cluster', () => {
+  let h: Harness;
+  let center: ConfigCenter;
+  let supervisor: NodeJS.Timeout | undefined;
+  let store: S3Store;
+
+  before(async () => {
+    h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true });
+    center = openConfigCenter(h.config.cluster.configCenter);
+    store = new S3Store(createS3Client(h.config.storage), h.config.storage);
+    await center.compareAndSwap(KEY, '0', {
+      node: 'node1',
+      url: h.nodes[0]!.url,
+      epoch: 1,
+      since: new Date().toISOString(),
+    });
+    await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
+    await h.client.workflow.start('monitorCluster', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: 'monitor-kimiclaw',
+      args: [{}],
+      workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
+    });
+    await waitFor('the monitor probing', async () => ((await monitorProgress(h.client))?.probes ?? 0) > 2);
+    // Like systemd (or `npm start`): a node process that dies is started again.
+    const restarting = new Set<string>();
+    supervisor = setInterval(() => {
+      for (const node of h.nodes) {
+        if (node.running || restarting.has(node.id)) continue;
+        restarting.add(node.id);
+        setTimeout(() => void node.start().finally(() => restarting.delete(node.id)), 1_000);
+      }
+    }, 500);
+  });
+  after(async () => {
+    clearInterval(supervisor);
+    await center?.close();
+    await h?.stop();
+  });
+
+  const runDrill = (id: string, input: unknown) =>
+    h.client.workflow.execute('drill', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: id,
+      args: [input],
+    }) as Promise<DrillReport>;
+
+  void test('bad input is refused before anything is touched', async () => {
+    const before = (await readPrimary(center, KEY)).record!;
+    for (const [input, message] of [
+      [{ scenarios: ['meteor'] }, /scenarios\.0: "meteor" is not a scenario \(accepted: single-node/],
+      [
+        { target: 'production', scenarios: ['zone-failure'], confirmed: true },
+        /zone-failure is not allowed on production/,
+      ],
+      [{ target: 'production', scenarios: ['single-node'] }, /confirmed: a production drill injects real faults/],
+      [
+        { objectives: { 'single-node': { rto: '0s' } } },
+        /objectives\.single-node\.rto: "0s" must be greater than zero/,
+      ],
+    ] as const) {
+      const err = await runDrill(`drill-bad-${Math.random().toString(36).slice(2)}`, input).catch((e: unknown) => e);
+      assert.ok(err instanceof WorkflowFailedError, `refused: ${JSON.stringify(input)}`);
+      assert.match(failureMessages(err), message);
+    }
+    const now = (await readPrimary(center, KEY)).record!;
+    assert.deepEqual([now.node, now.epoch], [before.node, before.epoch], 'nothing changed');
+    assert.ok(h.nodes.every((n) => n.running));
+  });
+
+  void test('single-node: the primary killed, failed over, healed back; RTO measured, nothing lost, report stored', async () => {
+    const report = await runDrill('drill-single-node-1', {
+      target: 'production',
+      scenarios: ['single-node'],
+      confirmed: true,
+    });
+    const s = report.scenarios[0]!;
+    console.log(
+      `drill single-node: RTO ${s.measured?.rtoMs} ms, RPO ${s.measured?.rpo.events} of ${s.measured?.acknowledged} acknowledged; ` +
+        `phases ${s.phases.map((p) => `${p.name} ${p.endedAt! - p.startedAt} ms`).join(', ')}; healed: ${s.heal?.detail}`,
+    );
+    assert.equal(report.status, 'passed', JSON.stringify(s.verdict));
+    assert.deepEqual(
+      s.phases.map((p) => p.name),
+      ['steady', 'load', 'inject', 'recover', 'heal', 'measure', 'verify'],
+    );
+    assert.ok(s.measured!.rtoMs! > 0 && s.measured!.rtoMs! < 60_000, `RTO ${s.measured!.rtoMs} ms`);
+    assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.ok(s.measured!.acknowledged > 40);
+    assert.equal(s.heal!.healed, true);
+    // Healed back: node1 primary again, at a newer epoch, node2 in sync with the same data.
+    const record = (await readPrimary(center, KEY)).record!;
+    assert.equal(record.node, 'node1');
+    assert.ok(record.epoch >= 3, `epoch ${record.epoch}: failed over and switched back`);
+    assert.deepEqual(await loadReport(store, 'drill-single-node-1'), report);
+    const metrics = await h.worker!.metrics.registry.metrics();
+    assert.match(metrics, /^drill_passed\{scenario="single-node"\} 1$/m);
+    assert.match(metrics, /^drill_rpo_events\{scenario="single-node"\} 0$/m);
+  });
+
+  void test('an impossible objective (RTO 1 ms) fails the drill, saying which objective and by how much', async () => {
+    const err = await runDrill('drill-single-node-2', {
+      target: 'production',
+      scenarios: ['single-node'],
+      confirmed: true,
+      objectives: { 'single-node': { rto: '1ms' } },
+    }).catch((e: unknown) => e);
+    assert.ok(err instanceof WorkflowFailedError);
+    assert.match(
+      failureMessages(err),
+      /drill drill-single-node-2 failed: single-node: RTO \d+\.\d+ s missed the objective 1ms by \d+\.\d+ s/,
+    );
+    const stored = (await loadReport(store, 'drill-single-node-2'))!;
+    assert.equal(stored.status, 'failed');
+    assert.equal(stored.scenarios[0]!.heal?.healed, true, 'it healed all the same');
+    assert.equal((await readPrimary(center, KEY)).record!.node, 'node1');
+    assert.match(await h.worker!.metrics.registry.metrics(), /^drill_passed\{scenario="single-node"\} 0$/m);
+  });
+});
