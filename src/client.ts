@@ -20,6 +20,8 @@ import {
 } from './failover/input';
 import type { failover, monitorCluster, recoverNode, switchover } from './workflows/cluster';
 import type { failbackRegion, failoverRegion } from './workflows/region-failover';
+import type { drill } from './workflows/drill';
+import { DrillInputSchema, drillWorkflowId, type DrillInput } from './drill/input';
 import {
   FailbackRegionInputSchema,
   FailoverRegionInputSchema,
@@ -31,6 +33,7 @@ import {
 import {
   Client,
   Connection,
+  WorkflowExecutionAlreadyStartedError,
   WorkflowNotFoundError,
   type WorkflowHandle,
   type WorkflowHandleWithFirstExecutionRunId,
@@ -181,6 +184,34 @@ export class KimiclawDr {
       args: [{ ...input, cluster }],
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
     });
+  }
+
+  /**
+   * Starts a drill (workflow id drill-<cluster>: one at a time per cluster; a second is refused
+   * while one runs). Bad input is refused here already, naming the field.
+   */
+  async startDrill(input: DrillInput): Promise<WorkflowHandleWithFirstExecutionRunId<typeof drill>> {
+    const parsed = parseInput(DrillInputSchema, input);
+    if (!parsed.ok) throw new InvalidInputError(parsed.problems);
+    if (parsed.value.target === 'production' && !parsed.value.confirmed) {
+      throw new InvalidInputError(['confirmed: a production drill injects real faults into the cluster; confirm it']);
+    }
+    const cluster = this.clusterName(undefined);
+    try {
+      return await this.client.workflow.start<typeof drill>('drill', {
+        taskQueue: this.config.temporal.taskQueue,
+        workflowId: drillWorkflowId(cluster),
+        args: [input],
+        workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      });
+    } catch (err) {
+      if (err instanceof WorkflowExecutionAlreadyStartedError) {
+        throw new InvalidInputError([
+          `a drill of ${cluster} is already running (workflow ${drillWorkflowId(cluster)}); wait for it or cancel it`,
+        ]);
+      }
+      throw err;
+    }
   }
 
   /** Starts a switchover; the topology lease refuses it while another change of the cluster runs. */

@@ -14,7 +14,7 @@ import { loadReport } from '../src/drill/report-store';
 import type { DrillReport } from '../src/drill/report';
 import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { S3Store, createS3Client } from '../src/storage/s3';
-import { Harness, failureMessages, monitorProgress, nodeHealth, waitFor } from './harness';
+import { Harness, failureMessages, monitorProgress, nodeHealth, runCli, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -112,10 +112,31 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     const record = (await readPrimary(center, KEY)).record!;
     assert.equal(record.node, 'node1');
     assert.ok(record.epoch >= 3, `epoch ${record.epoch}: failed over and switched back`);
-    assert.deepEqual(await loadReport(store, 'drill-single-node-1'), report);
+    assert.match(report.id, /^drill-single-node-1-\d{8}T\d{6}Z$/);
+    assert.deepEqual(await loadReport(store, report.id), report);
     const metrics = await h.worker!.metrics.registry.metrics();
     assert.match(metrics, /^drill_passed\{scenario="single-node"\} 1$/m);
     assert.match(metrics, /^drill_rpo_events\{scenario="single-node"\} 0$/m);
+  });
+
+  void test('kimiclaw-dr drills run: refused without --confirm or with an unknown scenario; with --wait it prints the report', async () => {
+    const env = h.env();
+    const unconfirmed = await runCli(['drills', 'run', '--target', 'production', '--scenario', 'single-node'], env);
+    assert.equal(unconfirmed.code, 1);
+    assert.match(unconfirmed.stderr, /confirmed: a production drill injects real faults into the cluster; confirm it/);
+    const unknown = await runCli(['drills', 'run', '--target', 'production', '--scenario', 'meteor', '--confirm'], env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.stderr, /scenarios\.0: "meteor" is not accepted; accepted values: "single-node"/);
+    const run = await runCli(
+      ['drills', 'run', '--target', 'production', '--scenario', 'single-node', '--confirm', '--wait'],
+      env,
+    );
+    assert.equal(run.code, 0, run.stderr);
+    assert.match(run.stdout, /^drill started: workflow drill-kimiclaw$/m);
+    assert.match(run.stdout, /^drill drill-kimiclaw-\d{8}T\d{6}Z: PASSED/m);
+    assert.match(run.stdout, /^single-node: passed$/m);
+    const list = await runCli(['drills', 'list'], env);
+    assert.match(list.stdout, /^drill-kimiclaw-\d{8}T\d{6}Z\s+\S+\s+production\s+PASSED\s+single-node ok/m);
   });
 
   void test('an impossible objective (RTO 1 ms) fails the drill, saying which objective and by how much', async () => {
@@ -126,11 +147,13 @@ void describe('drill: a production single-node drill on a real cluster', () => {
       objectives: { 'single-node': { rto: '1ms' } },
     }).catch((e: unknown) => e);
     assert.ok(err instanceof WorkflowFailedError);
-    assert.match(
-      failureMessages(err),
-      /drill drill-single-node-2 failed: single-node: RTO \d+\.\d+ s missed the objective 1ms by \d+\.\d+ s/,
-    );
-    const stored = (await loadReport(store, 'drill-single-node-2'))!;
+    const message = failureMessages(err);
+    const named =
+      /drill (drill-single-node-2-\d{8}T\d{6}Z) failed: single-node: RTO \d+\.\d+ s missed the objective 1ms by \d+\.\d+ s/.exec(
+        message,
+      );
+    assert.ok(named, message);
+    const stored = (await loadReport(store, named[1]!))!;
     assert.equal(stored.status, 'failed');
     assert.equal(stored.scenarios[0]!.heal?.healed, true, 'it healed all the same');
     assert.equal((await readPrimary(center, KEY)).record!.node, 'node1');

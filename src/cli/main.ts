@@ -637,6 +637,44 @@ cluster
 const drills = program.command('drills').description('disaster drills: their stored reports and trend');
 
 drills
+  .command('run')
+  .description('start a drill (one at a time per cluster); production needs --confirm')
+  .addOption(
+    new Option('--target <target>', 'where the faults go').choices(['isolated', 'production']).default('isolated'),
+  )
+  .option('--scenario <name...>', 'scenarios to run (default: all the target allows)')
+  .option('--confirm', 'a production drill injects real faults into the cluster: say you mean it')
+  .option('--reason <text>', 'why, for the report')
+  .option('--wait', 'wait for the report and print it')
+  .action(
+    async (opts: {
+      target: 'isolated' | 'production';
+      scenario?: string[];
+      confirm?: boolean;
+      reason?: string;
+      wait?: boolean;
+    }) => {
+      const dr = await KimiclawDr.connect(config());
+      const handle = await dr.startDrill({
+        target: opts.target,
+        ...(opts.scenario ? { scenarios: opts.scenario as never } : {}),
+        ...(opts.confirm ? { confirmed: true } : {}),
+        ...(opts.reason ? { reason: opts.reason } : {}),
+      });
+      console.log(`drill started: workflow ${handle.workflowId}`);
+      if (!opts.wait) return;
+      const { formatReport } = await import('../drill/format');
+      try {
+        console.log(formatReport(await handle.result()));
+      } catch (err) {
+        const report = (err as { cause?: { details?: unknown[] } }).cause?.details?.[0];
+        if (report) console.log(formatReport(report as Parameters<typeof formatReport>[0]));
+        throw err;
+      }
+    },
+  );
+
+drills
   .command('list')
   .description('the stored drill reports, newest first')
   .option('--json', 'print JSON')

@@ -120,6 +120,9 @@ export const DrillInputSchema = z.strictObject({
 export type DrillInput = z.input<typeof DrillInputSchema>;
 export type ParsedDrillInput = z.output<typeof DrillInputSchema>;
 
+/** One drill at a time per cluster when started by the client or the CLI. */
+export const drillWorkflowId = (cluster: string) => `drill-${cluster}`;
+
 /** What the checks need to know of the cluster and the configuration. */
 export interface DrillTopology {
   cluster: string;

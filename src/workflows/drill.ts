@@ -81,7 +81,11 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
       message: 'confirmed: a production drill injects real faults; start it with "confirmed": true',
     });
   }
-  const id = workflowInfo().workflowId;
+  // One report per run: the workflow id (drill-<cluster> when started by the client or CLI, one at
+  // a time) and the run's start time.
+  const id = `${workflowInfo().workflowId}-${workflowInfo()
+    .startTime.toISOString()
+    .replace(/[-:]|\.\d+/g, '')}`;
   const report: DrillReport = {
     id,
     cluster: plan.cluster,
