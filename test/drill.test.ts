@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
-import { loadReport } from '../src/drill/report-store';
+import { listReports, loadReport } from '../src/drill/report-store';
 import type { DrillReport } from '../src/drill/report';
 import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { S3Store, createS3Client } from '../src/storage/s3';
@@ -137,6 +137,32 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.match(run.stdout, /^single-node: passed$/m);
     const list = await runCli(['drills', 'list'], env);
     assert.match(list.stdout, /^drill-kimiclaw-\d{8}T\d{6}Z\s+\S+\s+production\s+PASSED\s+single-node ok/m);
+  });
+
+  void test('a drill cancelled right after its fault heals all the same, and its report says cancelled', async () => {
+    const pid = h.nodes[0]!.pid;
+    const handle = await h.client.workflow.start('drill', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: 'drill-cancelled',
+      args: [{ target: 'production', scenarios: ['single-node'], confirmed: true }],
+    });
+    // Positive evidence the fault was injected: the primary's process is gone.
+    await waitFor('the primary killed by the drill', async () => h.nodes[0]!.pid !== pid || !h.nodes[0]!.running);
+    await handle.cancel();
+    const err = await handle.result().catch((e: unknown) => e);
+    assert.ok(err instanceof WorkflowFailedError, 'the drill ended cancelled');
+    assert.match(failureMessages(err), /cancel/i);
+    const { reports } = await listReports(store);
+    const stored = reports.find((r) => r.id.startsWith('drill-cancelled-'))!;
+    assert.equal(stored.status, 'cancelled');
+    const s = stored.scenarios[0]!;
+    console.log(
+      `drill cancelled: phases ${s.phases.map((p) => `${p.name} ${p.endedAt! - p.startedAt} ms${p.ok === false ? ` (${p.detail})` : ''}`).join(', ')}; healed: ${s.heal?.detail}`,
+    );
+    assert.equal(s.heal?.healed, true, `healed: ${s.heal?.detail}`);
+    assert.deepEqual(s.measured?.rpo, { events: 0, spanMs: 0 });
+    const record = (await readPrimary(center, KEY)).record!;
+    assert.equal(record.node, 'node1', 'back to the starting topology');
   });
 
   void test('an impossible objective (RTO 1 ms) fails the drill, saying which objective and by how much', async () => {

@@ -112,9 +112,10 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     timeoutMs: number;
   }): Promise<{ firstAt: number; node: string; epoch: number }> {
     const deadline = Date.now() + input.timeoutMs;
+    const ctx = Context.current();
     for (;;) {
       const acks = (await readLedger(input.ledger)).filter((a) => a.at > input.after);
-      Context.current().heartbeat({ acknowledged: acks.length });
+      ctx.heartbeat({ acknowledged: acks.length });
       if (acks.length >= input.count) {
         const first = acks.reduce((a, b) => (b.at < a.at ? b : a));
         return { firstAt: first.at, node: first.node, epoch: first.epoch };
@@ -125,7 +126,8 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
           `${acks.length} of ${input.count} writes acknowledged within ${input.timeoutMs} ms after ${new Date(input.after).toISOString()}`,
         );
       }
-      await sleep(100);
+      // Cancellable: a cancelled drill does not leave this waiting until its deadline.
+      await ctx.sleep(100);
     }
   }
 

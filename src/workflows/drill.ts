@@ -14,8 +14,12 @@
 import {
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
+  type ChildWorkflowHandle,
   ParentClosePolicy,
   executeChild,
+  isCancellation,
+  startChild,
   proxyActivities,
   sleep,
   workflowInfo,
@@ -95,33 +99,47 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
     status: 'running',
     scenarios: [],
   };
+  // The scenario running now: a cancelled drill still waits for its healing and reports it.
+  let running: ChildWorkflowHandle<typeof drillScenario> | undefined;
   try {
     for (const scenario of plan.scenarios) {
-      report.scenarios.push(
-        await executeChild(drillScenario, {
-          workflowId: `${id}-${scenario}`,
-          args: [
-            {
-              drillId: id,
-              cluster: plan.cluster,
-              scenario,
-              objective: plan.objectives[scenario],
-              queues: plan.queues,
-              healDeadlineMs: plan.healDeadlineMs,
-            },
-          ],
-          // A cancelled drill cancels the scenario, which heals before it ends.
-          parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
-        }),
-      );
+      running = await startChild(drillScenario, {
+        workflowId: `${id}-${scenario}`,
+        args: [
+          {
+            drillId: id,
+            cluster: plan.cluster,
+            scenario,
+            objective: plan.objectives[scenario],
+            queues: plan.queues,
+            healDeadlineMs: plan.healDeadlineMs,
+          },
+        ],
+        // A cancelled drill cancels the scenario, which heals before it ends.
+        parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      });
+      report.scenarios.push(await running.result());
+      running = undefined;
     }
     report.status = report.scenarios.every((s) => s.verdict.passed) ? 'passed' : 'failed';
+    // A scenario that was cancelled still healed and returned its report; the drill ends cancelled.
+    if (CancellationScope.current().consideredCancelled) {
+      report.status = 'cancelled';
+      throw new CancelledFailure('the drill was cancelled; it healed before ending');
+    }
   } catch (err) {
-    report.status = CancellationScope.current().consideredCancelled ? 'cancelled' : 'failed';
+    report.status = isCancellation(err) ? 'cancelled' : 'failed';
     throw err;
   } finally {
-    report.endedAt = Date.now();
-    await CancellationScope.nonCancellable(() => control.drillSaveReport({ report }));
+    await CancellationScope.nonCancellable(async () => {
+      if (running) {
+        const pending = running;
+        const outcome = await pending.result().catch(() => undefined);
+        if (outcome) report.scenarios.push(outcome);
+      }
+      report.endedAt = Date.now();
+      await control.drillSaveReport({ report });
+    });
   }
   if (report.status === 'failed') {
     const why = report.scenarios
