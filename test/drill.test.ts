@@ -12,9 +12,8 @@ import { WorkflowFailedError } from '@temporalio/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { listReports, loadReport } from '../src/drill/report-store';
 import type { DrillReport } from '../src/drill/report';
-import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { S3Store, createS3Client } from '../src/storage/s3';
-import { Harness, failureMessages, monitorProgress, nodeHealth, runCli, waitFor } from './harness';
+import { Harness, failureMessages, nodeHealth, runCli, startMonitor, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -35,13 +34,7 @@ void describe('drill: a production single-node drill on a real cluster', () => {
       since: new Date().toISOString(),
     });
     await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
-    await h.client.workflow.start('monitorCluster', {
-      taskQueue: h.config.temporal.taskQueue,
-      workflowId: 'monitor-kimiclaw',
-      args: [{}],
-      workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
-    });
-    await waitFor('the monitor probing', async () => ((await monitorProgress(h.client))?.probes ?? 0) > 2);
+    await startMonitor(h.client, h.config.temporal.taskQueue);
     // Like systemd (or `npm start`): a node process that dies is started again.
     const restarting = new Set<string>();
     supervisor = setInterval(() => {

@@ -5,6 +5,7 @@
  * run's tokens (test/credentials.ts); the config sends the control token from a token file; what
  * the processes print is kept in the run's log directory, or in the harness's own `logs/`.
  */
+import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -387,6 +388,17 @@ export async function nodeHealth(url: string): Promise<NodeHealthView> {
  * What monitorCluster's watch reported in its latest heartbeat: evidence that the monitor had
  * its chance (probe rounds, consecutive failures) before a test asserts that it did nothing.
  */
+/** Starts monitorCluster (id monitor-kimiclaw, the failover's short task timeout) and waits until it probes. */
+export async function startMonitor(client: Client, taskQueue: string): Promise<void> {
+  await client.workflow.start('monitorCluster', {
+    taskQueue,
+    workflowId: 'monitor-kimiclaw',
+    args: [{}],
+    workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
+  });
+  await waitFor('the monitor probing', async () => ((await monitorProgress(client))?.probes ?? 0) > 2);
+}
+
 export async function monitorProgress(client: Client, cluster = 'kimiclaw'): Promise<WatchProgress | undefined> {
   const description = await client.workflow.getHandle(`monitor-${cluster}`).describe();
   const converter = client.options.loadedDataConverter.payloadConverter;

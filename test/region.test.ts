@@ -26,7 +26,6 @@ import {
   startTemporalDevServer,
   startVersitygw,
 } from '../src/dev/servers';
-import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { regionFailbackWorkflowId, regionFailoverWorkflowId } from '../src/failover/region-input';
 import { KimiclawDr } from '../src/client';
 import { regionCopyWorkflowId } from '../src/region/copy-plan';
@@ -34,7 +33,7 @@ import { applySchedules, describeSchedules } from '../src/schedules';
 import { S3Store, createS3Client } from '../src/storage/s3';
 import type { FailbackRegionResult, FailoverRegionResult } from '../src/workflows/region-failover';
 import { clusterChecks } from './cluster-checks';
-import { EVENTS_CREDENTIAL, Harness, failureMessages, monitorProgress, runCli, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, Harness, failureMessages, runCli, startMonitor, waitFor } from './harness';
 import { acknowledged, assertLedgerOnNodes, assertOneEventPerPlace } from './ledger';
 
 const KEY = primaryKey('kimiclaw');
@@ -130,13 +129,7 @@ void describe('region failure and failback', { timeout: 15 * 60_000 }, () => {
     await Promise.all([startRegionWorker('a'), startRegionWorker('b')]);
     // Region a runs the cluster: its schedules and its monitor.
     await applySchedules(h.client, h.config);
-    await h.client.workflow.start('monitorCluster', {
-      taskQueue: h.config.temporal.taskQueue,
-      workflowId: 'monitor-kimiclaw',
-      args: [{}],
-      workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
-    });
-    await waitFor('the monitor probing', async () => ((await monitorProgress(h.client))?.probes ?? 0) > 2);
+    await startMonitor(h.client, h.config.temporal.taskQueue);
     // Region a archives the log into its store, and copies that store to region b's.
     const dr = new KimiclawDr(h.client, h.config);
     await dr.ensureLogArchive('kimiclaw');

@@ -9,12 +9,11 @@ import type { ChildProcess } from 'node:child_process';
 import { after, before, describe, test } from 'node:test';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { type ClusterWriter, startClusterWriter } from '../src/dev/cluster-writer';
-import { FAILOVER_TASK_TIMEOUT } from '../src/failover/input';
 import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
 import type { FailoverResult } from '../src/workflows/cluster';
 import { steadyZones } from '../src/dev/zones';
 import { clusterChecks } from './cluster-checks';
-import { EVENTS_CREDENTIAL, Harness, monitorProgress, nodeHealth, runCli, waitFor } from './harness';
+import { EVENTS_CREDENTIAL, Harness, nodeHealth, runCli, startMonitor, waitFor } from './harness';
 import { assertLedgerOnNodes, assertOneEventPerPlace } from './ledger';
 
 const KEY = primaryKey('kimiclaw');
@@ -108,13 +107,7 @@ void describe('zone failure', { timeout: 15 * 60_000 }, () => {
     // The monitor starts on zone a's worker (the primary's zone), so losing zone a also loses
     // the worker that runs its watch and caches its workflow.
     await startZoneWorker('a');
-    await h.client.workflow.start('monitorCluster', {
-      taskQueue: h.config.temporal.taskQueue,
-      workflowId: 'monitor-kimiclaw',
-      args: [{}],
-      workflowTaskTimeout: FAILOVER_TASK_TIMEOUT,
-    });
-    await waitFor('the monitor probing', async () => ((await monitorProgress(h.client))?.probes ?? 0) > 2);
+    await startMonitor(h.client, h.config.temporal.taskQueue);
     await startZoneWorker('b');
   });
 

@@ -20,7 +20,7 @@ import { type SteadyState, steadyState } from '../drill/steady';
 import { drillTopology } from '../drill/topology';
 import { InputProblem } from '../errors';
 import { NodeClient } from '../node-client';
-import { createClusterActivities, primaryKey } from './cluster';
+import { type createClusterActivities, primaryKey } from './cluster';
 import type { ActivityDeps } from './index';
 
 export interface PlannedDrill extends DrillPlan {
@@ -29,9 +29,13 @@ export interface PlannedDrill extends DrillPlan {
   healDeadlineMs: number;
 }
 
-export function createDrillActivities(deps: ActivityDeps) {
-  const { config, stores, metrics } = deps;
-  const cluster = createClusterActivities(deps);
+export function createDrillActivities(
+  deps: ActivityDeps & {
+    /** The control set's clusterStatus (one config-center client per worker, not one per set). */
+    clusterStatus: ReturnType<typeof createClusterActivities>['clusterStatus'];
+  },
+) {
+  const { config, stores, metrics, clusterStatus } = deps;
 
   /** The drill to run, or InputProblem naming the field (nothing has been changed). */
   async function drillPlan(input: { input: unknown }): Promise<PlannedDrill> {
@@ -50,7 +54,7 @@ export function createDrillActivities(deps: ActivityDeps) {
   }
 
   async function drillSteady(input: { cluster: string; expectPrimary?: string }): Promise<SteadyState> {
-    const status = await cluster.clusterStatus({ cluster: input.cluster });
+    const status = await clusterStatus({ cluster: input.cluster });
     return steadyState(status, Date.now(), input.expectPrimary ? { primary: input.expectPrimary } : {});
   }
 

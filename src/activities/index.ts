@@ -31,17 +31,18 @@ export interface ActivityDeps {
 /** The control queue's activities: they reach the bucket, never a node's disk. */
 export function createControlActivities(deps: ActivityDeps) {
   const control = { ...deps, stores: deps.stores.restrictedTo([]) };
+  const cluster = createClusterActivities(control);
   return classifyFailures({
     ...createCatalogActivities(control),
     ...createTierCatalogActivities(control),
     ...createArchiveActivities(control),
     ...createRestoreActivities(control).control,
-    ...createClusterActivities(control),
+    ...cluster,
     ...createLeaseActivities(control),
     ...createRebuildActivities(control),
     ...createRegionActivities(control),
     ...createRegionFailoverActivities(control),
-    ...createDrillActivities(control),
+    ...createDrillActivities({ ...control, clusterStatus: cluster.clusterStatus }),
   });
 }
 
