@@ -23,6 +23,8 @@ void describe('drill write load and ledger (real node processes, real failover)'
   let h: Harness;
   let center: ConfigCenter;
   let dr: KimiclawDr;
+  /** Load processes started here: detached, so a failed assertion must not leave them running. */
+  const started: number[] = [];
 
   before(async () => {
     h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true });
@@ -30,6 +32,7 @@ void describe('drill write load and ledger (real node processes, real failover)'
     dr = await KimiclawDr.connect(h.config);
   });
   after(async () => {
+    for (const pid of started) await stopLoad(pid);
     await center?.close();
     await h?.stop();
   });
@@ -49,6 +52,7 @@ void describe('drill write load and ledger (real node processes, real failover)'
       token: EVENTS_CREDENTIAL,
     };
     const load = await startLoad(options);
+    started.push(load.pid);
     const { ledger } = load;
     await waitFor('acknowledgements in the ledger', async () => (await readLedger(ledger)).length >= 40);
 
@@ -71,6 +75,7 @@ void describe('drill write load and ledger (real node processes, real failover)'
 
     // A restarted load continues the ledger with new sequence numbers, and stops when asked.
     const again = await startLoad(options);
+    started.push(again.pid);
     await waitFor('more acknowledgements', async () => (await readLedger(ledger)).length >= acks.length + 20);
     await stopLoad(again.pid);
     const all = await readLedger(ledger);
