@@ -12,7 +12,7 @@
  * else is JSON lines on stderr. SIGTERM/SIGINT stop it cleanly (in-flight writes finish,
  * checkpoint, exit 0); SIGHUP reads the token files again.
  */
-import { unlinkSync, writeFileSync } from 'node:fs';
+import { renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { parseDuration } from '../duration';
@@ -134,12 +134,14 @@ async function main(): Promise<void> {
     auth,
     log,
   });
-  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);
   // The process id beside the data, for the host's worker (a drill's fault is a real signal to
   // this process); removed on a clean stop, left by a killed process (the next start overwrites it).
+  // Written before the listening line, so a parent that saw the line finds it, and through a
+  // rename, so a reader never sees a half-written file.
   const pidFile = join(values['data-dir'], NODE_PID_FILE);
   try {
-    writeFileSync(pidFile, `${process.pid}\n`);
+    writeFileSync(`${pidFile}.tmp`, `${process.pid}\n`);
+    renameSync(`${pidFile}.tmp`, pidFile);
   } catch (err) {
     // A full or read-only disk must not keep the node from starting (it reports itself unwritable).
     log('pid_file_failed', { path: pidFile, error: errorMessage(err) });
@@ -178,6 +180,8 @@ async function main(): Promise<void> {
       log('auth_reload_failed', { error: errorMessage(err), kept: auth.counts });
     }
   });
+  // Last: a parent that saw this line may signal the node at once, and finds the handlers set.
+  process.stdout.write(`${JSON.stringify({ event: 'listening', url: node.url, id: node.id })}\n`);
 }
 
 main().catch((err: unknown) => {
