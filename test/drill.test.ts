@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { listReports, loadReport } from '../src/drill/report-store';
+import { formatReport as formatted } from '../src/drill/format';
 import type { DrillReport } from '../src/drill/report';
 import { S3Store, createS3Client } from '../src/storage/s3';
 import { Harness, failureMessages, nodeHealth, runCli, startMonitor, waitFor } from './harness';
@@ -24,7 +25,8 @@ void describe('drill: a production single-node drill on a real cluster', () => {
   let store: S3Store;
 
   before(async () => {
-    h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true });
+    // A short scrub interval: a damaged file is found within seconds (the default is a minute).
+    h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true, nodeArgs: ['--scrub-interval', '1s'] });
     center = openConfigCenter(h.config.cluster.configCenter);
     store = new S3Store(createS3Client(h.config.storage), h.config.storage);
     await center.compareAndSwap(KEY, '0', {
@@ -95,8 +97,9 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.equal(report.status, 'passed', JSON.stringify(s.verdict));
     assert.deepEqual(
       s.phases.map((p) => p.name),
-      ['steady', 'load', 'inject', 'recover', 'heal', 'measure', 'verify'],
+      ['steady', 'load', 'inject', 'detect', 'recover', 'heal', 'measure', 'verify'],
     );
+    assert.ok(s.measured!.detectMs! >= 0 && s.measured!.detectMs! <= s.measured!.rtoMs!, 'detected before recovered');
     assert.ok(s.measured!.rtoMs! > 0 && s.measured!.rtoMs! < 60_000, `RTO ${s.measured!.rtoMs} ms`);
     assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
     assert.ok(s.measured!.acknowledged > 40);
@@ -110,6 +113,46 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     const metrics = await h.worker!.metrics.registry.metrics();
     assert.match(metrics, /^drill_passed\{scenario="single-node"\} 1$/m);
     assert.match(metrics, /^drill_rpo_events\{scenario="single-node"\} 0$/m);
+  });
+
+  void test('damaged-file: the primary file overwritten on disk; found by its scrub, failed over, rebuilt, healed back; nothing lost', async () => {
+    const before = (await readPrimary(center, KEY)).record!;
+    const startedAt = Date.now();
+    const report = await runDrill('drill-damaged-file-1', {
+      target: 'production',
+      scenarios: ['damaged-file'],
+      confirmed: true,
+    });
+    const s = report.scenarios[0]!;
+    console.log(
+      `drill damaged-file: detection ${s.measured?.detectMs} ms, RTO from detection ${s.measured?.rtoMs} ms, ` +
+        `RPO ${s.measured?.rpo.events} of ${s.measured?.acknowledged} acknowledged; ` +
+        `phases ${s.phases.map((p) => `${p.name} ${p.endedAt! - p.startedAt} ms`).join(', ')}; healed: ${s.heal?.detail}`,
+    );
+    assert.equal(report.status, 'passed', JSON.stringify(s.verdict));
+    assert.deepEqual(
+      s.phases.map((p) => p.name),
+      ['steady', 'prepare', 'load', 'inject', 'detect', 'recover', 'heal', 'measure', 'verify'],
+    );
+    assert.match(s.phases[1]!.detail!, /^L1 backup \S+ of node1$/);
+    assert.match(s.phases[3]!.detail!, /KiB of block \d+ of node1's .*kimiclaw\.duckdb overwritten/);
+    assert.match(s.phases[4]!.detail!, /^node1 reported its file damaged \(by (scrub|read|write|checkpoint): /);
+    assert.equal(s.measured!.rtoFrom, 'detection');
+    assert.ok(s.measured!.detectMs! >= 0 && s.measured!.detectMs! < 60_000, `detection ${s.measured!.detectMs} ms`);
+    assert.ok(s.measured!.rtoMs! > 0 && s.measured!.rtoMs! < 60_000, `RTO ${s.measured!.rtoMs} ms`);
+    assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.equal(s.heal!.healed, true);
+    // The damaged node was rebuilt from a snapshot (not merely rejoined), and the primary is back on it.
+    const recovery = h.client.workflow.getHandle('recover-kimiclaw-node1');
+    assert.ok((await recovery.describe()).startTime.getTime() >= startedAt, 'a recovery of node1 ran in the drill');
+    assert.equal(((await recovery.result()) as { rebuilt: boolean }).rebuilt, true, 'node1 was rebuilt');
+    const record = (await readPrimary(center, KEY)).record!;
+    assert.equal(record.node, before.node);
+    assert.ok(
+      record.epoch >= before.epoch + 2,
+      `epoch ${before.epoch} → ${record.epoch}: failed over and switched back`,
+    );
+    assert.match(formatted(report), /RTO \d+\.\d+ s from detection/);
   });
 
   void test('kimiclaw-dr drills run: refused without --confirm or with an unknown scenario; with --wait it prints the report', async () => {

@@ -19,6 +19,7 @@ import { recordDrillMetrics, saveReport } from '../drill/report-store';
 import { type SteadyState, steadyState } from '../drill/steady';
 import { drillTopology } from '../drill/topology';
 import { InputProblem } from '../errors';
+import { failoverWorkflowId } from '../failover/input';
 import { NodeClient } from '../node-client';
 import { type createClusterActivities, primaryKey } from './cluster';
 import type { ActivityDeps } from './index';
@@ -82,13 +83,26 @@ export function createDrillActivities(
       : { same: true, detail: `every node holds ${input.primary}'s data at LSN ${lsn} (${expected})` };
   }
 
+  /**
+   * When the monitor decided the primary had failed: the start of the cluster's failover workflow,
+   * if one started after `after` (epoch ms); undefined when none did.
+   */
+  async function drillFailoverStarted(input: { cluster: string; after: number }): Promise<{ at?: number }> {
+    const handle = Context.current().client.workflow.getHandle(failoverWorkflowId(input.cluster));
+    const started = await handle.describe().then(
+      (d) => d.startTime.getTime(),
+      () => undefined,
+    );
+    return started !== undefined && started >= input.after ? { at: started } : {};
+  }
+
   async function drillSaveReport(input: { report: DrillReport }): Promise<{ json: string; html: string }> {
     const keys = await saveReport(stores.s3(), input.report);
     recordDrillMetrics(metrics, [input.report]);
     return keys;
   }
 
-  return { drillPlan, drillSteady, drillVerify, drillSaveReport };
+  return { drillPlan, drillSteady, drillVerify, drillFailoverStarted, drillSaveReport };
 }
 
 /** On a node's queue: the drill's files live beside that node's data, on its host. */
@@ -114,11 +128,15 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     after: number;
     count: number;
     timeoutMs: number;
+    /** Count only acknowledgements at a newer epoch than this one. */
+    afterEpoch?: number;
   }): Promise<{ firstAt: number; node: string; epoch: number }> {
     const deadline = Date.now() + input.timeoutMs;
     const ctx = Context.current();
     for (;;) {
-      const acks = (await readLedger(input.ledger)).filter((a) => a.at > input.after);
+      const acks = (await readLedger(input.ledger)).filter(
+        (a) => a.at > input.after && a.epoch > (input.afterEpoch ?? 0),
+      );
       ctx.heartbeat({ acknowledged: acks.length });
       if (acks.length >= input.count) {
         const first = acks.reduce((a, b) => (b.at < a.at ? b : a));
@@ -135,13 +153,56 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     }
   }
 
+  /**
+   * Waits until the node reports its file damaged (its scrub, a read or a write found it) and
+   * answers when: the node's own time of detection, kept between the fault and the moment this
+   * host saw it (the two hosts' clocks may differ).
+   */
+  async function drillAwaitDamage(input: {
+    cluster: string;
+    node: string;
+    after: number;
+    timeoutMs: number;
+  }): Promise<{ detectedAt: number; detectedBy: string; reason: string }> {
+    const n = clusterOfConfig(config, input.cluster).nodes.find((x) => x.id === input.node);
+    if (!n) throw new InputProblem('node', `${input.node} is not a node of ${input.cluster}`);
+    const client = new NodeClient(n.id, n.url, config.nodeAuth.token);
+    const deadline = Date.now() + input.timeoutMs;
+    const ctx = Context.current();
+    let last = 'no answer yet';
+    for (;;) {
+      const health = await client.health().catch((err: unknown) => err as Error);
+      const seenAt = Date.now();
+      if (!(health instanceof Error) && health.status === 'damaged' && health.damage) {
+        const at = Date.parse(health.damage.at);
+        const detectedAt = Math.min(seenAt, Math.max(input.after, Number.isNaN(at) ? seenAt : at));
+        return { detectedAt, detectedBy: health.damage.detectedBy, reason: health.damage.reason };
+      }
+      last = health instanceof Error ? health.message : `status ${health.status}`;
+      ctx.heartbeat({ last });
+      if (seenAt > deadline) {
+        throw new InputProblem(
+          'timeout',
+          `${input.node} did not report its file damaged within ${input.timeoutMs} ms (last: ${last})`,
+        );
+      }
+      await ctx.sleep(100);
+    }
+  }
+
   /** RTO and RPO from the ledger and what every node holds now. */
-  async function drillMeasure(input: { ledger: string; faultAt: number; cluster: string }): Promise<Measured> {
+  async function drillMeasure(input: {
+    ledger: string;
+    faultAt: number;
+    cluster: string;
+    /** The RTO counts acknowledgements at a newer epoch only. */
+    afterEpoch?: number;
+  }): Promise<Measured> {
     const acks = await readLedger(input.ledger);
     const db = clusterOfConfig(config, input.cluster);
     const held: Record<string, Awaited<ReturnType<typeof ledgerEventsOn>>> = {};
     for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token);
-    const r = measureRecovery(acks, input.faultAt, held);
+    const r = measureRecovery(acks, input.faultAt, held, undefined, input.afterEpoch);
     const sum = (k: 'duplicated' | 'changed') => Object.values(r.nodes).reduce((s, n) => s + n[k], 0);
     return {
       ...(r.rtoMs === undefined ? {} : { rtoMs: r.rtoMs }),
@@ -152,5 +213,5 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     };
   }
 
-  return { drillLoadStart, drillLoadStop, drillAwaitAcks, drillMeasure };
+  return { drillLoadStart, drillLoadStop, drillAwaitAcks, drillAwaitDamage, drillMeasure };
 }

@@ -2,7 +2,11 @@
  * Faults a drill injects for real, on the host of the node they hit (the node's task queue): a
  * signal to the node process, found by its pid file (src/node/pid-file.ts). SIGKILL: the node is
  * gone; SIGSTOP: it hangs, connections stay open and nothing is refused; SIGCONT: it runs again.
+ * And a failing disk: bytes of a block in use of the node's database file overwritten in place,
+ * behind the running node's back (its scrub must find them).
  */
+import { join } from 'node:path';
+import { damageBlockInUse } from '../dev/damage';
 import { InputProblem } from '../errors';
 import { runningNodePid } from '../node/pid-file';
 import type { ActivityDeps } from './index';
@@ -28,5 +32,19 @@ export function createFaultActivities({ config, node }: Pick<ActivityDeps, 'conf
     return { pid: found.pid, at };
   }
 
-  return { signalNode };
+  /** Overwrites 64 KiB of a block in use of the node's file of `database`; answers which and when. */
+  async function damageNodeFile(input: {
+    node: string;
+    database: string;
+  }): Promise<{ at: number; path: string; blockId: number; bytes: number }> {
+    if (input.node !== node || !dataDir) {
+      throw new InputProblem('node', `this is the task queue of node ${node}, not of ${input.node}`);
+    }
+    const path = join(dataDir, `${input.database}.duckdb`);
+    const at = Date.now();
+    const damage = await damageBlockInUse(path);
+    return { at, path, blockId: damage.blockId, bytes: damage.bytes };
+  }
+
+  return { signalNode, damageNodeFile };
 }

@@ -34,7 +34,7 @@ export function formatReport(r: DrillReport): string {
       '',
       `${s.scenario}: ${s.verdict.passed ? 'passed' : 'FAILED'}`,
       ...s.verdict.reasons.map((why) => `  - ${why}`),
-      `  RTO ${secs(m?.rtoMs)} (objective ${formatDuration(s.objective.rtoMs)}); ` +
+      `  RTO ${secs(m?.rtoMs)}${m?.rtoFrom ? ' from detection' : ''} (objective ${formatDuration(s.objective.rtoMs)}); ` +
         `RPO ${m ? `${m.rpo.events} events${m.rpo.events ? ` over ${secs(m.rpo.spanMs)}` : ''}` : '—'} ` +
         `(objective ${s.objective.rpoMs === 0 ? 'none lost' : formatDuration(s.objective.rpoMs)}); detection ${secs(m?.detectMs)}`,
       `  phases: ${s.phases.map((p) => `${p.name} ${p.endedAt === undefined ? 'unfinished' : secs(p.endedAt - p.startedAt)}${p.ok === false ? ' (failed)' : ''}`).join(', ')}`,

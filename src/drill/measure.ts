@@ -84,8 +84,10 @@ export function measureRecovery(
   faultAt: number,
   heldByNode: Readonly<Record<string, readonly HeldEvent[]>>,
   excluded: (seq: number) => boolean = () => false,
+  /** Count only acknowledgements at a newer epoch than this one (by the node that took over). */
+  afterEpoch = 0,
 ): Recovery {
-  const first = acks.filter((a) => a.at >= faultAt).sort((a, b) => a.at - b.at)[0];
+  const first = acks.filter((a) => a.at >= faultAt && a.epoch > afterEpoch).sort((a, b) => a.at - b.at)[0];
   const ackedAt = new Map<number, number>();
   for (const a of acks) for (const s of a.seqs) ackedAt.set(s, a.at);
   const missing = new Set<number>();

@@ -14,6 +14,7 @@ const secs = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
 const PHASE_COLOURS: Record<string, string> = {
   steady: '#8da0cb',
+  prepare: '#80b1d3',
   load: '#66c2a5',
   inject: '#e41a1c',
   detect: '#fc8d62',
@@ -66,7 +67,7 @@ function scenarioSection(s: ScenarioReport): string {
   const rows = [
     cell(
       'RTO',
-      m?.rtoMs === undefined ? 'no write acknowledged' : secs(m.rtoMs),
+      m?.rtoMs === undefined ? 'no write acknowledged' : `${secs(m.rtoMs)}${m.rtoFrom ? ' from detection' : ''}`,
       formatDuration(s.objective.rtoMs),
       String(m?.rtoMs ?? ''),
     ),

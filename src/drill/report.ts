@@ -7,7 +7,17 @@ import { formatDuration } from '../duration';
 import type { DrillScenario, DrillTarget, Objective } from './input';
 
 /** The phases of a scenario, in order; each timed from one clock (epoch ms). */
-export const DRILL_PHASES = ['steady', 'load', 'inject', 'detect', 'recover', 'measure', 'heal', 'verify'] as const;
+export const DRILL_PHASES = [
+  'steady',
+  'prepare',
+  'load',
+  'inject',
+  'detect',
+  'recover',
+  'measure',
+  'heal',
+  'verify',
+] as const;
 export type DrillPhaseName = (typeof DRILL_PHASES)[number];
 
 export interface DrillPhase {
@@ -20,9 +30,17 @@ export interface DrillPhase {
 }
 
 export interface Measured {
-  /** The fault → the first write acknowledged afterwards; undefined: none was. */
+  /**
+   * The outage → the first write acknowledged afterwards; undefined: none was. The outage starts
+   * at the fault, or at its detection where `rtoFrom` says so (a damaged file is latent: the node
+   * serves until its damage is found).
+   */
   rtoMs?: number;
-  /** The fault → the first failed probe (detection, its own phase). */
+  rtoFrom?: 'detection';
+  /**
+   * The fault → its detection (its own phase): the monitor starting a failover, or for a damaged
+   * file the node reporting the damage.
+   */
   detectMs?: number;
   rpo: { events: number; spanMs: number };
   acknowledged: number;
@@ -78,8 +96,9 @@ export function judge(objective: Objective, measured: Measured | undefined, heal
   const reasons: string[] = [];
   if (!measured) reasons.push('nothing was measured (the scenario did not reach its measurement)');
   else {
-    if (measured.rtoMs === undefined) reasons.push('RTO: no write was acknowledged after the fault');
-    else if (measured.rtoMs > objective.rtoMs) {
+    if (measured.rtoMs === undefined) {
+      reasons.push(`RTO: no write was acknowledged after the ${measured.rtoFrom ? 'detection' : 'fault'}`);
+    } else if (measured.rtoMs > objective.rtoMs) {
       reasons.push(
         `RTO ${seconds(measured.rtoMs)} missed the objective ${formatDuration(objective.rtoMs)} by ${seconds(measured.rtoMs - objective.rtoMs)}`,
       );

@@ -36,10 +36,12 @@ import {
   judge,
 } from '../drill/report';
 import { switchoverWorkflowId } from '../failover/input';
+import { backupWorkflowId } from '../backup/ids';
+import { backup } from './backup';
 import { switchover } from './cluster';
 
 /** Not built yet; refused before anything is touched. */
-const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node'];
+const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file'];
 
 const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '2m',
@@ -55,6 +57,13 @@ const onHost = (taskQueue: string) =>
 /** A fault is injected once: a retried kill could hit the node after it came back. */
 const injectOn = (taskQueue: string) =>
   proxyActivities<NodeActivities>({ taskQueue, startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
+
+/** A failure's message with its causes' ("Activity task failed: <what the activity said>"). */
+function failureText(err: unknown): string {
+  const parts: string[] = [];
+  for (let e: unknown = err; e instanceof Error && parts.length < 5; e = e.cause) if (e.message) parts.push(e.message);
+  return parts.join(': ') || String(err);
+}
 
 export interface DrillScenarioInput {
   drillId: string;
@@ -170,7 +179,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
     } catch (err) {
       phase.endedAt = Date.now();
       phase.ok = false;
-      phase.detail = (err as Error).message;
+      phase.detail = failureText(err);
       throw err;
     }
   };
@@ -207,29 +216,77 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
   const drillDir = `${input.drillId}-${input.scenario}`;
   let load: { pid: number; ledger: string } | undefined;
   let faultAt: number | undefined;
+  let detectedAt: number | undefined;
   let measured: Measured | undefined;
   let heal: Healing | undefined;
   const reasons: string[] = [];
+  // Detection happens while the scenario waits for recovery: a phase of its own, from the fault.
+  const detected = (at: number, detail: string) => {
+    const inject = phases.findIndex((p) => p.name === 'inject');
+    phases.splice(inject + 1, 0, { name: 'detect', startedAt: faultAt!, endedAt: at, ok: true, detail });
+    detectedAt = at;
+  };
   try {
+    if (input.scenario === 'damaged-file') {
+      // A fresh backup first: the primary's data checkpointed into its file (data at rest for the
+      // fault to damage; a new cluster's rows may all be in the write-ahead log still), and a
+      // restore point should the drill's recovery fail.
+      await timed(
+        'prepare',
+        () =>
+          executeChild(backup, {
+            workflowId: backupWorkflowId(input.cluster, 'L1', new Date()),
+            args: [{ database: input.cluster, tier: 'L1', reason: `drill ${input.drillId}: before damaging a file` }],
+          }),
+        (b) => `L1 backup ${b.backupId} of ${b.node}`,
+      );
+    }
     load = await timed('load', async () => {
       const started = await host.drillLoadStart({ drillId: drillDir, cluster: input.cluster });
       await host.drillAwaitAcks({ ledger: started.ledger, after: 0, count: 20, timeoutMs: 60_000 });
       return started;
     });
-    const fault = await timed(
-      'inject',
-      () => injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
-      (f) => `SIGKILL to ${original} (pid ${f.pid})`,
-    );
-    faultAt = fault.at;
     const ledger = load.ledger;
-    await timed(
-      'recover',
-      () => host.drillAwaitAcks({ ledger, after: fault.at, count: 20, timeoutMs: input.objective.rtoMs + 120_000 }),
-      (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
-    );
+    const recoverTimeoutMs = input.objective.rtoMs + 120_000;
+    if (input.scenario === 'damaged-file') {
+      const fault = await timed(
+        'inject',
+        () => injectOn(input.queues[original]!).damageNodeFile({ node: original, database: input.cluster }),
+        (f) => `${f.bytes / 1024} KiB of block ${f.blockId} of ${original}'s ${f.path} overwritten`,
+      );
+      faultAt = fault.at;
+      // Latent until found: the outage (and the RTO) starts when the node reports the damage.
+      const found = await host.drillAwaitDamage({
+        cluster: input.cluster,
+        node: original,
+        after: fault.at,
+        timeoutMs: recoverTimeoutMs,
+      });
+      detected(found.detectedAt, `${original} reported its file damaged (by ${found.detectedBy}: ${found.reason})`);
+      const from = found.detectedAt;
+      await timed(
+        'recover',
+        () =>
+          host.drillAwaitAcks({ ledger, after: from, afterEpoch: start.epoch, count: 20, timeoutMs: recoverTimeoutMs }),
+        (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
+      );
+    } else {
+      const fault = await timed(
+        'inject',
+        () => injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
+        (f) => `SIGKILL to ${original} (pid ${f.pid})`,
+      );
+      faultAt = fault.at;
+      await timed(
+        'recover',
+        () => host.drillAwaitAcks({ ledger, after: fault.at, count: 20, timeoutMs: recoverTimeoutMs }),
+        (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
+      );
+      const failover = await control.drillFailoverStarted({ cluster: input.cluster, after: fault.at });
+      if (failover.at !== undefined) detected(failover.at, 'the monitor started the failover');
+    }
   } catch (err) {
-    reasons.push(`the scenario stopped: ${(err as Error).message}`);
+    reasons.push(`the scenario stopped: ${failureText(err)}`);
   } finally {
     // Healing runs whatever happened before, also when the drill is cancelled.
     await CancellationScope.nonCancellable(async () => {
@@ -238,11 +295,26 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
         'heal',
         () => healCluster(input, original),
         (h) => h.detail,
-      ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: (err as Error).message }));
+      ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: failureText(err) }));
       if (load && faultAt !== undefined && heal.healed) {
         const { ledger } = load;
         const at = faultAt;
-        measured = await timed('measure', () => host.drillMeasure({ ledger, faultAt: at, cluster: input.cluster }));
+        // A damaged file's outage starts at its detection (before it, the node serves normally).
+        const from = input.scenario === 'damaged-file' && detectedAt !== undefined ? detectedAt : at;
+        const latent = from !== at;
+        const result = await timed('measure', () =>
+          host.drillMeasure({
+            ledger,
+            faultAt: from,
+            cluster: input.cluster,
+            ...(latent ? { afterEpoch: start.epoch } : {}),
+          }),
+        );
+        measured = {
+          ...result,
+          ...(latent ? { rtoFrom: 'detection' as const } : {}),
+          ...(detectedAt === undefined ? {} : { detectMs: detectedAt - at }),
+        };
         const verified = await timed(
           'verify',
           () => control.drillVerify({ cluster: input.cluster, primary: original }),
@@ -280,7 +352,7 @@ async function healCluster(input: DrillScenarioInput, original: string): Promise
         args: [
           { cluster: input.cluster, to: original, reason: `drill ${input.drillId}: back to the starting topology` },
         ],
-      }).catch((err: unknown) => (last = `switchover back to ${original}: ${(err as Error).message}`));
+      }).catch((err: unknown) => (last = `switchover back to ${original}: ${failureText(err)}`));
       continue;
     }
     last = now.problems.join('; ');
