@@ -160,6 +160,18 @@ const SchedulesSchema = z
         L3: ScheduleSpecSchema.nullable().default({ cron: ['0 4 1 * *'], timezone: 'UTC', paused: false }),
       })
       .prefault({}),
+    /**
+     * The quarterly drill (03:00 UTC on the first day of Jan/Apr/Jul/Oct): the scenarios
+     * drills.production.scenarios allows, on the replicated cluster, confirmed by this config.
+     * A short catch-up window: a drill missed while Temporal was down (an outage) is skipped,
+     * not run right after it. null turns it off.
+     */
+    drill: ScheduleSpecSchema.nullable().default({
+      cron: ['0 3 1 1,4,7,10 *'],
+      timezone: 'UTC',
+      catchupWindow: 3_600_000,
+      paused: false,
+    }),
     /** Restore tests: the newest L2 weekly, the newest L3 monthly, into a scratch location. */
     restoreTest: z
       .object({

@@ -43,11 +43,11 @@ function scheduleOptions(planned: PlannedSchedule, config: Config): ScheduleOpti
       args: planned.args,
       typedSearchAttributes: new TypedSearchAttributes([
         { key: DrDatabase, value: planned.database },
-        { key: DrTier, value: planned.tier },
+        ...(planned.tier ? [{ key: DrTier, value: planned.tier }] : []),
       ]),
     },
     policies: {
-      // A backup still running when the next one is due: skip the new one, never run two.
+      // A run still going when the next one is due: skip the new one, never run two.
       overlap: ScheduleOverlapPolicy.SKIP,
       catchupWindow: planned.catchupWindowMs,
       pauseOnFailure: false,

@@ -11,6 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { listReports, loadReport } from '../src/drill/report-store';
+import { applySchedules } from '../src/schedules';
 import { formatReport as formatted } from '../src/drill/format';
 import type { DrillReport } from '../src/drill/report';
 import { S3Store, createS3Client } from '../src/storage/s3';
@@ -115,15 +116,44 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.match(metrics, /^drill_rpo_events\{scenario="single-node"\} 0$/m);
   });
 
-  void test('damaged-file: the primary file overwritten on disk; found by its scrub, failed over, rebuilt, healed back; nothing lost', async () => {
+  void test('the quarterly schedule (one-hour catch-up window), triggered: single-node, then damaged-file — the primary file overwritten on disk, found by its scrub, failed over, rebuilt, healed back; nothing lost', async () => {
+    const applied = await applySchedules(h.client, h.config);
+    assert.ok(applied.created.includes('kimiclaw-dr-drill-kimiclaw'), JSON.stringify(applied));
+    const schedule = h.client.schedule.getHandle('kimiclaw-dr-drill-kimiclaw');
+    const described = await schedule.describe();
+    assert.equal(described.policies.catchupWindow, 3_600_000, 'a missed drill is skipped after an hour');
+    assert.deepEqual(described.action.type === 'startWorkflow' && described.action.args, [
+      {
+        target: 'production',
+        scenarios: ['single-node', 'damaged-file'],
+        confirmed: true,
+        reason: 'the quarterly drill (schedules.drill)',
+      },
+    ]);
+    assert.ok(
+      described.info.nextActionTimes[0]!.getUTCDate() === 1 &&
+        [0, 3, 6, 9].includes(described.info.nextActionTimes[0]!.getUTCMonth()) &&
+        described.info.nextActionTimes[0]!.getUTCHours() === 3,
+      `next run ${described.info.nextActionTimes[0]!.toISOString()}`,
+    );
     const before = (await readPrimary(center, KEY)).record!;
     const startedAt = Date.now();
-    const report = await runDrill('drill-damaged-file-1', {
-      target: 'production',
-      scenarios: ['damaged-file'],
-      confirmed: true,
+    await schedule.trigger();
+    const workflowId = await waitFor('the scheduled drill to start', async () => {
+      const action = (await schedule.describe()).info.recentActions.at(-1)?.action;
+      return action?.type === 'startWorkflow' && action.workflow.workflowId;
     });
-    const s = report.scenarios[0]!;
+    const report = (await h.client.workflow.getHandle(workflowId).result()) as DrillReport;
+    // Off again (the backup schedules too): the rest of the suite starts its drills by hand.
+    for (const id of applied.created) await h.client.schedule.getHandle(id).delete();
+    assert.deepEqual(
+      report.scenarios.map((x) => [x.scenario, x.verdict.passed]),
+      [
+        ['single-node', true],
+        ['damaged-file', true],
+      ],
+    );
+    const s = report.scenarios[1]!;
     console.log(
       `drill damaged-file: detection ${s.measured?.detectMs} ms, RTO from detection ${s.measured?.rtoMs} ms, ` +
         `RPO ${s.measured?.rpo.events} of ${s.measured?.acknowledged} acknowledged; ` +
@@ -149,8 +179,8 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     const record = (await readPrimary(center, KEY)).record!;
     assert.equal(record.node, before.node);
     assert.ok(
-      record.epoch >= before.epoch + 2,
-      `epoch ${before.epoch} → ${record.epoch}: failed over and switched back`,
+      record.epoch >= before.epoch + 4,
+      `epoch ${before.epoch} → ${record.epoch}: failed over and switched back twice`,
     );
     assert.match(formatted(report), /RTO \d+\.\d+ s from detection/);
   });

@@ -105,6 +105,10 @@ export function restoreTestScheduleId(database: string, tier: Tier): string {
   return `${SCHEDULE_ID_PREFIX}restore-test-${database}-${tier}`;
 }
 
+export function drillScheduleId(cluster: string): string {
+  return `${SCHEDULE_ID_PREFIX}drill-${cluster}`;
+}
+
 /** Every schedule this system owns starts with this; `schedules apply` deletes only those. */
 export const SCHEDULE_ID_PREFIX = 'kimiclaw-dr-';
 

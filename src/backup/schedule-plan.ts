@@ -1,12 +1,13 @@
 /**
- * The schedules the system owns, derived from config: one per database and backup tier, and the
- * restore tests (L2 weekly, L3 monthly by default). Pure; the schedules module applies the plan
- * to a Temporal namespace.
+ * The schedules the system owns, derived from config: one per database and backup tier, the
+ * restore tests (L2 weekly, L3 monthly by default) and the quarterly drill of the replicated
+ * cluster. Pure; the schedules module applies the plan to a Temporal namespace.
  */
 import type { Config, ScheduleSpecConfig, Tier } from '../config';
 import { TIERS } from '../domain';
 import type { BackupInput } from './input';
-import { backupScheduleId, restoreTestScheduleId } from './ids';
+import { backupScheduleId, drillScheduleId, restoreTestScheduleId } from './ids';
+import type { DrillInput } from '../drill/input';
 import type { RestoreTestInput } from '../restore/test-input';
 
 const DEFAULT_CATCHUP_MS: Record<Tier, number> = {
@@ -17,10 +18,10 @@ const DEFAULT_CATCHUP_MS: Record<Tier, number> = {
 
 export interface PlannedSchedule {
   scheduleId: string;
-  workflowType: 'backup' | 'restoreTest';
+  workflowType: 'backup' | 'restoreTest' | 'drill';
   /** Prefix of the ids of the workflows the schedule starts (Temporal appends the time). */
   workflowId: string;
-  args: [BackupInput] | [RestoreTestInput];
+  args: [BackupInput] | [RestoreTestInput] | [DrillInput];
   spec: {
     intervals: Array<{ every: number; offset?: number }>;
     cronExpressions: string[];
@@ -30,7 +31,8 @@ export interface PlannedSchedule {
   catchupWindowMs: number;
   paused: boolean;
   database: string;
-  tier: Tier;
+  /** The backup tier; none for the drill. */
+  tier?: Tier;
   /** Stable digest of everything above: equal digests mean nothing to update. */
   digest: string;
 }
@@ -61,8 +63,34 @@ export function planSchedules(config: Config): PlannedSchedule[] {
       );
     }
   }
+  const drill = config.schedules.drill;
+  const cluster = config.databases.find((d) => d.nodes.length > 1);
+  if (drill && cluster) {
+    planned.push(
+      withDigest({
+        scheduleId: drillScheduleId(cluster.name),
+        workflowType: 'drill',
+        workflowId: `drill-${cluster.name}-scheduled`,
+        args: [
+          {
+            target: 'production',
+            scenarios: [...config.drills.production.scenarios],
+            confirmed: true,
+            reason: 'the quarterly drill (schedules.drill)',
+          },
+        ],
+        spec: specOf(drill),
+        catchupWindowMs: drill.catchupWindow ?? DRILL_CATCHUP_MS,
+        paused: drill.paused,
+        database: cluster.name,
+      }),
+    );
+  }
   return planned;
 }
+
+/** A drill missed by more than this (Temporal was down: likely an outage) is skipped. */
+const DRILL_CATCHUP_MS = 3_600_000;
 
 function specOf(spec: ScheduleSpecConfig): PlannedSchedule['spec'] {
   return {

@@ -200,3 +200,65 @@ void describe('restore test schedules', () => {
     );
   });
 });
+
+void describe('the drill schedule', () => {
+  const cluster = (extra: Record<string, unknown> = {}) =>
+    parseConfig({
+      storage: { bucket: 'my-bucket' },
+      databases: [
+        { name: 'audit', nodes: [{ id: 'a1', url: 'http://127.0.0.1:7060', dataDir: '/audit' }] },
+        {
+          name: 'kimiclaw',
+          nodes: [
+            { id: 'n1', url: 'http://127.0.0.1:7070', dataDir: '/data1' },
+            { id: 'n2', url: 'http://127.0.0.1:7071', dataDir: '/data2' },
+          ],
+        },
+      ],
+      ...extra,
+    });
+  const drills = (c: ReturnType<typeof config>) => planSchedules(c).filter((p) => p.workflowType === 'drill');
+
+  void test('quarterly at 03:00 UTC on the replicated cluster, the production scenarios, a one-hour catch-up window', () => {
+    const [d, ...more] = drills(cluster());
+    assert.equal(more.length, 0);
+    assert.deepEqual(d && { ...d, digest: undefined }, {
+      scheduleId: 'kimiclaw-dr-drill-kimiclaw',
+      workflowType: 'drill',
+      workflowId: 'drill-kimiclaw-scheduled',
+      args: [
+        {
+          target: 'production',
+          scenarios: ['single-node', 'damaged-file'],
+          confirmed: true,
+          reason: 'the quarterly drill (schedules.drill)',
+        },
+      ],
+      spec: { intervals: [], cronExpressions: ['0 3 1 1,4,7,10 *'], timezone: 'UTC' },
+      catchupWindowMs: HOUR,
+      paused: false,
+      database: 'kimiclaw',
+      digest: undefined,
+    });
+  });
+
+  void test('it follows the configured scenarios and timing; null turns it off; a single node has none', () => {
+    const [d] = drills(
+      cluster({
+        drills: { production: { scenarios: ['single-node'] } },
+        schedules: { drill: { cron: ['30 2 1 */3 *'], catchupWindow: '15m', paused: true } },
+      }),
+    );
+    assert.deepEqual(d?.args, [
+      {
+        target: 'production',
+        scenarios: ['single-node'],
+        confirmed: true,
+        reason: 'the quarterly drill (schedules.drill)',
+      },
+    ]);
+    assert.deepEqual([d?.spec.cronExpressions, d?.catchupWindowMs, d?.paused], [['30 2 1 */3 *'], 15 * 60_000, true]);
+    assert.deepEqual(drills(cluster({ schedules: { drill: null } })), []);
+    assert.deepEqual(drills(config()), []);
+  });
+});
