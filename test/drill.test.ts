@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { acquireLease, isLive, readLease, releaseLease } from '../src/config-center/lease';
 import { listReports, loadReport } from '../src/drill/report-store';
 import { applySchedules } from '../src/schedules';
 import { formatReport as formatted } from '../src/drill/format';
@@ -79,6 +80,24 @@ void describe('drill: a production single-node drill on a real cluster', () => {
       assert.ok(err instanceof WorkflowFailedError, `refused: ${JSON.stringify(input)}`);
       assert.match(failureMessages(err), message);
     }
+    // Another topology change holds the cluster's lease: refused at once, naming it.
+    const other = await acquireLease(center, 'kimiclaw', {
+      holder: 'switchover-by-hand/1',
+      purpose: 'switchover',
+      ttlMs: 60_000,
+    });
+    assert.ok(other.ok);
+    const busy = await runDrill('drill-busy', {
+      target: 'production',
+      scenarios: ['single-node'],
+      confirmed: true,
+    }).catch((e: unknown) => e);
+    assert.ok(busy instanceof WorkflowFailedError);
+    assert.match(
+      failureMessages(busy),
+      /cluster kimiclaw: another topology change is in progress, switchover held by switchover-by-hand\/1 .* this drill was refused/,
+    );
+    assert.equal(await releaseLease(center, 'kimiclaw', 'switchover-by-hand/1'), true);
     const now = (await readPrimary(center, KEY)).record!;
     assert.deepEqual([now.node, now.epoch], [before.node, before.epoch], 'nothing changed');
     assert.ok(h.nodes.every((n) => n.running));
@@ -110,6 +129,19 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.equal(record.node, 'node1');
     assert.ok(record.epoch >= 3, `epoch ${record.epoch}: failed over and switched back`);
     assert.match(report.id, /^drill-single-node-1-\d{8}T\d{6}Z$/);
+    // It held the lease: preempted by the failover it set off, taken back, released at the end.
+    const lease = report.lease!;
+    assert.match(lease.holder, /^drill-single-node-1\//);
+    assert.ok(
+      lease.events.some((e) => / lost: .*preempted/.test(e)),
+      `preempted by the failover: ${JSON.stringify(lease.events)}`,
+    );
+    assert.ok(
+      lease.events.some((e) => / taken back$/.test(e)),
+      JSON.stringify(lease.events),
+    );
+    assert.equal(lease.events.at(-1), 'released at the end');
+    assert.equal(isLive(await readLease(center, 'kimiclaw'), Date.now()), false, 'no lease left behind');
     assert.deepEqual(await loadReport(store, report.id), report);
     const metrics = await h.worker!.metrics.registry.metrics();
     assert.match(metrics, /^drill_passed\{scenario="single-node"\} 1$/m);
@@ -214,6 +246,18 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     });
     // Positive evidence the fault was injected: the primary's process is gone.
     await waitFor('the primary killed by the drill', async () => h.nodes[0]!.pid !== pid || !h.nodes[0]!.running);
+    // A second drill meanwhile is refused before any fault: the first holds the lease (or the
+    // failover it set off does).
+    const second = await runDrill('drill-second', {
+      target: 'production',
+      scenarios: ['single-node'],
+      confirmed: true,
+    }).catch((e: unknown) => e);
+    assert.ok(second instanceof WorkflowFailedError);
+    assert.match(
+      failureMessages(second),
+      /another topology change is in progress, (drill held by drill-cancelled\/|failover held by failover-kimiclaw\/).*this drill was refused/,
+    );
     await handle.cancel();
     const err = await handle.result().catch((e: unknown) => e);
     assert.ok(err instanceof WorkflowFailedError, 'the drill ended cancelled');

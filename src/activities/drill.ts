@@ -54,9 +54,17 @@ export function createDrillActivities(
     };
   }
 
-  async function drillSteady(input: { cluster: string; expectPrimary?: string }): Promise<SteadyState> {
+  async function drillSteady(input: {
+    cluster: string;
+    expectPrimary?: string;
+    /** The drill's own lease is no topology change of another. */
+    leaseHolder?: string;
+  }): Promise<SteadyState> {
     const status = await clusterStatus({ cluster: input.cluster });
-    return steadyState(status, Date.now(), input.expectPrimary ? { primary: input.expectPrimary } : {});
+    return steadyState(status, Date.now(), {
+      ...(input.expectPrimary ? { primary: input.expectPrimary } : {}),
+      ...(input.leaseHolder ? { leaseHolder: input.leaseHolder } : {}),
+    });
   }
 
   /** Every node holds the primary's data at the primary's acknowledged LSN (rows, ids, checksum). */
@@ -110,12 +118,30 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
   const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
   const dirOf = (id: string) => join(dataDir ?? '.', 'drills', id);
 
-  async function drillLoadStart(input: { drillId: string; cluster: string }): Promise<{ pid: number; ledger: string }> {
-    return startLoad({
+  /**
+   * Starts the write load; answers its process, its ledger, and the lowest LSN a node held before
+   * it (no ledger event can be held below it: the measurement reads the nodes from there).
+   */
+  async function drillLoadStart(input: {
+    drillId: string;
+    cluster: string;
+  }): Promise<{ pid: number; ledger: string; startLsn: number }> {
+    const lsns = await Promise.all(
+      clusterOfConfig(config, input.cluster).nodes.map((n) =>
+        new NodeClient(n.id, n.url, config.nodeAuth.token).health().then(
+          (h) => h.lsn,
+          () => undefined,
+        ),
+      ),
+    );
+    const known = lsns.filter((l): l is number => l !== undefined);
+    const startLsn = known.length ? Math.min(...known) : 0;
+    const load = await startLoad({
       dir: dirOf(input.drillId),
       spec: { configCenter: config.cluster.configCenter, key: primaryKey(input.cluster) },
       token: config.nodeAuth.token,
     });
+    return { ...load, startLsn };
   }
 
   async function drillLoadStop(input: { pid: number }): Promise<void> {
@@ -197,11 +223,13 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     cluster: string;
     /** The RTO counts acknowledgements at a newer epoch only. */
     afterEpoch?: number;
+    /** Read the nodes beyond this LSN only (held before the load began: no ledger event is below it). */
+    afterLsn?: number;
   }): Promise<Measured> {
     const acks = await readLedger(input.ledger);
     const db = clusterOfConfig(config, input.cluster);
     const held: Record<string, Awaited<ReturnType<typeof ledgerEventsOn>>> = {};
-    for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token);
+    for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token, input.afterLsn ?? 0);
     const r = measureRecovery(acks, input.faultAt, held, undefined, input.afterEpoch);
     const sum = (k: 'duplicated' | 'changed') => Object.values(r.nodes).reduce((s, n) => s + n[k], 0);
     return {

@@ -83,6 +83,8 @@ export interface DrillReport {
   endedAt?: number;
   status: DrillStatus;
   scenarios: ScenarioReport[];
+  /** The drill's hold on the cluster's topology lease: who, and each time it was taken over and back. */
+  lease?: { holder: string; events: string[] };
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;

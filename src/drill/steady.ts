@@ -4,7 +4,7 @@
  * recorded epoch with its file ok; every other node answers as an in-sync replica of it; the sync
  * record of that epoch names a standby, with no degraded mode and no move of the role under way
  * (and, with zones, the standby in another zone than the primary); no topology change holds the
- * lease (a failover, switchover, restore or another drill); and the primary is the expected one
+ * lease (a failover, switchover, restore or another drill; the drill's own lease aside); and the primary is the expected one
  * when the drill names it (the posture it heals back to). Each problem is a sentence for the
  * report.
  */
@@ -14,10 +14,16 @@ import { describeLease, isLive } from '../config-center/lease';
 export type SteadyState =
   { steady: true; primary: string; epoch: number; standbys: string[] } | { steady: false; problems: string[] };
 
-export function steadyState(status: ClusterStatus, now: number, expect: { primary?: string } = {}): SteadyState {
+export function steadyState(
+  status: ClusterStatus,
+  now: number,
+  expect: { primary?: string; leaseHolder?: string } = {},
+): SteadyState {
   const problems: string[] = [];
   const record = status.primary;
-  if (isLive(status.lease, now)) problems.push(`a topology change runs: ${describeLease(status.lease)}`);
+  if (isLive(status.lease, now) && status.lease.holder !== expect.leaseHolder) {
+    problems.push(`a topology change runs: ${describeLease(status.lease)}`);
+  }
   if (!record) return { steady: false, problems: [...problems, `no primary is recorded for ${status.cluster}`] };
   if (expect.primary && record.node !== expect.primary) {
     problems.push(`the primary is ${record.node}, not ${expect.primary} as expected`);

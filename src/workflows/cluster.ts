@@ -363,7 +363,13 @@ export async function recoverNode(input: RecoverNodeInput): Promise<RecoverNodeR
       let joined: { epoch: number; role: string; before?: number; primary?: string };
       try {
         joined = await withTopologyLease(
-          { cluster, purpose: REBUILD_STATES.includes(seen.status ?? '') ? 'rebuild' : 'rejoin', waitForHolder: true },
+          {
+            cluster,
+            purpose: REBUILD_STATES.includes(seen.status ?? '') ? 'rebuild' : 'rejoin',
+            waitForHolder: true,
+            // A drill's lease gives way: the node it faulted must come back for it to heal.
+            preempt: true,
+          },
           async () => {
             // Looked at again under the lease: the change that held it (a restore, a rebuild)
             // may have repaired the node meanwhile. A damaged or empty node has nothing worth

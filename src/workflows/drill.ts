@@ -39,6 +39,7 @@ import { switchoverWorkflowId } from '../failover/input';
 import { backupWorkflowId } from '../backup/ids';
 import { backup } from './backup';
 import { switchover } from './cluster';
+import { leaseHolder } from './lease';
 
 /** Not built yet; refused before anything is touched. */
 const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file'];
@@ -54,6 +55,17 @@ const onHost = (taskQueue: string) =>
     heartbeatTimeout: '30s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
   });
+/** Taking and giving back the topology lease (a busy lease is refused at once, not retried). */
+const leases = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },
+});
+/** The keeper heartbeats every second; a lost worker's keeper is restarted elsewhere within 5 s. */
+const keeper = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '30d',
+  heartbeatTimeout: '5s',
+  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+});
 /** A fault is injected once: a retried kill could hit the node after it came back. */
 const injectOn = (taskQueue: string) =>
   proxyActivities<NodeActivities>({ taskQueue, startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
@@ -72,6 +84,8 @@ export interface DrillScenarioInput {
   objective: Objective;
   queues: Record<string, string>;
   healDeadlineMs: number;
+  /** The drill's hold on the topology lease: its steady-state checks and its switchover back run under it. */
+  leaseHolder: string;
 }
 
 export async function drill(input: DrillInput = {}): Promise<DrillReport> {
@@ -94,6 +108,15 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
       message: 'confirmed: a production drill injects real faults; start it with "confirmed": true',
     });
   }
+  // The topology lease for the whole drill, preemptible: no switchover, restore or other drill
+  // starts meanwhile (one already running refuses this drill, before any fault), while the
+  // failover and the node recovery the fault sets off take it over and the drill takes it back.
+  const holder = leaseHolder();
+  await leases.acquireTopologyLease({ cluster: plan.cluster, holder, purpose: 'drill', preemptible: true });
+  const lease = { holder, events: [] as string[] };
+  // Not cancelled with the drill: a cancelled drill still heals, and its switchover back runs under this lease.
+  const holding = new CancellationScope({ cancellable: false });
+  void holding.run(() => holdLease(plan.cluster, holder, lease.events)).catch(() => undefined);
   // One report per run: the workflow id (drill-<cluster> when started by the client or CLI, one at
   // a time) and the run's start time.
   const id = `${workflowInfo().workflowId}-${workflowInfo()
@@ -107,6 +130,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
     startedAt: Date.now(),
     status: 'running',
     scenarios: [],
+    lease,
   };
   // The scenario running now: a cancelled drill still waits for its healing and reports it.
   let running: ChildWorkflowHandle<typeof drillScenario> | undefined;
@@ -122,6 +146,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
             objective: plan.objectives[scenario],
             queues: plan.queues,
             healDeadlineMs: plan.healDeadlineMs,
+            leaseHolder: holder,
           },
         ],
         // A cancelled drill cancels the scenario, which heals before it ends.
@@ -146,6 +171,9 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
         const outcome = await pending.result().catch(() => undefined);
         if (outcome) report.scenarios.push(outcome);
       }
+      holding.cancel();
+      const released = await leases.releaseTopologyLease({ cluster: plan.cluster, holder }).catch(() => undefined);
+      lease.events.push(released?.released ? 'released at the end' : 'not held at the end (nothing to release)');
       report.endedAt = Date.now();
       await control.drillSaveReport({ report });
     });
@@ -163,6 +191,37 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
     });
   }
   return report;
+}
+
+/**
+ * Keeps the drill's lease renewed until cancelled. The machinery the drill sets off (a failover,
+ * a node's rejoin or rebuild) preempts it; the drill notes that and takes the lease back as soon
+ * as it is free again.
+ */
+async function holdLease(cluster: string, holder: string, events: string[]): Promise<void> {
+  for (;;) {
+    try {
+      await keeper.keepTopologyLease({ cluster, holder });
+      return;
+    } catch (err) {
+      if (isCancellation(err)) throw err;
+      events.push(`${new Date().toISOString()} lost: ${failureText(err)}`);
+    }
+    for (;;) {
+      await sleep('1s');
+      const back = await leases.acquireTopologyLease({ cluster, holder, purpose: 'drill', preemptible: true }).then(
+        () => true,
+        (err: unknown) => {
+          if (isCancellation(err)) throw err;
+          return false;
+        },
+      );
+      if (back) {
+        events.push(`${new Date().toISOString()} taken back`);
+        break;
+      }
+    }
+  }
 }
 
 export async function drillScenario(input: DrillScenarioInput): Promise<ScenarioReport> {
@@ -198,7 +257,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
 
   const start = await timed(
     'steady',
-    () => control.drillSteady({ cluster: input.cluster }),
+    () => control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder }),
     (s) =>
       s.steady ? `primary ${s.primary} at epoch ${s.epoch}, standby ${s.standbys.join(', ')}` : s.problems.join('; '),
   );
@@ -214,7 +273,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
   const hostNode = start.standbys[0]!;
   const host = onHost(input.queues[hostNode]!);
   const drillDir = `${input.drillId}-${input.scenario}`;
-  let load: { pid: number; ledger: string } | undefined;
+  let load: { pid: number; ledger: string; startLsn: number } | undefined;
   let faultAt: number | undefined;
   let detectedAt: number | undefined;
   let measured: Measured | undefined;
@@ -297,7 +356,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
         (h) => h.detail,
       ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: failureText(err) }));
       if (load && faultAt !== undefined && heal.healed) {
-        const { ledger } = load;
+        const { ledger, startLsn } = load;
         const at = faultAt;
         // A damaged file's outage starts at its detection (before it, the node serves normally).
         const from = input.scenario === 'damaged-file' && detectedAt !== undefined ? detectedAt : at;
@@ -307,6 +366,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
             ledger,
             faultAt: from,
             cluster: input.cluster,
+            afterLsn: startLsn,
             ...(latent ? { afterEpoch: start.epoch } : {}),
           }),
         );
@@ -338,7 +398,7 @@ async function healCluster(input: DrillScenarioInput, original: string): Promise
   let last = '';
   while (Date.now() < deadline) {
     attempts++;
-    const now = await control.drillSteady({ cluster: input.cluster });
+    const now = await control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder });
     if (now.steady && now.primary === original) {
       return {
         healed: true,
@@ -350,9 +410,21 @@ async function healCluster(input: DrillScenarioInput, original: string): Promise
       await executeChild(switchover, {
         workflowId: switchoverWorkflowId(input.cluster, new Date()),
         args: [
-          { cluster: input.cluster, to: original, reason: `drill ${input.drillId}: back to the starting topology` },
+          {
+            cluster: input.cluster,
+            to: original,
+            reason: `drill ${input.drillId}: back to the starting topology`,
+            underLease: input.leaseHolder,
+          },
         ],
-      }).catch((err: unknown) => (last = `switchover back to ${original}: ${failureText(err)}`));
+      }).then(
+        () => undefined,
+        async (err: unknown) => {
+          // The lease is with the machinery (or being taken back): try again shortly.
+          last = `switchover back to ${original}: ${failureText(err)}`;
+          await sleep('1s');
+        },
+      );
       continue;
     }
     last = now.problems.join('; ');

@@ -125,4 +125,23 @@ void describe('steadyState', () => {
     expired.lease = { ...lease, expiresAt: '2026-11-30T11:59:59Z' };
     assert.equal(steadyState(expired, NOW).steady, true);
   });
+
+  void test("the drill's own lease is not a problem for its own checks; another drill's is", () => {
+    const held = whole();
+    held.lease = {
+      holder: 'drill-kimiclaw/run1',
+      purpose: 'drill',
+      acquiredAt: '2026-11-30T11:59:50Z',
+      renewedAt: '2026-11-30T11:59:58Z',
+      expiresAt: '2026-11-30T12:00:30Z',
+      preemptible: true,
+    };
+    assert.equal(steadyState(held, NOW, { leaseHolder: 'drill-kimiclaw/run1' }).steady, true);
+    const other = steadyState(held, NOW, { leaseHolder: 'drill-kimiclaw/run2' });
+    assert.equal(other.steady, false);
+    assert.match(
+      !other.steady ? other.problems[0]! : '',
+      /^a topology change runs: drill held by drill-kimiclaw\/run1 /,
+    );
+  });
 });
