@@ -16,14 +16,14 @@ import { applySchedules } from '../src/schedules';
 import { formatReport as formatted } from '../src/drill/format';
 import type { DrillReport } from '../src/drill/report';
 import { S3Store, createS3Client } from '../src/storage/s3';
-import { Harness, failureMessages, nodeHealth, runCli, startMonitor, waitFor } from './harness';
+import { Harness, failureMessages, nodeHealth, runCli, startMonitor, superviseNodes, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
 void describe('drill: a production single-node drill on a real cluster', () => {
   let h: Harness;
   let center: ConfigCenter;
-  let supervisor: NodeJS.Timeout | undefined;
+  let stopSupervising: (() => void) | undefined;
   let store: S3Store;
 
   before(async () => {
@@ -40,17 +40,10 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
     await startMonitor(h.client, h.config.temporal.taskQueue);
     // Like systemd (or `npm start`): a node process that dies is started again.
-    const restarting = new Set<string>();
-    supervisor = setInterval(() => {
-      for (const node of h.nodes) {
-        if (node.running || restarting.has(node.id)) continue;
-        restarting.add(node.id);
-        setTimeout(() => void node.start().finally(() => restarting.delete(node.id)), 1_000);
-      }
-    }, 500);
+    stopSupervising = superviseNodes(h.nodes);
   });
   after(async () => {
-    clearInterval(supervisor);
+    stopSupervising?.();
     await center?.close();
     await h?.stop();
   });

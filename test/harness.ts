@@ -389,6 +389,22 @@ export async function nodeHealth(url: string): Promise<NodeHealthView> {
  * its chance (probe rounds, consecutive failures) before a test asserts that it did nothing.
  */
 /** Starts monitorCluster (id monitor-kimiclaw, the failover's short task timeout) and waits until it probes. */
+/**
+ * Like systemd (or `npm start`): a node process that dies is started again after `delayMs`.
+ * Answers the function that stops supervising.
+ */
+export function superviseNodes(nodes: readonly NodeProcess[], delayMs = 1_000): () => void {
+  const restarting = new Set<string>();
+  const timer = setInterval(() => {
+    for (const node of nodes) {
+      if (node.running || restarting.has(node.id)) continue;
+      restarting.add(node.id);
+      setTimeout(() => void node.start().finally(() => restarting.delete(node.id)), delayMs);
+    }
+  }, 500);
+  return () => clearInterval(timer);
+}
+
 export async function startMonitor(client: Client, taskQueue: string): Promise<void> {
   await client.workflow.start('monitorCluster', {
     taskQueue,

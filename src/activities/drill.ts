@@ -113,6 +113,17 @@ export function createDrillActivities(
   return { drillPlan, drillSteady, drillVerify, drillFailoverStarted, drillSaveReport };
 }
 
+/** Runs `fn` heartbeating every second (the host activities' heartbeat timeout is 10 s). */
+async function beating<T>(fn: () => Promise<T>): Promise<T> {
+  const ctx = Context.current();
+  const beat = setInterval(() => ctx.heartbeat(), 1_000);
+  try {
+    return await fn();
+  } finally {
+    clearInterval(beat);
+  }
+}
+
 /** On a node's queue: the drill's files live beside that node's data, on its host. */
 export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, 'config'> & { node: string }) {
   const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
@@ -136,11 +147,13 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     );
     const known = lsns.filter((l): l is number => l !== undefined);
     const startLsn = known.length ? Math.min(...known) : 0;
-    const load = await startLoad({
-      dir: dirOf(input.drillId),
-      spec: { configCenter: config.cluster.configCenter, key: primaryKey(input.cluster) },
-      token: config.nodeAuth.token,
-    });
+    const load = await beating(() =>
+      startLoad({
+        dir: dirOf(input.drillId),
+        spec: { configCenter: config.cluster.configCenter, key: primaryKey(input.cluster) },
+        token: config.nodeAuth.token,
+      }),
+    );
     return { ...load, startLsn };
   }
 
@@ -229,7 +242,9 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     const acks = await readLedger(input.ledger);
     const db = clusterOfConfig(config, input.cluster);
     const held: Record<string, Awaited<ReturnType<typeof ledgerEventsOn>>> = {};
-    for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token, input.afterLsn ?? 0);
+    await beating(async () => {
+      for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token, input.afterLsn ?? 0);
+    });
     const r = measureRecovery(acks, input.faultAt, held, undefined, input.afterEpoch);
     const sum = (k: 'duplicated' | 'changed') => Object.values(r.nodes).reduce((s, n) => s + n[k], 0);
     return {

@@ -52,7 +52,8 @@ const onHost = (taskQueue: string) =>
   proxyActivities<NodeActivities>({
     taskQueue,
     startToCloseTimeout: '30m',
-    heartbeatTimeout: '30s',
+    // They heartbeat at least every second: a lost host worker's activity moves on within 10 s.
+    heartbeatTimeout: '10s',
     retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
   });
 /** Taking and giving back the topology lease (a busy lease is refused at once, not retried). */
