@@ -153,6 +153,8 @@ export async function startClusterBenchEnv(options: {
   dir?: string;
   size: string;
   nodeArgs: string[];
+  /** More configuration for the worker (top-level sections, e.g. drills). */
+  config?: Record<string, unknown>;
 }): Promise<ClusterBenchEnv> {
   installRuntime();
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'kimiclaw-bench-')));
@@ -228,6 +230,7 @@ export async function startClusterBenchEnv(options: {
         metrics: { port: 0 },
         nodeAuth: { token: control },
         cluster: { configCenter: { kind: 'etcd', endpoints: [etcd.endpoint] } },
+        ...options.config,
       },
       'bench cluster',
     );

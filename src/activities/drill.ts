@@ -113,6 +113,9 @@ export function createDrillActivities(
   return { drillPlan, drillSteady, drillVerify, drillFailoverStarted, drillSaveReport };
 }
 
+/** The kind of the events a bad-writes drill writes (and its repair must remove). */
+export const BAD_KIND = 'drill-bad';
+
 /** Runs `fn` heartbeating every second (the host activities' heartbeat timeout is 10 s). */
 async function beating<T>(fn: () => Promise<T>): Promise<T> {
   const ctx = Context.current();
@@ -229,6 +232,67 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     }
   }
 
+  /**
+   * The fault of `bad-writes`: `count` batches of two events of kind "drill-bad" written to the
+   * primary like a faulty client would, with good writes (the load) in between; answers their LSNs.
+   */
+  async function drillWriteBadBatches(input: {
+    cluster: string;
+    count: number;
+    pauseMs: number;
+  }): Promise<{ at: number; primary: string; lsns: number[] }> {
+    const clients = clusterOfConfig(config, input.cluster).nodes.map(
+      (n) => new NodeClient(n.id, n.url, config.nodeAuth.token),
+    );
+    const primaryNow = async (): Promise<NodeClient> => {
+      const seen = await Promise.all(
+        clients.map((c) =>
+          c.health().then(
+            (h) => ({ c, h }),
+            () => undefined,
+          ),
+        ),
+      );
+      const primaries = seen.filter((x) => x?.h.role === 'primary' && x.h.status === 'ok');
+      const newest = primaries.sort((a, b) => b!.h.epoch - a!.h.epoch)[0];
+      if (!newest) throw new InputProblem('cluster', `no node of ${input.cluster} answers as a writable primary`);
+      return newest.c;
+    };
+    const primary = await primaryNow();
+    const at = Date.now();
+    const lsns: number[] = [];
+    for (let i = 0; i < input.count; i++) {
+      const written = await primary.append([
+        { kind: BAD_KIND, payload: { drill: 'bad-writes', batch: i } },
+        { kind: BAD_KIND, payload: { drill: 'bad-writes', batch: i } },
+      ]);
+      lsns.push(written.lsn);
+      Context.current().heartbeat({ written: lsns.length });
+      await sleep(input.pauseMs);
+    }
+    return { at, primary: primary.nodeId, lsns };
+  }
+
+  /** Events of the bad batches each node still holds (beyond `afterLsn`). */
+  async function drillCountBad(input: { cluster: string; afterLsn: number }): Promise<Record<string, number>> {
+    const counts: Record<string, number> = {};
+    await beating(async () => {
+      for (const n of clusterOfConfig(config, input.cluster).nodes) {
+        const client = new NodeClient(n.id, n.url, config.nodeAuth.token);
+        let after = input.afterLsn;
+        let bad = 0;
+        for (;;) {
+          const page = await client.events(after, 50_000);
+          bad += page.events.filter((e) => e.kind === BAD_KIND).length;
+          if (!page.more) break;
+          after = page.lastLsn;
+        }
+        counts[n.id] = bad;
+      }
+    });
+    return counts;
+  }
+
   /** RTO and RPO from the ledger and what every node holds now. */
   async function drillMeasure(input: {
     ledger: string;
@@ -251,10 +315,28 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
       ...(r.rtoMs === undefined ? {} : { rtoMs: r.rtoMs }),
       rpo: r.rpo,
       acknowledged: r.acknowledged,
+      ...(r.lostBatches
+        ? {
+            lost: {
+              batches: r.lostBatches.count,
+              first: r.lostBatches.first,
+              last: r.lostBatches.last,
+              byNode: Object.fromEntries(Object.entries(r.nodes).map(([id, n]) => [id, n.lost])),
+            },
+          }
+        : {}),
       duplicated: sum('duplicated'),
       changed: sum('changed'),
     };
   }
 
-  return { drillLoadStart, drillLoadStop, drillAwaitAcks, drillAwaitDamage, drillMeasure };
+  return {
+    drillLoadStart,
+    drillLoadStop,
+    drillAwaitAcks,
+    drillAwaitDamage,
+    drillWriteBadBatches,
+    drillCountBad,
+    drillMeasure,
+  };
 }

@@ -70,8 +70,18 @@ export interface Recovery {
   rpo: { events: number; spanMs: number };
   /** Per node: acknowledged events missing, held twice, held at another (id, LSN). */
   nodes: Record<string, { lost: number; duplicated: number; changed: number }>;
-  /** Acknowledged writes in the ledger (events). */
+  /** Acknowledged events in the ledger. */
   acknowledged: number;
+  /** The acknowledged batches missing somewhere: how many, the first and the last (by LSN). */
+  lostBatches?: { count: number; first: AckPlace; last: AckPlace };
+}
+
+/** Where and when a batch was acknowledged. */
+export interface AckPlace {
+  lsn: number;
+  epoch: number;
+  node: string;
+  at: number;
 }
 
 /**
@@ -102,7 +112,12 @@ export function measureRecovery(
     };
   }
   const times = [...missing].map((s) => ackedAt.get(s)!);
+  const lostAcks = acks.filter((a) => a.seqs.some((q) => missing.has(q))).sort((a, b) => a.lsn - b.lsn);
+  const where = (a: LedgerAck) => ({ lsn: a.lsn, epoch: a.epoch, node: a.node, at: a.at });
   return {
+    ...(lostAcks.length
+      ? { lostBatches: { count: lostAcks.length, first: where(lostAcks[0]!), last: where(lostAcks.at(-1)!) } }
+      : {}),
     rtoMs: first ? first.at - faultAt : undefined,
     firstAck: first ? { node: first.node, epoch: first.epoch, at: first.at } : undefined,
     rpo: { events: missing.size, spanMs: times.length ? Math.max(...times) - Math.min(...times) : 0 },

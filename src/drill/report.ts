@@ -5,6 +5,7 @@
  */
 import { formatDuration } from '../duration';
 import type { DrillScenario, DrillTarget, Objective } from './input';
+import type { AckPlace } from './measure';
 
 /** The phases of a scenario, in order; each timed from one clock (epoch ms). */
 export const DRILL_PHASES = [
@@ -44,6 +45,8 @@ export interface Measured {
   detectMs?: number;
   rpo: { events: number; spanMs: number };
   acknowledged: number;
+  /** Where lost batches had been acknowledged, and per node how many events each misses. */
+  lost?: { batches: number; first: AckPlace; last: AckPlace; byNode: Record<string, number> };
   /** Acknowledged events held twice, or at another (id, LSN), on any node. */
   duplicated: number;
   changed: number;
@@ -105,11 +108,20 @@ export function judge(objective: Objective, measured: Measured | undefined, heal
         `RTO ${seconds(measured.rtoMs)} missed the objective ${formatDuration(objective.rtoMs)} by ${seconds(measured.rtoMs - objective.rtoMs)}`,
       );
     }
+    const where = measured.lost
+      ? ` (${measured.lost.batches} batches acknowledged at LSN ${measured.lost.first.lsn}–${measured.lost.last.lsn}, ` +
+        `epoch ${measured.lost.first.epoch}–${measured.lost.last.epoch}, by ${measured.lost.first.node}` +
+        `${measured.lost.last.node !== measured.lost.first.node ? ` and ${measured.lost.last.node}` : ''}; missing on ` +
+        `${Object.entries(measured.lost.byNode)
+          .filter(([, n]) => n > 0)
+          .map(([id, n]) => `${id} ${n}`)
+          .join(', ')})`
+      : '';
     if (objective.rpoMs === 0 && measured.rpo.events > 0) {
-      reasons.push(`RPO: ${measured.rpo.events} acknowledged events lost (objective: none)`);
+      reasons.push(`RPO: ${measured.rpo.events} acknowledged events lost (objective: none)${where}`);
     } else if (measured.rpo.events > 0 && measured.rpo.spanMs > objective.rpoMs) {
       reasons.push(
-        `RPO: ${measured.rpo.events} acknowledged events lost over ${seconds(measured.rpo.spanMs)}, beyond the objective ${formatDuration(objective.rpoMs)} by ${seconds(measured.rpo.spanMs - objective.rpoMs)}`,
+        `RPO: ${measured.rpo.events} acknowledged events lost over ${seconds(measured.rpo.spanMs)}, beyond the objective ${formatDuration(objective.rpoMs)} by ${seconds(measured.rpo.spanMs - objective.rpoMs)}${where}`,
       );
     }
     if (measured.duplicated > 0) reasons.push(`${measured.duplicated} acknowledged events are held twice`);

@@ -95,12 +95,26 @@ export function decideClusterRestore(request: ParsedRestoreInput, facts: Cluster
     };
   }
   const others = ids.filter((id) => id !== target);
+  // A node that knows nothing acknowledged (LSN 0: one that lost its disk and started over)
+  // proves nothing: it must not cap "everything" at LSN 0.
+  const proof = facts.nodes
+    .filter((n) => n.reachable && (n.ackedLsn ?? 0) > 0 && n.status !== 'empty')
+    .map((n) => n.ackedLsn as number);
+  const requiredLsn = proof.length > 0 ? Math.max(...proof) : undefined;
   if (isRewind(request)) {
+    // Leaving bad batches out is no step back in time: every good write around and after them is
+    // kept, also those acknowledged while the restore stages (sealed and replayed after the fence).
+    const surgical =
+      request.excludeLsns !== undefined && request.pointInTime === undefined && request.toLsn === undefined;
     return {
       kind: 'restore',
       target,
       others,
-      why: `restore ${target} to the point asked for; it opens a new epoch and the other nodes follow its history`,
+      ...(surgical && requiredLsn !== undefined ? { requiredLsn } : {}),
+      why: surgical
+        ? `restore ${target} leaving the bad batches out and keeping every write acknowledged around and after them; ` +
+          'it opens a new epoch and the other nodes follow its history'
+        : `restore ${target} to the point asked for; it opens a new epoch and the other nodes follow its history`,
     };
   }
 
@@ -136,12 +150,6 @@ export function decideClusterRestore(request: ParsedRestoreInput, facts: Cluster
   // No node can be the source: backups and the archive, up to what the cluster proves acknowledged.
   const unreachable = facts.nodes.filter((n) => !n.reachable).map((n) => n.id);
   const allEmpty = facts.nodes.every((n) => n.reachable && n.status === 'empty');
-  // A node that knows nothing acknowledged (LSN 0: one that lost its disk and started over)
-  // proves nothing: it must not cap "everything" at LSN 0.
-  const proof = facts.nodes
-    .filter((n) => n.reachable && (n.ackedLsn ?? 0) > 0 && n.status !== 'empty')
-    .map((n) => n.ackedLsn as number);
-  const requiredLsn = proof.length > 0 ? Math.max(...proof) : undefined;
   if (unreachable.length > 0 && !request.acceptLoss) {
     return {
       kind: 'refuse',

@@ -36,13 +36,16 @@ import {
   judge,
 } from '../drill/report';
 import { switchoverWorkflowId } from '../failover/input';
-import { backupWorkflowId } from '../backup/ids';
+import { backupWorkflowId, restoreWorkflowId } from '../backup/ids';
 import { backup } from './backup';
+import { restore } from './restore';
 import { switchover } from './cluster';
 import { leaseHolder } from './lease';
 
 /** Not built yet; refused before anything is touched. */
-const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file'];
+const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file', 'bad-writes'];
+/** How many bad batches a bad-writes drill writes (and its repair leaves out). */
+const BAD_BATCHES = 10;
 
 const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '2m',
@@ -287,16 +290,16 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
     detectedAt = at;
   };
   try {
-    if (input.scenario === 'damaged-file') {
+    if (input.scenario === 'damaged-file' || input.scenario === 'bad-writes') {
       // A fresh backup first: the primary's data checkpointed into its file (data at rest for the
-      // fault to damage; a new cluster's rows may all be in the write-ahead log still), and a
-      // restore point should the drill's recovery fail.
+      // fault to damage; a new cluster's rows may all be in the write-ahead log still), the point
+      // a surgical restore starts from, and a restore point should the drill's recovery fail.
       await timed(
         'prepare',
         () =>
           executeChild(backup, {
             workflowId: backupWorkflowId(input.cluster, 'L1', new Date()),
-            args: [{ database: input.cluster, tier: 'L1', reason: `drill ${input.drillId}: before damaging a file` }],
+            args: [{ database: input.cluster, tier: 'L1', reason: `drill ${input.drillId}: before the fault` }],
           }),
         (b) => `L1 backup ${b.backupId} of ${b.node}`,
       );
@@ -330,6 +333,44 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           host.drillAwaitAcks({ ledger, after: from, afterEpoch: start.epoch, count: 20, timeoutMs: recoverTimeoutMs }),
         (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
+    } else if (input.scenario === 'bad-writes') {
+      const fault = await timed(
+        'inject',
+        () => host.drillWriteBadBatches({ cluster: input.cluster, count: BAD_BATCHES, pauseMs: 200 }),
+        (f) =>
+          `${f.lsns.length} bad batches of 2 events written to ${f.primary} between good writes (LSNs ${f.lsns.join(', ')})`,
+      );
+      faultAt = fault.at;
+      // The drill knows the bad batches at once, as an operator who found them would: the
+      // surgical restore leaves exactly them out and keeps every good write around them.
+      const from = Date.now();
+      detected(from, 'the bad batches named for a surgical restore');
+      await timed(
+        'recover',
+        async () => {
+          const repaired = await executeChild(restore, {
+            workflowId: restoreWorkflowId(input.cluster, new Date()),
+            args: [
+              {
+                database: input.cluster,
+                excludeLsns: fault.lsns.map((lsn) => ({ fromLsn: lsn, toLsn: lsn })),
+              },
+            ],
+          });
+          const first = await host.drillAwaitAcks({
+            ledger,
+            after: from,
+            afterEpoch: start.epoch,
+            count: 20,
+            timeoutMs: recoverTimeoutMs,
+          });
+          return { repaired, first };
+        },
+        ({ repaired, first }) =>
+          `restore ${repaired.method} left out ${repaired.leftOut?.length ?? 0} batches ` +
+          `(${(repaired.leftOut ?? []).reduce((n, r) => n + r.events, 0)} events); ` +
+          `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
+      );
     } else {
       const fault = await timed(
         'inject',
@@ -359,8 +400,9 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
       if (load && faultAt !== undefined && heal.healed) {
         const { ledger, startLsn } = load;
         const at = faultAt;
-        // A damaged file's outage starts at its detection (before it, the node serves normally).
-        const from = input.scenario === 'damaged-file' && detectedAt !== undefined ? detectedAt : at;
+        // A damaged file's outage starts at its detection (before it, the node serves normally);
+        // bad writes' at the start of their repair.
+        const from = input.scenario !== 'single-node' && detectedAt !== undefined ? detectedAt : at;
         const latent = from !== at;
         const result = await timed('measure', () =>
           host.drillMeasure({
@@ -382,6 +424,12 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           (v) => v.detail,
         );
         if (!verified.same) reasons.push(verified.detail);
+        if (input.scenario === 'bad-writes') {
+          const bad = await host.drillCountBad({ cluster: input.cluster, afterLsn: startLsn });
+          const left = Object.entries(bad).filter(([, n]) => n > 0);
+          if (left.length)
+            reasons.push(`bad events left after the repair: ${left.map(([id, n]) => `${n} on ${id}`).join(', ')}`);
+        }
       }
     });
   }

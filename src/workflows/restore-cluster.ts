@@ -90,10 +90,14 @@ export async function restoreCluster(
       decision.target === resolved.node.id
         ? resolved
         : { ...(await control.resolveRestoreTarget({ request: { ...request, node: decision.target } })), cluster };
-    const done = await withTopologyLease({ cluster, purpose: 'restore', waitForHolder: true }, async (lease) => {
-      if (decision.kind === 'rebuild') return rebuildFromNode(cluster, decision, request, started, lease.holder);
-      return restoreFromBackup(target, decision, request, started, lease.holder);
-    });
+    // A repair comes first: it takes over a drill's lease (as a failover does).
+    const done = await withTopologyLease(
+      { cluster, purpose: 'restore', waitForHolder: true, preempt: true },
+      async (lease) => {
+        if (decision.kind === 'rebuild') return rebuildFromNode(cluster, decision, request, started, lease.holder);
+        return restoreFromBackup(target, decision, request, started, lease.holder);
+      },
+    );
     if (done) return done;
     asked = { ...request, node: decision.target };
     // The monitor is failing over from the node already, and waits for the lease this restore

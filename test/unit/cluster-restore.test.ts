@@ -80,12 +80,24 @@ void describe('decideClusterRestore', () => {
       { toLsn: 500 },
       { pointInTime: '2026-01-01T00:00:00Z' },
       { backupId: 'latest' as const },
-      { excludeLsns: [{ fromLsn: 600, toLsn: 610 }] },
+      { toLsn: 700, excludeLsns: [{ fromLsn: 600, toLsn: 610 }] },
     ]) {
       const d = decideClusterRestore(request(input), facts());
       assert.equal(d.kind, 'restore', JSON.stringify(input));
       assert.equal(d.kind === 'restore' && d.target, 'node1');
       assert.equal(d.kind === 'restore' && d.requiredLsn, undefined);
+    }
+  });
+
+  void test('leaving bad batches out is no step back: everything acknowledged is required, also what is acknowledged while it stages', () => {
+    for (const input of [
+      { excludeLsns: [{ fromLsn: 600, toLsn: 610 }] },
+      { backupId: 'latest' as const, excludeLsns: [{ fromLsn: 600, toLsn: 610 }] },
+    ]) {
+      const d = decideClusterRestore(request(input), facts());
+      assert.equal(d.kind === 'restore' && d.target, 'node1', JSON.stringify(input));
+      assert.equal(d.kind === 'restore' && d.requiredLsn, 898, 'the highest acknowledged LSN a node proves');
+      assert.match(d.kind === 'restore' ? d.why : '', /keeping every write acknowledged around and after them/);
     }
   });
 
