@@ -307,7 +307,21 @@ export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, '
     const db = clusterOfConfig(config, input.cluster);
     const held: Record<string, Awaited<ReturnType<typeof ledgerEventsOn>>> = {};
     await beating(async () => {
-      for (const n of db.nodes) held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token, input.afterLsn ?? 0);
+      // A node serves events only up to the LSN it knows to be acknowledged, and a replica learns
+      // the primary's last acknowledgement from its next message (a heartbeat when idle, 200 ms):
+      // read each node once it knows the primary's acknowledged LSN (or after 30 s, when what it
+      // lacks counts as lost).
+      const clients = db.nodes.map((n) => new NodeClient(n.id, n.url, config.nodeAuth.token));
+      const healths = await Promise.all(clients.map((c) => c.health().catch(() => undefined)));
+      const head = Math.max(0, ...healths.map((h) => (h?.role === 'primary' ? (h.ackedLsn ?? h.lsn) : 0)));
+      const deadline = Date.now() + 30_000;
+      for (const [i, n] of db.nodes.entries()) {
+        const client = clients[i]!;
+        while (Date.now() < deadline && ((await client.health().catch(() => undefined))?.ackedLsn ?? 0) < head) {
+          await sleep(100);
+        }
+        held[n.id] = await ledgerEventsOn(n.url, config.nodeAuth.token, input.afterLsn ?? 0);
+      }
     });
     const r = measureRecovery(acks, input.faultAt, held, undefined, input.afterEpoch);
     const sum = (k: 'duplicated' | 'changed') => Object.values(r.nodes).reduce((s, n) => s + n[k], 0);

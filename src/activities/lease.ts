@@ -80,7 +80,12 @@ export function createLeaseActivities({ config }: { config: Config }) {
    * when someone else holds it now, so the operation stops; a config center that does not answer
    * is retried until it does or the lease would have expired.
    */
-  async function keepTopologyLease(input: { cluster: string; holder: string }): Promise<void> {
+  async function keepTopologyLease(input: {
+    cluster: string;
+    holder: string;
+    /** A preemptible holder (a drill) expects to lose it: answer why instead of failing. */
+    answerLoss?: boolean;
+  }): Promise<{ lost?: string }> {
     const ctx = Context.current();
     let renewedAt = Date.now();
     const beat = setInterval(() => ctx.heartbeat({ renewedAt }), 1_000);
@@ -90,8 +95,12 @@ export function createLeaseActivities({ config }: { config: Config }) {
         try {
           const result = await renewLease(cc(), input.cluster, input.holder, ttlMs);
           // Released by its holder: the change ended and the workflow is cancelling this keeper.
-          if (result.kind === 'released') return;
-          if (result.kind === 'lost') throw new LeaseLost(`cluster ${input.cluster}: ${result.reason}`);
+          if (result.kind === 'released') return {};
+          if (result.kind === 'lost') {
+            const why = `cluster ${input.cluster}: ${result.reason}`;
+            if (input.answerLoss) return { lost: why };
+            throw new LeaseLost(why);
+          }
           renewedAt = Date.now();
         } catch (err) {
           if (!(err instanceof Unavailable)) throw err;
@@ -103,7 +112,7 @@ export function createLeaseActivities({ config }: { config: Config }) {
         }
       }
     } catch (err) {
-      if (err instanceof CancelledFailure) return;
+      if (err instanceof CancelledFailure) return {};
       throw err;
     } finally {
       clearInterval(beat);

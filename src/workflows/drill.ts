@@ -205,8 +205,8 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
 async function holdLease(cluster: string, holder: string, events: string[]): Promise<void> {
   for (;;) {
     try {
-      await keeper.keepTopologyLease({ cluster, holder });
-      return;
+      const kept = await keeper.keepTopologyLease({ cluster, holder, answerLoss: true });
+      events.push(`${new Date().toISOString()} lost: ${kept.lost ?? 'released by another'}`);
     } catch (err) {
       if (isCancellation(err)) throw err;
       events.push(`${new Date().toISOString()} lost: ${failureText(err)}`);
