@@ -57,7 +57,7 @@ import { DEFAULT_DATABASE } from './domain';
 import { BackupInputSchema, parseInput, type BackupInput } from './backup/input';
 import type { BackupResult } from './workflows/backup';
 import type { RestorePreview } from './workflows/restore';
-import { backupStatusQuery, type BackupStatus } from './workflows/messages';
+import { backupStatusQuery, confirmDrillSignal, drillStateQuery, type BackupStatus } from './workflows/messages';
 import { DrDatabase, DrTier } from './workflows/search-attributes';
 import type { archiveLog, backup, planRestore, pruneBackups, restore, restoreTest } from './workflows';
 import type { CatalogPruneResult } from './workflows/prune';
@@ -212,6 +212,23 @@ export class KimiclawDr {
       }
       throw err;
     }
+  }
+
+  /**
+   * Confirms the running drill of the cluster (one started without "confirmed", from the UI):
+   * answers what its steady-state check saw; refused when no drill awaits a confirmation.
+   */
+  async confirmDrill(): Promise<{ workflowId: string; steady: string }> {
+    const cluster = this.clusterName(undefined);
+    const handle = this.client.workflow.getHandle<typeof drill>(drillWorkflowId(cluster));
+    const state = await handle.query(drillStateQuery).catch(() => undefined);
+    if (state?.phase !== 'awaiting-confirmation') {
+      throw new InvalidInputError([
+        `no drill of ${cluster} awaits a confirmation (workflow ${drillWorkflowId(cluster)}: ${state ? state.phase : 'not running'})`,
+      ]);
+    }
+    await handle.signal(confirmDrillSignal);
+    return { workflowId: handle.workflowId, steady: state.steady ?? '' };
   }
 
   /** Starts a switchover; the topology lease refuses it while another change of the cluster runs. */

@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { isLive, readLease } from '../src/config-center/lease';
 import type { DrillReport } from '../src/drill/report';
-import { Harness, nodeHealth, startMonitor, superviseNodes, waitFor } from './harness';
+import { Harness, nodeHealth, startDrillUntilFault, startMonitor, superviseNodes, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -44,14 +44,8 @@ void describe('drill: the worker SIGKILLed in the middle of the fault phase', ()
   });
 
   void test('a new worker resumes the drill: it heals, measures from the surviving ledger, and loses nothing', async () => {
-    const pid = h.nodes[0]!.pid;
-    const handle = await h.client.workflow.start('drill', {
-      taskQueue: h.config.temporal.taskQueue,
-      workflowId: 'drill-worker-killed',
-      args: [{ target: 'production', scenarios: ['single-node'], confirmed: true }],
-    });
     // Positive evidence that the fault was injected: the primary's process is gone.
-    await waitFor('the primary killed by the drill', async () => h.nodes[0]!.pid !== pid || !h.nodes[0]!.running);
+    const handle = await startDrillUntilFault(h, 'drill-worker-killed');
     worker.kill('SIGKILL');
     await new Promise((resolve) => worker.once('exit', resolve));
     const killedAt = Date.now();

@@ -15,10 +15,21 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { acquireLease, isLive, readLease, releaseLease } from '../src/config-center/lease';
 import { listReports, loadReport } from '../src/drill/report-store';
 import { applySchedules } from '../src/schedules';
+import { drillStateQuery } from '../src/workflows/messages';
 import { formatReport as formatted } from '../src/drill/format';
 import type { DrillReport } from '../src/drill/report';
 import { S3Store, createS3Client } from '../src/storage/s3';
-import { Harness, failureMessages, nodeHealth, runCli, startMonitor, superviseNodes, waitFor } from './harness';
+import {
+  Harness,
+  failureMessages,
+  monitorProgress,
+  nodeHealth,
+  runCli,
+  startDrillUntilFault,
+  startMonitor,
+  superviseNodes,
+  waitFor,
+} from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -78,7 +89,6 @@ void describe('drill: a production single-node drill on a real cluster', () => {
         { target: 'production', scenarios: ['zone-failure'], confirmed: true },
         /zone-failure is not allowed on production/,
       ],
-      [{ target: 'production', scenarios: ['single-node'] }, /confirmed: a production drill injects real faults/],
       [
         { objectives: { 'single-node': { rto: '0s' } } },
         /objectives\.single-node\.rto: "0s" must be greater than zero/,
@@ -290,14 +300,8 @@ void describe('drill: a production single-node drill on a real cluster', () => {
   });
 
   void test('a drill cancelled right after its fault heals all the same, and its report says cancelled', async () => {
-    const pid = h.nodes[0]!.pid;
-    const handle = await h.client.workflow.start('drill', {
-      taskQueue: h.config.temporal.taskQueue,
-      workflowId: 'drill-cancelled',
-      args: [{ target: 'production', scenarios: ['single-node'], confirmed: true }],
-    });
     // Positive evidence the fault was injected: the primary's process is gone.
-    await waitFor('the primary killed by the drill', async () => h.nodes[0]!.pid !== pid || !h.nodes[0]!.running);
+    const handle = await startDrillUntilFault(h, 'drill-cancelled');
     // A second drill meanwhile is refused before any fault: the first holds the lease (or the
     // failover it set off does).
     const second = await runDrill('drill-second', {
@@ -327,17 +331,34 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.equal(record.node, 'node1', 'back to the starting topology');
   });
 
-  void test('an impossible objective (RTO 1 ms) fails the drill, saying which objective and by how much', async () => {
-    const err = await runDrill('drill-single-node-2', {
-      target: 'production',
-      scenarios: ['single-node'],
-      confirmed: true,
-      objectives: { 'single-node': { rto: '1ms' } },
-    }).catch((e: unknown) => e);
+  void test('started from the UI without "confirmed", it shows the cluster and waits for the confirm signal; confirmed, an impossible objective (RTO 1 ms) fails it, saying which and by how much', async () => {
+    const pid = h.nodes[0]!.pid;
+    const handle = await h.client.workflow.start('drill', {
+      taskQueue: h.config.temporal.taskQueue,
+      workflowId: 'drill-kimiclaw',
+      args: [{ target: 'production', scenarios: ['single-node'], objectives: { 'single-node': { rto: '1ms' } } }],
+    });
+    const state = await waitFor('the drill awaiting its confirmation', async () => {
+      const s = await handle.query(drillStateQuery).catch(() => undefined);
+      return s?.phase === 'awaiting-confirmation' && s;
+    });
+    assert.match(state.steady!, /^primary node1 at epoch \d+, standby node2$/);
+    // It had its chance to inject: the monitor probed the cluster several times meanwhile.
+    const probes = (await monitorProgress(h.client))?.probes ?? 0;
+    await waitFor('monitor probes', async () => ((await monitorProgress(h.client))?.probes ?? 0) >= probes + 3);
+    assert.equal(h.nodes[0]!.pid, pid, 'nothing injected before the confirmation');
+    assert.equal((await handle.query(drillStateQuery)).phase, 'awaiting-confirmation');
+    const confirm = await runCli(['drills', 'confirm'], h.env());
+    assert.equal(confirm.code, 0, confirm.stderr);
+    assert.match(
+      confirm.stdout,
+      /^drill drill-kimiclaw confirmed; it checked: primary node1 at epoch \d+, standby node2$/m,
+    );
+    const err = await handle.result().catch((e: unknown) => e);
     assert.ok(err instanceof WorkflowFailedError);
     const message = failureMessages(err);
     const named =
-      /drill (drill-single-node-2-\d{8}T\d{6}Z) failed: single-node: RTO \d+\.\d+ s missed the objective 1ms by \d+\.\d+ s/.exec(
+      /drill (drill-kimiclaw-\d{8}T\d{6}Z) failed: single-node: RTO \d+\.\d+ s missed the objective 1ms by \d+\.\d+ s/.exec(
         message,
       );
     assert.ok(named, message);

@@ -12,7 +12,7 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
-import { Client, Connection } from '@temporalio/client';
+import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
 import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WatchProgress } from '../src/activities/cluster';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
@@ -403,6 +403,22 @@ export function superviseNodes(nodes: readonly NodeProcess[], delayMs = 1_000): 
     }
   }, 500);
   return () => clearInterval(timer);
+}
+
+/**
+ * Starts a production single-node drill and resolves once its fault is in: the primary's process
+ * (the first node, primary when the drill starts) is gone or has been started again.
+ */
+export async function startDrillUntilFault(h: Harness, workflowId: string): Promise<WorkflowHandle> {
+  const primary = h.nodes[0]!;
+  const pid = primary.pid;
+  const handle = await h.client.workflow.start('drill', {
+    taskQueue: h.config.temporal.taskQueue,
+    workflowId,
+    args: [{ target: 'production', scenarios: ['single-node'], confirmed: true }],
+  });
+  await waitFor('the primary killed by the drill', async () => primary.pid !== pid || !primary.running);
+  return handle;
 }
 
 export async function startMonitor(client: Client, taskQueue: string): Promise<void> {

@@ -675,6 +675,15 @@ drills
   );
 
 drills
+  .command('confirm')
+  .description('confirm the drill started without "confirmed" (from the UI) once it showed the cluster it checked')
+  .action(async () => {
+    const dr = await KimiclawDr.connect(config());
+    const confirmed = await dr.confirmDrill();
+    console.log(`drill ${confirmed.workflowId} confirmed; it checked: ${confirmed.steady}`);
+  });
+
+drills
   .command('list')
   .description('the stored drill reports, newest first')
   .option('--json', 'print JSON')

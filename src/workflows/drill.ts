@@ -8,13 +8,17 @@
  * is cancelled. The report is kept in the object store and the drill fails when a scenario missed
  * an objective or did not heal, saying which and by how much.
  *
- * Built so far: target "production" (confirmed), scenario "single-node". Input for the Temporal UI:
- *   { "target": "production", "scenarios": ["single-node"], "confirmed": true }
+ * Built so far: target "production", scenarios "single-node", "damaged-file", "bad-writes". Input
+ * for the Temporal UI: { "target": "production", "scenarios": ["single-node"], "confirmed": true };
+ * without "confirmed" it checks the cluster, shows it in the `drillState` query and waits for the
+ * `confirm` signal.
  */
 import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
+  condition,
+  setHandler,
   type ChildWorkflowHandle,
   ParentClosePolicy,
   executeChild,
@@ -41,6 +45,7 @@ import { backup } from './backup';
 import { restore } from './restore';
 import { switchover } from './cluster';
 import { leaseHolder } from './lease';
+import { type DrillState, confirmDrillSignal, drillStateQuery } from './messages';
 
 /** Not built yet; refused before anything is touched. */
 const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file', 'bad-writes'];
@@ -81,6 +86,9 @@ function failureText(err: unknown): string {
   return parts.join(': ') || String(err);
 }
 
+/** How long a drill waits for its confirmation before it ends, having injected nothing. */
+const CONFIRM_WAIT = '15 minutes';
+
 export interface DrillScenarioInput {
   drillId: string;
   cluster: string;
@@ -105,13 +113,10 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
           : `scenarios: ${unbuilt.join(', ')} not built yet (built: ${BUILT_SCENARIOS.join(', ')})`,
     });
   }
-  if (plan.awaitsConfirmation) {
-    throw ApplicationFailure.create({
-      type: 'InvalidInput',
-      nonRetryable: true,
-      message: 'confirmed: a production drill injects real faults; start it with "confirmed": true',
-    });
-  }
+  let state: DrillState = { phase: 'starting' };
+  let confirmedBySignal = false;
+  setHandler(drillStateQuery, () => state);
+  setHandler(confirmDrillSignal, () => void (confirmedBySignal = true));
   // The topology lease for the whole drill, preemptible: no switchover, restore or other drill
   // starts meanwhile (one already running refuses this drill, before any fault), while the
   // failover and the node recovery the fault sets off take it over and the drill takes it back.
@@ -121,6 +126,40 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
   // Not cancelled with the drill: a cancelled drill still heals, and its switchover back runs under this lease.
   const holding = new CancellationScope({ cancellable: false });
   void holding.run(() => holdLease(plan.cluster, holder, lease.events)).catch(() => undefined);
+  if (plan.awaitsConfirmation) {
+    // Started by hand without "confirmed": show the operator the cluster it would hit, then wait
+    // for the `confirm` signal (nothing is injected without it). The lease keeps the cluster as
+    // checked meanwhile.
+    try {
+      const now = await control.drillSteady({ cluster: plan.cluster, leaseHolder: holder });
+      if (!now.steady) {
+        throw ApplicationFailure.create({
+          type: 'NotSteady',
+          nonRetryable: true,
+          message: `the cluster is not steady, nothing was injected: ${now.problems.join('; ')}`,
+        });
+      }
+      state = {
+        phase: 'awaiting-confirmation',
+        steady: `primary ${now.primary} at epoch ${now.epoch}, standby ${now.standbys.join(', ')}`,
+        scenarios: plan.scenarios,
+      };
+      if (!(await condition(() => confirmedBySignal, CONFIRM_WAIT))) {
+        throw ApplicationFailure.create({
+          type: 'NotConfirmed',
+          nonRetryable: true,
+          message: `confirmed: no confirm signal within ${CONFIRM_WAIT}; nothing was injected (signal "confirm", or kimiclaw-dr drills confirm)`,
+        });
+      }
+    } catch (err) {
+      holding.cancel();
+      await CancellationScope.nonCancellable(() =>
+        leases.releaseTopologyLease({ cluster: plan.cluster, holder }).catch(() => undefined),
+      );
+      throw err;
+    }
+  }
+  state = { phase: 'running', scenarios: plan.scenarios };
   // One report per run: the workflow id (drill-<cluster> when started by the client or CLI, one at
   // a time) and the run's start time.
   const id = `${workflowInfo().workflowId}-${workflowInfo()
