@@ -70,9 +70,10 @@ export function createDrillActivities(
   /** Every node holds the primary's data at the primary's acknowledged LSN (rows, ids, checksum). */
   async function drillVerify(input: { cluster: string; primary: string }): Promise<{ same: boolean; detail: string }> {
     const db = clusterOfConfig(config, input.cluster);
+    // A fingerprint reads every row up to the LSN (about a second per GiB, more on a busy host).
     const client = (id: string) => {
       const n = db.nodes.find((x) => x.id === id)!;
-      return new NodeClient(n.id, n.url, config.nodeAuth.token);
+      return new NodeClient(n.id, n.url, config.nodeAuth.token, STATS_TIMEOUT_MS);
     };
     const lsn = (await client(input.primary).health()).ackedLsn ?? 0;
     const print = async (id: string) => {
@@ -112,6 +113,9 @@ export function createDrillActivities(
 
   return { drillPlan, drillSteady, drillVerify, drillFailoverStarted, drillSaveReport };
 }
+
+/** How long the integrity check waits for a node's fingerprint (within the control activities' 2 min). */
+const STATS_TIMEOUT_MS = 90_000;
 
 /** The kind of the events a bad-writes drill writes (and its repair must remove). */
 export const BAD_KIND = 'drill-bad';

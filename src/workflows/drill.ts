@@ -436,43 +436,54 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
         () => healCluster(input, original),
         (h) => h.detail,
       ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: failureText(err) }));
-      if (load && faultAt !== undefined && heal.healed) {
-        const { ledger, startLsn } = load;
-        const at = faultAt;
-        // A damaged file's outage starts at its detection (before it, the node serves normally);
-        // bad writes' at the start of their repair.
-        const from = input.scenario !== 'single-node' && detectedAt !== undefined ? detectedAt : at;
-        const latent = from !== at;
-        const result = await timed('measure', () =>
-          host.drillMeasure({
-            ledger,
-            faultAt: from,
-            cluster: input.cluster,
-            afterLsn: startLsn,
-            ...(latent ? { afterEpoch: start.epoch } : {}),
-          }),
-        );
-        measured = {
-          ...result,
-          ...(latent ? { rtoFrom: 'detection' as const } : {}),
-          ...(detectedAt === undefined ? {} : { detectMs: detectedAt - at }),
-        };
-        const verified = await timed(
-          'verify',
-          () => control.drillVerify({ cluster: input.cluster, primary: original }),
-          (v) => v.detail,
-        );
-        if (!verified.same) reasons.push(verified.detail);
-        if (input.scenario === 'bad-writes') {
-          const bad = await host.drillCountBad({ cluster: input.cluster, afterLsn: startLsn });
-          const left = Object.entries(bad).filter(([, n]) => n > 0);
-          if (left.length)
-            reasons.push(`bad events left after the repair: ${left.map(([id, n]) => `${n} on ${id}`).join(', ')}`);
-        }
-      }
+      // Checks that fail are reasons in the report, not a drill that ends without one.
+      if (load && faultAt !== undefined && heal.healed)
+        await afterHealing(load, faultAt, start.epoch).catch((err: unknown) => {
+          reasons.push(`the checks after healing stopped: ${failureText(err)}`);
+        });
     });
   }
   return done({ faultAt, measured, heal, ...(reasons.length ? { reasons } : {}) });
+
+  /** Measurement and integrity checks, on the healed cluster. */
+  async function afterHealing(
+    load: { ledger: string; startLsn: number },
+    faultAt: number,
+    startEpoch: number,
+  ): Promise<void> {
+    const { ledger, startLsn } = load;
+    const at = faultAt;
+    // A damaged file's outage starts at its detection (before it, the node serves normally);
+    // bad writes' at the start of their repair.
+    const from = input.scenario !== 'single-node' && detectedAt !== undefined ? detectedAt : at;
+    const latent = from !== at;
+    const result = await timed('measure', () =>
+      host.drillMeasure({
+        ledger,
+        faultAt: from,
+        cluster: input.cluster,
+        afterLsn: startLsn,
+        ...(latent ? { afterEpoch: startEpoch } : {}),
+      }),
+    );
+    measured = {
+      ...result,
+      ...(latent ? { rtoFrom: 'detection' as const } : {}),
+      ...(detectedAt === undefined ? {} : { detectMs: detectedAt - at }),
+    };
+    const verified = await timed(
+      'verify',
+      () => control.drillVerify({ cluster: input.cluster, primary: original }),
+      (v) => v.detail,
+    );
+    if (!verified.same) reasons.push(verified.detail);
+    if (input.scenario === 'bad-writes') {
+      const bad = await host.drillCountBad({ cluster: input.cluster, afterLsn: startLsn });
+      const left = Object.entries(bad).filter(([, n]) => n > 0);
+      if (left.length)
+        reasons.push(`bad events left after the repair: ${left.map(([id, n]) => `${n} on ${id}`).join(', ')}`);
+    }
+  }
 }
 
 /**
