@@ -14,6 +14,7 @@
  * `confirm` signal.
  */
 import {
+  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
@@ -74,6 +75,13 @@ const keeper = proxyActivities<ControlActivities>({
   startToCloseTimeout: '30d',
   heartbeatTimeout: '5s',
   retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+});
+/** Taking the lease back while holding it: a cancelled hold waits for an acquire in flight. */
+const retake = proxyActivities<ControlActivities>({
+  startToCloseTimeout: '1m',
+  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },
+  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
 });
 /** A fault is injected once: a retried kill could hit the node after it came back. */
 const injectOn = (taskQueue: string) =>
@@ -123,9 +131,20 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
   const holder = leaseHolder();
   await leases.acquireTopologyLease({ cluster: plan.cluster, holder, purpose: 'drill', preemptible: true });
   const lease = { holder, events: [] as string[] };
-  // Not cancelled with the drill: a cancelled drill still heals, and its switchover back runs under this lease.
-  const holding = new CancellationScope({ cancellable: false });
-  void holding.run(() => holdLease(plan.cluster, holder, lease.events)).catch(() => undefined);
+  // Shielded from the drill's own cancellation (a cancelled drill still heals, its switchover back
+  // runs under this lease) and stopped only by letGo().
+  let holding!: CancellationScope;
+  const held = CancellationScope.nonCancellable(() => {
+    holding = new CancellationScope();
+    return holding.run(() => holdLease(plan.cluster, holder, lease.events));
+  }).catch(() => undefined);
+  // Stops holding, and only then gives the lease back: an acquire still in flight would take it
+  // again after the release (the holding activities wait for their cancellation to complete).
+  const letGo = async () => {
+    holding.cancel();
+    await held;
+    return leases.releaseTopologyLease({ cluster: plan.cluster, holder }).catch(() => undefined);
+  };
   if (plan.awaitsConfirmation) {
     // Started by hand without "confirmed": show the operator the cluster it would hit, then wait
     // for the `confirm` signal (nothing is injected without it). The lease keeps the cluster as
@@ -152,10 +171,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
         });
       }
     } catch (err) {
-      holding.cancel();
-      await CancellationScope.nonCancellable(() =>
-        leases.releaseTopologyLease({ cluster: plan.cluster, holder }).catch(() => undefined),
-      );
+      await CancellationScope.nonCancellable(letGo);
       throw err;
     }
   }
@@ -214,8 +230,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
         const outcome = await pending.result().catch(() => undefined);
         if (outcome) report.scenarios.push(outcome);
       }
-      holding.cancel();
-      const released = await leases.releaseTopologyLease({ cluster: plan.cluster, holder }).catch(() => undefined);
+      const released = await letGo();
       lease.events.push(released?.released ? 'released at the end' : 'not held at the end (nothing to release)');
       report.endedAt = Date.now();
       await control.drillSaveReport({ report });
@@ -245,6 +260,8 @@ async function holdLease(cluster: string, holder: string, events: string[]): Pro
   for (;;) {
     try {
       const kept = await keeper.keepTopologyLease({ cluster, holder, answerLoss: true });
+      // Cancelled (the drill lets go of the lease): the keeper ended with it.
+      if (CancellationScope.current().consideredCancelled) return;
       events.push(`${new Date().toISOString()} lost: ${kept.lost ?? 'released by another'}`);
     } catch (err) {
       if (isCancellation(err)) throw err;
@@ -252,7 +269,7 @@ async function holdLease(cluster: string, holder: string, events: string[]): Pro
     }
     for (;;) {
       await sleep('1s');
-      const back = await leases.acquireTopologyLease({ cluster, holder, purpose: 'drill', preemptible: true }).then(
+      const back = await retake.acquireTopologyLease({ cluster, holder, purpose: 'drill', preemptible: true }).then(
         () => true,
         (err: unknown) => {
           if (isCancellation(err)) throw err;
