@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
 import { isLive, readLease } from '../src/config-center/lease';
 import type { DrillReport } from '../src/drill/report';
-import { Harness, nodeHealth, startDrillUntilFault, startMonitor, superviseNodes, waitFor } from './harness';
+import { Harness, nodeHealth, recordFirstPrimary, startDrillUntilFault, startMonitor, superviseNodes } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
@@ -24,13 +24,7 @@ void describe('drill: the worker SIGKILLed in the middle of the fault phase', ()
   before(async () => {
     h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true, worker: false });
     center = openConfigCenter(h.config.cluster.configCenter);
-    await center.compareAndSwap(KEY, '0', {
-      node: 'node1',
-      url: h.nodes[0]!.url,
-      epoch: 1,
-      since: new Date().toISOString(),
-    });
-    await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
+    await recordFirstPrimary(h, center, KEY);
     worker = await h.spawnReadyWorker();
     await startMonitor(h.client, h.config.temporal.taskQueue);
     // Slower than the failover: the killed primary is restarted only once a new worker's monitor

@@ -23,7 +23,7 @@ import {
   Harness,
   failureMessages,
   monitorProgress,
-  nodeHealth,
+  recordFirstPrimary,
   runCli,
   startDrillUntilFault,
   startMonitor,
@@ -55,13 +55,7 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     });
     center = openConfigCenter(h.config.cluster.configCenter);
     store = new S3Store(createS3Client(h.config.storage), h.config.storage);
-    await center.compareAndSwap(KEY, '0', {
-      node: 'node1',
-      url: h.nodes[0]!.url,
-      epoch: 1,
-      since: new Date().toISOString(),
-    });
-    await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
+    await recordFirstPrimary(h, center, KEY);
     await startMonitor(h.client, h.config.temporal.taskQueue);
     dr = await KimiclawDr.connect(h.config);
     await dr.ensureLogArchive('kimiclaw');

@@ -25,6 +25,7 @@ import {
   type Versitygw,
 } from '../src/dev/servers';
 import { type EtcdCluster, type EtcdServer, startEtcd, startEtcdCluster } from '../src/dev/etcd';
+import type { ConfigCenter } from '../src/config-center';
 import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
 import { freePort } from '../src/net';
 import { generateDatabase } from '../src/node/generate';
@@ -403,6 +404,24 @@ export function superviseNodes(nodes: readonly NodeProcess[], delayMs = 1_000): 
     }
   }, 500);
   return () => clearInterval(timer);
+}
+
+/**
+ * Records the first node as primary of epoch 1 (what a monitor would have written) and waits for
+ * its synchronous replica to be in sync: the starting point of the cluster tests.
+ */
+export async function recordFirstPrimary(
+  h: Harness,
+  center: ConfigCenter,
+  key = '/services/kimiclaw/primary',
+): Promise<void> {
+  await center.compareAndSwap(key, '0', {
+    node: h.nodes[0]!.id,
+    url: h.nodes[0]!.url,
+    epoch: 1,
+    since: new Date().toISOString(),
+  });
+  await waitFor('replica in sync', async () => (await nodeHealth(h.nodes[0]!.url)).syncState === 'in-sync');
 }
 
 /**
