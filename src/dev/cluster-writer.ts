@@ -58,13 +58,18 @@ export function startClusterWriter(
   const follow = (async () => {
     while (!stopped) {
       await sleep(options.followMs ?? 100);
-      if (!inFlight || !target) continue;
+      // The write in flight when the read began: by the time the record is read, it may have
+      // been answered (and another one sent); only that one is given up.
+      const watched = inFlight;
+      if (!watched || !target) continue;
       const sentTo = target.epoch;
       const record = await readPrimary(center, options.key).then(
         (r) => r.record,
         () => undefined,
       );
-      if (record && record.epoch > sentTo) inFlight.abort(new Error(`epoch ${record.epoch} recorded`));
+      if (record && record.epoch > sentTo && inFlight === watched) {
+        watched.abort(new Error(`epoch ${record.epoch} recorded`));
+      }
     }
   })();
   const loop = (async () => {
