@@ -16,6 +16,7 @@ import {
   type LogLevel,
   type WorkflowBundleOption,
 } from '@temporalio/worker';
+import { cachedWorkflowBundle } from './workflow-bundle';
 import { createControlActivities, createNodeActivities } from './activities';
 import { loadDrillMetrics } from './drill/report-store';
 import { loadConfig, nodeTaskQueue, type Config } from './config';
@@ -91,9 +92,8 @@ export async function startWorker(options: WorkerOptions): Promise<RunningWorker
   const stores = new Stores(config, { localNodes: local });
   const allNodes = config.databases.flatMap((db) => db.nodes);
 
-  const workflowSource = options.workflowBundle
-    ? { workflowBundle: options.workflowBundle }
-    : { workflowsPath: require.resolve('./workflows') };
+  const bundle = options.workflowBundle ?? (await cachedWorkflowBundle());
+  const workflowSource = bundle ? { workflowBundle: bundle } : { workflowsPath: require.resolve('./workflows') };
   const control = createControlActivities({ config, stores, metrics });
   const workers: Worker[] = [
     await Worker.create({

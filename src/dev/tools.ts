@@ -76,10 +76,14 @@ const defaultLog = (line: string): void => {
   process.stderr.write(`${line}\n`);
 };
 
-/** `${KIMICLAW_DR_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kimiclaw-dr}/tools` */
+/** `${KIMICLAW_DR_CACHE:-${XDG_CACHE_HOME:-~/.cache}/kimiclaw-dr}`: outside the repository, kept across runs. */
+export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
+  return env.KIMICLAW_DR_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kimiclaw-dr');
+}
+
+/** `<cacheRoot>/tools` */
 export function toolsCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  const root = env.KIMICLAW_DR_CACHE || join(env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'kimiclaw-dr');
-  return join(root, 'tools');
+  return join(cacheRoot(env), 'tools');
 }
 
 /** Where a Go tool of a given version lives in the cache (whether or not it is built yet). */
