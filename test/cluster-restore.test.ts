@@ -16,10 +16,17 @@ import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-
 import { type ClusterWriter, ledgerEventsOn, startClusterWriter } from '../src/dev/cluster-writer';
 import { damageBlockInUse } from '../src/dev/damage';
 import { NodeClient } from '../src/node-client';
-import { parseSegmentKey } from '../src/restore/segments';
 import { Stores } from '../src/storage/stores';
 import type { RestoreResult } from '../src/workflows/restore';
-import { EVENTS_CREDENTIAL, Harness, NODE_CREDENTIAL, failureMessages, nodeHealth, waitFor } from './harness';
+import {
+  EVENTS_CREDENTIAL,
+  Harness,
+  NODE_CREDENTIAL,
+  archivedThrough as archived,
+  failureMessages,
+  nodeHealth,
+  waitFor,
+} from './harness';
 import { assertLedgerOnNodes, assertOneEventPerPlace } from './ledger';
 
 const KEY = '/services/kimiclaw/primary';
@@ -95,10 +102,7 @@ void describe('restore on a replicated cluster (ledger clients, two nodes, monit
     assert.deepEqual(pick(y), pick(x), `${b} holds other data than ${a} at LSN ${lsn}`);
   }
 
-  async function archivedThrough(): Promise<number> {
-    const ends = (await stores.s3().list('kimiclaw/log/')).map((o) => parseSegmentKey(o.key)?.endLsn ?? 0);
-    return Math.max(0, ...ends);
-  }
+  const archivedThrough = () => archived(stores.s3());
 
   async function restore(input: Parameters<KimiclawDr['startRestore']>[0]): Promise<RestoreResult> {
     return (await dr.startRestore(input)).result();

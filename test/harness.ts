@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { Client, Connection, type WorkflowHandle } from '@temporalio/client';
-import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { DefaultLogger, Runtime, bundleWorkflowCode, type WorkflowBundleOption } from '@temporalio/worker';
+import { cachedWorkflowBundle } from '../src/workflow-bundle';
 import type { WatchProgress } from '../src/activities/cluster';
 import { parseConfig, type Config, type ConfigInput } from '../src/config';
 import { LOG_DIR, NODE_TOKEN, NODE_TOKEN_ENV, logFile, teeToLog } from './credentials';
@@ -28,6 +29,8 @@ import { type EtcdCluster, type EtcdServer, startEtcd, startEtcdCluster } from '
 import type { ConfigCenter } from '../src/config-center';
 import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
 import { freePort } from '../src/net';
+import { parseSegmentKey } from '../src/restore/segments';
+import type { S3Store } from '../src/storage/s3';
 import { generateDatabase } from '../src/node/generate';
 import { startWorker, type RunningWorker } from '../src/worker';
 
@@ -52,10 +55,16 @@ const CREDS = { accessKey: 'kimiclaw-test', secretKey: 'kimiclaw-test-secret' };
 // Worker state changes and retried activities are expected here; keep the test output readable.
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
-let bundle: Promise<WorkflowBundleWithSourceMap> | undefined;
-/** Workflows are bundled once per test process and shared by its workers. */
-export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
-  bundle ??= bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger() });
+let bundle: Promise<WorkflowBundleOption> | undefined;
+/**
+ * Workflows are bundled once per version of the source (the cache every worker process uses,
+ * src/workflow-bundle.ts) and shared by the workers of a test process.
+ */
+export function workflowBundle(): Promise<WorkflowBundleOption> {
+  bundle ??= cachedWorkflowBundle().then<WorkflowBundleOption>(
+    (cached) =>
+      cached ?? bundleWorkflowCode({ workflowsPath: require.resolve('../src/workflows'), logger: quietLogger() }),
+  );
   return bundle;
 }
 
@@ -458,4 +467,10 @@ export async function monitorProgress(client: Client, cluster = 'kimiclaw'): Pro
     if (first) return converter.fromPayload<WatchProgress>(first);
   }
   return undefined;
+}
+
+/** How far the database's log archive reaches in the bucket: the end LSN of its newest segment. */
+export async function archivedThrough(store: S3Store, database = 'kimiclaw'): Promise<number> {
+  const ends = (await store.list(`${database}/log/`)).map((o) => parseSegmentKey(o.key)?.endLsn ?? 0);
+  return Math.max(0, ...ends);
 }

@@ -20,6 +20,7 @@ import { type SteadyState, steadyState } from '../drill/steady';
 import { drillTopology } from '../drill/topology';
 import { InputProblem } from '../errors';
 import { failoverWorkflowId } from '../failover/input';
+import type { failover } from '../workflows/cluster';
 import { NodeClient } from '../node-client';
 import { type createClusterActivities, primaryKey } from './cluster';
 import type { ActivityDeps } from './index';
@@ -96,13 +97,27 @@ export function createDrillActivities(
    * When the monitor decided the primary had failed: the start of the cluster's failover workflow,
    * if one started after `after` (epoch ms); undefined when none did.
    */
-  async function drillFailoverStarted(input: { cluster: string; after: number }): Promise<{ at?: number }> {
-    const handle = Context.current().client.workflow.getHandle(failoverWorkflowId(input.cluster));
+  async function drillFailoverStarted(input: {
+    cluster: string;
+    after: number;
+  }): Promise<{ at?: number; workflowId?: string; preempted?: string }> {
+    const handle = Context.current().client.workflow.getHandle<typeof failover>(failoverWorkflowId(input.cluster));
     const started = await handle.describe().then(
       (d) => d.startTime.getTime(),
       () => undefined,
     );
-    return started !== undefined && started >= input.after ? { at: started } : {};
+    if (started === undefined || started < input.after) return {};
+    // The lease it took over, as its result says: a drill's keeper may only see who held the lease
+    // after it (the failover takes and gives it back between two renewals).
+    const result = await Promise.race([
+      handle.result().catch(() => undefined),
+      new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), 10_000).unref()),
+    ]);
+    return {
+      at: started,
+      workflowId: handle.workflowId,
+      ...(result?.preempted ? { preempted: result.preempted } : {}),
+    };
   }
 
   async function drillSaveReport(input: { report: DrillReport }): Promise<{ json: string; html: string }> {

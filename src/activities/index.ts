@@ -14,6 +14,7 @@ import { createArtifactActivities } from './artifacts';
 import { createCatalogActivities, createTierCatalogActivities } from './catalog';
 import { createClusterActivities } from './cluster';
 import { createDrillActivities, createDrillHostActivities } from './drill';
+import { createDrillStackActivities } from './drill-stack';
 import { createFaultActivities } from './fault';
 import { createLeaseActivities } from './lease';
 import { createRebuildActivities } from './rebuild';
@@ -55,6 +56,7 @@ export function createNodeActivities(deps: ActivityDeps & { node: string }) {
     ...createRestoreActivities(local).node,
     ...createFaultActivities(local),
     ...createDrillHostActivities(local),
+    ...createDrillStackActivities(local),
   });
 }
 

@@ -17,6 +17,8 @@ import { EMBEDDED_CONFIG_FILE, etcdUrl, loadRawConfig, validateConfig, type Conf
 import { KimiclawDr, connectTemporal } from '../client';
 import { type EtcdCluster, startEtcdCluster } from '../dev/etcd';
 import { NodeProcess } from '../dev/node-process';
+import { superviseNodes } from '../dev/node-supervisor';
+import { replicationArgs } from '../dev/cluster-nodes';
 import { NodeClient } from '../node-client';
 import { createBucket, startTemporalDevServer, startVersitygw } from '../dev/servers';
 import { freePort, isPortFree } from '../net';
@@ -66,20 +68,22 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
     nodeAuth?: { token?: unknown; tokenFile?: unknown };
   };
   const stops: Stop[] = [];
-  let stopping = false;
-  const stopAll = async (): Promise<void> => {
-    if (stopping) return;
-    stopping = true;
-    say('\nstopping …');
-    for (const s of stops.reverse()) {
-      await s.stop().catch((err: unknown) => say(`  ${s.name}: ${(err as Error).message}`));
-      say(`  stopped ${s.name}`);
-    }
-  };
+  // One stop, however many signals arrive: each waits for the same one.
+  let stopping: Promise<void> | undefined;
+  const stopAll = (): Promise<void> =>
+    (stopping ??= (async () => {
+      say('\nstopping …');
+      for (const s of stops.reverse()) {
+        await s.stop().catch((err: unknown) => say(`  ${s.name}: ${(err as Error).message}`));
+        say(`  stopped ${s.name}`);
+      }
+    })());
   const stopped = new Promise<void>((resolveStopped) => {
     // SIGHUP too (the terminal closed): the nodes would take it as "reload the tokens" and stay.
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-      process.once(signal, () => void stopAll().then(resolveStopped));
+      // `on`, not `once`: while a handler of ours is listening, the servers' own handler
+      // (src/dev/servers.ts) leaves the stopping to us instead of killing every child at once.
+      process.on(signal, () => void stopAll().then(resolveStopped));
     }
   });
 
@@ -155,19 +159,10 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
         node.createIfMissing = !existsSync(node.dataDir);
         return node;
       });
-      // Each names the others: whichever is primary (a restart keeps the roles) replicates to them;
-      // the monitor moves the synchronous role to another zone than the primary's.
-      const zoneOf = (k: number) => layout[k]!.zone;
+      const urls = layout.map((l, i) => ({ ...l, url: `http://127.0.0.1:${ports[i]}` }));
       nodes.forEach((node, i) => {
-        // Its synchronous replica when it is primary: the first node of another zone (any other
-        // node without zones).
-        const sync = nodes.findIndex((_, j) => j !== i && (zoneOf(j) === undefined || zoneOf(j) !== zoneOf(i)));
         node.args = [
-          '--role',
-          i === 0 ? 'primary' : 'replica',
-          ...nodes.flatMap((other, j) =>
-            j === i ? [] : ['--replica', `${other.id}=http://127.0.0.1:${ports[j]},${j === sync ? 'sync' : 'async'}`],
-          ),
+          ...replicationArgs(urls, i),
           ...credential.args,
           // The production shape: the primary renews its leadership lease with the etcd majority.
           ...(etcd ? ['--leader-etcd', etcd.endpoints.join(','), '--leader-ttl', '10s'] : []),
@@ -179,21 +174,8 @@ export async function runStart(options: { dataDir: string; topology?: 'single' |
         await startNodeProcess(node);
       }
       nodeProcesses = nodes;
-      const restarting = new Set<string>();
-      // Like systemd: a node that dies is started again a few seconds later (and rejoins as a
-      // replica through recoverNode when it was failed over meanwhile).
-      const supervisor = setInterval(() => {
-        for (const node of nodes) {
-          if (stopping || node.running || restarting.has(node.id)) continue;
-          restarting.add(node.id);
-          say(`${node.id} exited; starting it again in 5 s`);
-          setTimeout(() => {
-            if (stopping) return;
-            void startNodeProcess(node).finally(() => restarting.delete(node.id));
-          }, 5_000);
-        }
-      }, 1_000);
-      stops.push({ name: 'node supervisor', stop: async () => clearInterval(supervisor) });
+      const supervisor = superviseNodes(nodes, { delayMs: 5_000, start: startNodeProcess, say });
+      stops.push({ name: 'node supervisor', stop: async () => supervisor.stop() });
       raw.databases = [
         {
           name: DEFAULT_DATABASE,

@@ -10,7 +10,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import type { Socket } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, S3Client, S3ServiceException } from '@aws-sdk/client-s3';
 import { Connection } from '@temporalio/client';
 import { freePort } from '../net';
@@ -87,6 +87,7 @@ interface SpawnOptions {
   args: string[];
   logFile?: string;
   env?: NodeJS.ProcessEnv;
+  cwd?: string;
 }
 
 async function spawnManaged(options: SpawnOptions): Promise<ManagedChild> {
@@ -103,6 +104,7 @@ async function spawnManaged(options: SpawnOptions): Promise<ManagedChild> {
     detached: true,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: options.env ?? process.env,
+    ...(options.cwd ? { cwd: options.cwd } : {}),
   });
   liveChildren.add(child);
   const ring: string[] = [];
@@ -226,6 +228,8 @@ export interface TemporalDevServer {
   uiUrl?: string;
   namespace: string;
   logFile?: string;
+  /** The server's process id (its own process group). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -252,6 +256,7 @@ export async function startTemporalDevServer(options: TemporalDevServerOptions =
       uiUrl: uiPort === undefined ? undefined : `http://${LOOPBACK}:${uiPort}`,
       namespace,
       logFile: options.logFile,
+      pid: child.pid,
       stop: () => child.stop(),
     };
   });
@@ -306,6 +311,8 @@ export interface Versitygw extends S3Credentials {
   endpoint: string;
   region: string;
   logFile?: string;
+  /** The process id of the server running now (-1 when stopped). */
+  readonly pid: number;
   stop(): Promise<void>;
   /** Starts again on the same port and directories, for outage tests. */
   start(): Promise<void>;
@@ -345,6 +352,9 @@ export async function startVersitygw(options: VersitygwOptions): Promise<Versity
     accessKey: options.accessKey,
     secretKey: options.secretKey,
     logFile: options.logFile,
+    get pid() {
+      return child?.isRunning() ? child.pid : -1;
+    },
     stop: async () => {
       await child?.stop();
     },
@@ -406,4 +416,41 @@ export async function createBucket(
   } finally {
     client.destroy();
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// kimiclaw-dr worker
+// ---------------------------------------------------------------------------------------------
+
+export interface DrWorkerProcess {
+  readonly pid: number;
+  isRunning(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * The kimiclaw-dr worker (src/worker.ts) as a process of its own, with only the configuration
+ * `configFile` names: no DR_* variable or node token of this process reaches it. Ready once it
+ * says it polls.
+ */
+export async function startDrWorker(options: {
+  configFile: string;
+  logFile?: string;
+  startTimeoutMs?: number;
+}): Promise<DrWorkerProcess> {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DR_') && !k.startsWith('KIMICLAW_')) env[k] = v;
+  const child = await spawnManaged({
+    name: 'kimiclaw-dr worker',
+    command: process.execPath,
+    args: ['--import', 'tsx', join(__dirname, '..', 'worker.ts')],
+    env: { ...env, DR_CONFIG: options.configFile },
+    // tsx is resolved from the repository root, whatever the caller's working directory.
+    cwd: join(__dirname, '..', '..'),
+    logFile: options.logFile,
+  });
+  await waitUntilReady(child, options.startTimeoutMs ?? 120_000, async () => {
+    if (!child.tail(LOG_TAIL_LINES * 5).includes('"worker-started"')) throw new Error('not polling yet');
+  });
+  return { pid: child.pid, isRunning: () => child.isRunning(), stop: () => child.stop() };
 }

@@ -27,6 +27,8 @@ export function formatReport(r: DrillReport): string {
   const lines = [
     `drill ${r.id}: ${r.status.toUpperCase()} (cluster ${r.cluster}, target ${r.target}, ${r.reason})`,
     `started ${when(r.startedAt)}${r.endedAt ? `, ended ${when(r.endedAt)}` : ''}`,
+    ...(r.error ? [`error: ${r.error}`] : []),
+    ...(r.stack ? [`private stack: ${describeStack(r.stack)}`] : []),
   ];
   for (const s of r.scenarios) {
     const m = s.measured;
@@ -42,6 +44,18 @@ export function formatReport(r: DrillReport): string {
     );
   }
   return lines.join('\n');
+}
+
+/** The private stack of an isolated drill in one line: its seed, its times, its teardown. */
+export function describeStack(s: NonNullable<DrillReport['stack']>): string {
+  const seed = s.backupId
+    ? `restored from ${s.backupId}${s.restoredLsn === undefined ? '' : ` to LSN ${s.restoredLsn}`}`
+    : 'not restored';
+  const times = [
+    s.restoreSeconds === undefined ? '' : `restore ${s.restoreSeconds.toFixed(1)} s`,
+    s.startSeconds === undefined ? '' : `start ${s.startSeconds.toFixed(1)} s`,
+  ].filter(Boolean);
+  return `${seed}${s.host ? ` on ${s.host}'s host` : ''}${times.length ? ` (${times.join(', ')})` : ''}; ${s.tornDown ? 'torn down' : 'NOT torn down'}: ${s.detail}`;
 }
 
 /** Per scenario: runs, pass rate, RTO median and worst, RPO worst, the last run. */

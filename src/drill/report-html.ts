@@ -4,6 +4,7 @@
  * phases as SVG on one time axis from the scenario's start. Elements carry data-* attributes
  * (scenario, phase, measured values) so the page can be checked in a browser.
  */
+import { describeStack } from './format';
 import { formatDuration } from '../duration';
 import type { DrillReport, ScenarioReport } from './report';
 
@@ -104,6 +105,8 @@ export function renderReportHtml(report: DrillReport): string {
     `<h1 data-status="${report.status}">${escape(title)}</h1>`,
     `<p>cluster ${escape(report.cluster)} · target ${report.target} · ${escape(report.reason)} · ` +
       `started ${iso(report.startedAt)}${report.endedAt ? ` · ended ${iso(report.endedAt)}` : ''}</p>`,
+    ...(report.error ? [`<p class="fail error">${escape(report.error)}</p>`] : []),
+    ...(report.stack ? [`<p class="stack">private stack: ${escape(describeStack(report.stack))}</p>`] : []),
     ...report.scenarios.map(scenarioSection),
     '</body></html>',
   ].join('\n');

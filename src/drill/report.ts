@@ -88,6 +88,23 @@ export interface DrillReport {
   scenarios: ScenarioReport[];
   /** The drill's hold on the cluster's topology lease: who, and each time it was taken over and back. */
   lease?: { holder: string; events: string[] };
+  /** Why the drill as a whole failed, beyond its scenarios' reasons (e.g. its private stack did not start). */
+  error?: string;
+  /** Target "isolated": the private stack the scenarios ran on, and whether it was torn down. */
+  stack?: PrivateStackReport;
+}
+
+export interface PrivateStackReport {
+  /** The backup the stack's database was restored from (verified by that restore), and to which LSN. */
+  backupId?: string;
+  restoredLsn?: number;
+  /** The real node whose host ran the stack. */
+  host?: string;
+  /** Seconds to restore the database, and to start the stack until it was steady. */
+  restoreSeconds?: number;
+  startSeconds?: number;
+  tornDown: boolean;
+  detail: string;
 }
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(ms < 10_000 ? 2 : 1)} s`;

@@ -14,7 +14,6 @@
  * `confirm` signal.
  */
 import {
-  ActivityCancellationType,
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
@@ -25,11 +24,11 @@ import {
   executeChild,
   isCancellation,
   startChild,
-  proxyActivities,
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import type { ControlActivities, NodeActivities } from '../activities';
+import { control, failureText, injectOn, keeper, leases, onHost, retake } from './drill-proxies';
+import { isolatedDrill } from './drill-isolated';
 import type { DrillInput, DrillScenario, Objective } from '../drill/input';
 import {
   type DrillPhase,
@@ -53,47 +52,6 @@ const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file'
 /** How many bad batches a bad-writes drill writes (and its repair leaves out). */
 const BAD_BATCHES = 10;
 
-const control = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '2m',
-  retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 5 },
-});
-const onHost = (taskQueue: string) =>
-  proxyActivities<NodeActivities>({
-    taskQueue,
-    startToCloseTimeout: '30m',
-    // They heartbeat at least every second: a lost host worker's activity moves on within 10 s.
-    heartbeatTimeout: '10s',
-    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '10s', maximumAttempts: 3 },
-  });
-/** Taking and giving back the topology lease (a busy lease is refused at once, not retried). */
-const leases = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '1m',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },
-});
-/** The keeper heartbeats every second; a lost worker's keeper is restarted elsewhere within 5 s. */
-const keeper = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '30d',
-  heartbeatTimeout: '5s',
-  retry: { initialInterval: '200ms', backoffCoefficient: 2, maximumInterval: '2s' },
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-});
-/** Taking the lease back while holding it: a cancelled hold waits for an acquire in flight. */
-const retake = proxyActivities<ControlActivities>({
-  startToCloseTimeout: '1m',
-  retry: { initialInterval: '500ms', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 5 },
-  cancellationType: ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
-});
-/** A fault is injected once: a retried kill could hit the node after it came back. */
-const injectOn = (taskQueue: string) =>
-  proxyActivities<NodeActivities>({ taskQueue, startToCloseTimeout: '30s', retry: { maximumAttempts: 1 } });
-
-/** A failure's message with its causes' ("Activity task failed: <what the activity said>"). */
-function failureText(err: unknown): string {
-  const parts: string[] = [];
-  for (let e: unknown = err; e instanceof Error && parts.length < 5; e = e.cause) if (e.message) parts.push(e.message);
-  return parts.join(': ') || String(err);
-}
-
 /** How long a drill waits for its confirmation before it ends, having injected nothing. */
 const CONFIRM_WAIT = '15 minutes';
 
@@ -109,18 +67,25 @@ export interface DrillScenarioInput {
 }
 
 export async function drill(input: DrillInput = {}): Promise<DrillReport> {
-  const plan = await control.drillPlan({ input });
+  const planned = await control.drillPlan({ input });
+  // Left out, the scenarios are those built so far of what the target allows; named ones must be built.
+  const plan = input.scenarios
+    ? planned
+    : { ...planned, scenarios: planned.scenarios.filter((s) => BUILT_SCENARIOS.includes(s)) };
   const unbuilt = plan.scenarios.filter((s) => !BUILT_SCENARIOS.includes(s));
-  if (plan.target !== 'production' || unbuilt.length > 0) {
+  if (unbuilt.length > 0 || plan.scenarios.length === 0) {
     throw ApplicationFailure.create({
       type: 'InvalidInput',
       nonRetryable: true,
-      message:
-        plan.target !== 'production'
-          ? 'target: "isolated" (the private stack) is not built yet; run { "target": "production", "scenarios": ["single-node"], "confirmed": true }'
-          : `scenarios: ${unbuilt.join(', ')} not built yet (built: ${BUILT_SCENARIOS.join(', ')})`,
+      message: `scenarios: ${unbuilt.join(', ') || 'none of those allowed'} not built yet (built: ${BUILT_SCENARIOS.join(', ')})`,
     });
   }
+  // One report per run: the workflow id (drill-<cluster> when started by the client or CLI, one at
+  // a time) and the run's start time.
+  const id = `${workflowInfo().workflowId}-${workflowInfo()
+    .startTime.toISOString()
+    .replace(/[-:]|\.\d+/g, '')}`;
+  if (plan.target === 'isolated') return isolatedDrill(plan, id);
   let state: DrillState = { phase: 'starting' };
   let confirmedBySignal = false;
   setHandler(drillStateQuery, () => state);
@@ -176,11 +141,6 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
     }
   }
   state = { phase: 'running', scenarios: plan.scenarios };
-  // One report per run: the workflow id (drill-<cluster> when started by the client or CLI, one at
-  // a time) and the run's start time.
-  const id = `${workflowInfo().workflowId}-${workflowInfo()
-    .startTime.toISOString()
-    .replace(/[-:]|\.\d+/g, '')}`;
   const report: DrillReport = {
     id,
     cluster: plan.cluster,
@@ -440,7 +400,13 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
         (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
       const failover = await control.drillFailoverStarted({ cluster: input.cluster, after: fault.at });
-      if (failover.at !== undefined) detected(failover.at, 'the monitor started the failover');
+      if (failover.at !== undefined) {
+        const tookLease = failover.preempted?.includes(input.leaseHolder);
+        detected(
+          failover.at,
+          `the monitor started ${failover.workflowId}${tookLease ? ", which took over the drill's lease" : ''}`,
+        );
+      }
     }
   } catch (err) {
     reasons.push(`the scenario stopped: ${failureText(err)}`);

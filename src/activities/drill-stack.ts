@@ -1,0 +1,180 @@
+/**
+ * On a node's host: a drill's private stack (target "isolated", src/drill/stack.ts) — started as a
+ * detached process from a database restored from the real cluster's backups, driven through its
+ * own Temporal server (the drill's scenarios run there as a production drill of the copy), and torn
+ * down. Its files live under the drill's directory beside the node's data.
+ */
+import { Context, CancelledFailure } from '@temporalio/activity';
+import { WorkflowExecutionAlreadyStartedError, WorkflowFailedError } from '@temporalio/client';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { KimiclawDr, connectTemporal } from '../client';
+import { loadConfig } from '../config';
+import { alive, startDetached, stopDetached } from '../drill/detached';
+import { type DrillInput, drillWorkflowId } from '../drill/input';
+import type { DrillReport } from '../drill/report';
+import type { StackInfo, StackSpec } from '../drill/stack';
+import type { ActivityDeps } from './index';
+
+/** How long the private stack may take to start and be steady (its standby rebuilt from the seed). */
+const STACK_START_TIMEOUT_MS = 10 * 60_000;
+
+export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 'config'> & { node: string }) {
+  const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
+  const dirOf = (id: string) => join(dataDir ?? '.', 'drills', id);
+  const files = (id: string) => ({
+    dir: join(dirOf(id), 'stack'),
+    spec: join(dirOf(id), 'stack-spec.json'),
+    info: join(dirOf(id), 'stack-info.json'),
+    log: join(dirOf(id), 'stack.log'),
+  });
+
+  /** Starts the stack from `seed` (a verified restore on this host); answers once it is steady. */
+  async function drillStackStart(input: {
+    drillId: string;
+    cluster: string;
+    seed: string;
+  }): Promise<StackInfo & { pid: number }> {
+    const db = config.databases.find((d) => d.name === input.cluster);
+    if (!db) throw new Error(`no database "${input.cluster}" in the configuration`);
+    const f = files(input.drillId);
+    const spec: StackSpec = {
+      dir: f.dir,
+      database: db.name,
+      nodes: db.nodes.map((n) => ({ id: n.id, ...(n.zone ? { zone: n.zone } : {}) })),
+      seed: input.seed,
+      settings: {
+        archiveInterval: config.archive.interval,
+        probeInterval: config.cluster.probeInterval,
+        replicaSilence: config.cluster.replicaSilence,
+        degradeAfter: config.cluster.degradeAfter,
+        failureThreshold: config.cluster.failureThreshold,
+        healDeadline: config.drills.healDeadline,
+      },
+      steadyTimeoutMs: STACK_START_TIMEOUT_MS,
+    };
+    await rm(f.dir, { recursive: true, force: true });
+    await mkdir(dirOf(input.drillId), { recursive: true });
+    await writeFile(f.spec, JSON.stringify(spec), { mode: 0o600 });
+    // None of this worker's settings or credentials: the stack has its own.
+    const env: NodeJS.ProcessEnv = {};
+    for (const [k, v] of Object.entries(process.env))
+      if (!k.startsWith('DR_') && !k.startsWith('KIMICLAW_')) env[k] = v;
+    const ctx = Context.current();
+    const beat = setInterval(() => ctx.heartbeat(), 1_000);
+    try {
+      const { pid, ready } = await startDetached({
+        name: 'the private stack',
+        script: 'stack-main.ts',
+        args: ['--spec', f.spec],
+        env,
+        logFile: f.log,
+        readyEvent: 'stack-ready',
+        timeoutMs: STACK_START_TIMEOUT_MS + 60_000,
+      });
+      const info = { ...(ready as unknown as StackInfo), pid };
+      await writeFile(f.info, JSON.stringify(info), { mode: 0o600 });
+      return info;
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  /**
+   * Runs the drill's scenarios on the stack: a confirmed production drill of the copy, started on
+   * the stack's own Temporal server (picked up again, not started twice, when this activity is
+   * retried after a worker was lost). Answers its report, passed or failed.
+   */
+  async function drillStackRun(input: { drillId: string; drill: DrillInput }): Promise<{ report: DrillReport }> {
+    const info = JSON.parse(await readFile(files(input.drillId).info, 'utf8')) as StackInfo;
+    const stackConfig = loadConfig({ file: info.configFile, env: {} });
+    const client = await connectTemporal(stackConfig);
+    const ctx = Context.current();
+    try {
+      const dr = new KimiclawDr(client, stackConfig);
+      const workflowId = drillWorkflowId(stackConfig.databases[0]!.name);
+      const handle = await dr.startDrill({ ...input.drill, target: 'production', confirmed: true }).catch((err) => {
+        if (err instanceof Error && /already running/.test(err.message)) return client.workflow.getHandle(workflowId);
+        if (err instanceof WorkflowExecutionAlreadyStartedError) return client.workflow.getHandle(workflowId);
+        throw err;
+      });
+      const result = handle.result() as Promise<DrillReport>;
+      for (;;) {
+        const done = await Promise.race([
+          result.then(
+            (report) => ({ report }),
+            (err: unknown) => ({ err }),
+          ),
+          sleep(1_000).then(() => undefined),
+        ]);
+        if (done && 'report' in done) return { report: done.report };
+        if (done && 'err' in done) {
+          // A drill that ran and missed an objective carries its report in the failure.
+          const report = reportOf(done.err);
+          if (report) return { report };
+          throw done.err;
+        }
+        ctx.heartbeat();
+        if (ctx.cancellationSignal.aborted) {
+          await handle.cancel().catch(() => undefined);
+          throw new CancelledFailure('the drill was cancelled');
+        }
+      }
+    } finally {
+      await client.connection.close();
+    }
+  }
+
+  /** Stops every process of the stack and removes its data (and what is left of the seed). */
+  async function drillStackStop(input: {
+    drillId: string;
+    seed?: string;
+  }): Promise<{ tornDown: boolean; detail: string }> {
+    const f = files(input.drillId);
+    const info = await readFile(f.info, 'utf8').then(
+      (text) => JSON.parse(text) as StackInfo & { pid: number },
+      () => undefined,
+    );
+    const ctx = Context.current();
+    const beat = setInterval(() => ctx.heartbeat(), 1_000);
+    try {
+      if (info) await stopDetached(info.pid, 60_000);
+      // A stack process that was killed could not stop its children: they go by their pids.
+      const left = Object.entries(info?.pids ?? {}).filter(([, pid]) => pid > 0 && alive(pid));
+      for (const [, pid] of left) {
+        try {
+          process.kill(-pid, 'SIGKILL');
+        } catch {
+          if (alive(pid)) process.kill(pid, 'SIGKILL');
+        }
+      }
+      // The stack's directory goes (its data, its config with the stack's own S3 key); its log,
+      // spec and pids stay beside it for an operator.
+      await rm(f.dir, { recursive: true, force: true });
+      if (input.seed) await rm(input.seed, { force: true });
+      const gone = Date.now() + 10_000;
+      while (left.some(([, pid]) => alive(pid)) && Date.now() < gone) await sleep(100);
+      const still = left.filter(([, pid]) => alive(pid)).map(([name]) => name);
+      return still.length
+        ? { tornDown: false, detail: `still running after SIGKILL: ${still.join(', ')}` }
+        : {
+            tornDown: true,
+            detail: info
+              ? `stopped${left.length ? ` (killed what its process left: ${left.map(([n]) => n).join(', ')})` : ''}; its files removed`
+              : 'it had not started; its files removed',
+          };
+    } finally {
+      clearInterval(beat);
+    }
+  }
+
+  return { drillStackStart, drillStackRun, drillStackStop };
+}
+
+function reportOf(err: unknown): DrillReport | undefined {
+  if (!(err instanceof WorkflowFailedError)) return undefined;
+  const details = (err.cause as { details?: unknown[] } | undefined)?.details;
+  const report = details?.[0] as DrillReport | undefined;
+  return report && Array.isArray(report.scenarios) ? report : undefined;
+}

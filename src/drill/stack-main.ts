@@ -1,0 +1,45 @@
+/**
+ * A drill's private stack as a process of its own (started by the drill's activities through
+ * detached.ts): a worker killed mid-drill leaves the stack running for the drill to go on with, or
+ * to tear down. Prints {"event":"stack-ready", ...StackInfo} once the stack is steady; SIGTERM
+ * stops every process of the stack and removes its directory.
+ *
+ *   node --import tsx src/drill/stack-main.ts --spec FILE
+ */
+import { readFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { type RunningStack, type StackSpec, startStack } from './stack';
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { spec: { type: 'string' } } });
+  if (!values.spec) throw new Error('--spec: the file describing the stack is required');
+  const spec = JSON.parse(await readFile(values.spec, 'utf8')) as StackSpec;
+  const say = (line: string) => process.stderr.write(`${new Date().toISOString()} ${line}\n`);
+  let stopping = false;
+  const running: { stack?: RunningStack } = {};
+  const stop = async () => {
+    if (stopping) return;
+    stopping = true;
+    // Still starting: the start finishes, then stops what it started (below).
+    if (!running.stack) return;
+    say('stopping the private stack');
+    await running.stack.stop();
+    process.exit(0);
+  };
+  // `on`, not `once`: while a handler of ours listens, the servers' own handler (src/dev/servers.ts)
+  // leaves the stopping to us instead of killing its children at once and the nodes not at all.
+  process.on('SIGTERM', () => void stop());
+  process.on('SIGINT', () => void stop());
+  const stack = await startStack(spec, say);
+  running.stack = stack;
+  if (stopping) {
+    await stack.stop();
+    process.exit(0);
+  }
+  console.log(JSON.stringify({ event: 'stack-ready', ...stack.info }));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`drill stack: ${(err as Error).message}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,150 @@
+/**
+ * An isolated drill (the default target) end to end: the newest verified backup of a real
+ * two-node cluster and its archived log are restored to a private stack (its own Temporal dev
+ * server, versitygw, config center, node processes and worker, started as a process of its own),
+ * the single-node scenario kills the private primary and measures RTO and RPO there, and the stack
+ * is torn down. The real cluster is untouched: same primary, same epoch, same node processes, no
+ * failover on the real Temporal, every write acknowledged meanwhile still held by both nodes.
+ */
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { WorkflowNotFoundError } from '@temporalio/client';
+import { KimiclawDr } from '../src/client';
+import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { startClusterWriter, ledgerEventsOn } from '../src/dev/cluster-writer';
+import { alive } from '../src/drill/detached';
+import { formatReport } from '../src/drill/format';
+import type { DrillReport } from '../src/drill/report';
+import { listReports } from '../src/drill/report-store';
+import { NodeClient } from '../src/node-client';
+import { S3Store, createS3Client } from '../src/storage/s3';
+import { Harness, archivedThrough, recordFirstPrimary, startMonitor, superviseNodes, waitFor } from './harness';
+
+const KEY = '/services/kimiclaw/primary';
+
+void describe('drill: an isolated drill on a private stack restored from the backups', () => {
+  let h: Harness;
+  let center: ConfigCenter;
+  let stopSupervising: (() => void) | undefined;
+  let dr: KimiclawDr;
+
+  before(async () => {
+    h = await Harness.start({
+      nodes: ['node1', 'node2'],
+      cluster: true,
+      config: (base) => ({ ...base, archive: { interval: '1s', segmentMaxEvents: 5_000 } }),
+    });
+    center = openConfigCenter(h.config.cluster.configCenter);
+    await recordFirstPrimary(h, center, KEY);
+    await startMonitor(h.client, h.config.temporal.taskQueue);
+    dr = await KimiclawDr.connect(h.config);
+    await dr.ensureLogArchive('kimiclaw');
+    stopSupervising = superviseNodes(h.nodes);
+  });
+  after(async () => {
+    stopSupervising?.();
+    await center?.close();
+    await h?.stop();
+  });
+
+  void test('single-node on the private stack: measured there, the stack torn down, the real cluster untouched', async () => {
+    const token = h.config.nodeAuth.token;
+    // Events before the backup, and after it (only the archived log brings those back).
+    const writer = startClusterWriter(center, { token, batch: 10, pauseMs: 20 });
+    while (writer.acked.length < 300) await new Promise((r) => setTimeout(r, 50));
+    const backup = await (await dr.startBackup({ tier: 'L2', reason: 'before an isolated drill' })).result();
+    const afterBackup = writer.acked.length;
+    while (writer.acked.length < afterBackup + 200) await new Promise((r) => setTimeout(r, 50));
+    // The writes acknowledged before the drill.
+    const head = Math.max(...writer.acks.map((a) => a.lsn));
+    // Archived (every second) before the drill: the private stack's restore reads the archive.
+    const store = new S3Store(createS3Client(h.config.storage), h.config.storage);
+    await waitFor('the archive to reach the head', async () => (await archivedThrough(store)) >= head);
+    const before = (await readPrimary(center, KEY)).record!;
+    const pids = h.nodes.map((n) => n.pid);
+    const startedAt = Date.now();
+
+    // The default target: isolated. The real cluster keeps taking writes throughout.
+    const report = (await h.client.workflow
+      .execute('drill', {
+        taskQueue: h.config.temporal.taskQueue,
+        workflowId: 'drill-isolated-1',
+        args: [{ scenarios: ['single-node'] }],
+      })
+      .catch((err: unknown) => {
+        // A failed drill carries its report: print it, it says why.
+        const failed = (err as { cause?: { details?: unknown[] } }).cause?.details?.[0] as DrillReport | undefined;
+        if (failed) console.log(formatReport(failed));
+        throw err;
+      })
+      .finally(() => writer.stop())) as DrillReport;
+    console.log(formatReport(report));
+
+    assert.equal(report.target, 'isolated');
+    assert.equal(report.status, 'passed', formatReport(report));
+    const stack = report.stack!;
+    assert.equal(stack.backupId, backup.backupId, 'restored from the newest verified backup');
+    assert.ok(stack.restoredLsn! >= head, `the archived log replayed to LSN ${stack.restoredLsn} ≥ ${head}`);
+    assert.equal(stack.tornDown, true, stack.detail);
+    const s = report.scenarios[0]!;
+    assert.equal(s.scenario, 'single-node');
+    assert.ok(s.measured!.rtoMs! > 0, `RTO ${s.measured!.rtoMs} ms`);
+    assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.ok(s.measured!.acknowledged > 20);
+    assert.equal(s.heal!.healed, true);
+
+    // The private stack is gone: every process it ran, and its data.
+    const drillDir = join(h.nodes.find((n) => n.id === stack.host)!.dataDir, 'drills', report.id);
+    const info = JSON.parse(await readFile(join(drillDir, 'stack-info.json'), 'utf8')) as {
+      pid: number;
+      pids: Record<string, number>;
+    };
+    assert.ok(Object.keys(info.pids).length >= 5, JSON.stringify(info.pids));
+    for (const [name, pid] of [['stack', info.pid], ...Object.entries(info.pids)] as const) {
+      assert.equal(alive(pid), false, `${name} (pid ${pid}) still runs`);
+    }
+    assert.equal(existsSync(join(drillDir, 'stack')), false, 'the stack directory is removed');
+
+    // The real cluster: the same primary at the same epoch, the same processes, no failover.
+    const now = (await readPrimary(center, KEY)).record!;
+    assert.deepEqual([now.node, now.epoch], [before.node, before.epoch]);
+    assert.deepEqual(
+      h.nodes.map((n) => n.pid),
+      pids,
+    );
+    const failover = await h.client.workflow
+      .getHandle('failover-kimiclaw')
+      .describe()
+      .catch((err: unknown) => (err instanceof WorkflowNotFoundError ? undefined : Promise.reject(err)));
+    assert.ok(!failover || failover.startTime.getTime() < startedAt, 'no failover on the real cluster');
+    // Every write acknowledged by the real cluster, during the drill too, is on both nodes (once
+    // the standby has applied the last batch it acknowledged).
+    const last = Math.max(...writer.acks.map((a) => a.lsn));
+    await waitFor('both nodes to hold the last acknowledged batch', async () =>
+      (await Promise.all(h.nodes.map((n) => new NodeClient(n.id, n.url, token).health()))).every((x) => x.lsn >= last),
+    );
+    for (const n of h.nodes) {
+      const held = new Set((await ledgerEventsOn(n.url, token)).map((e) => e.seq));
+      const missing = writer.acked.filter((seq) => !held.has(seq));
+      const where = writer.acks
+        .filter((a) => a.seqs.some((seq) => !held.has(seq)))
+        .map((a) => ({ ...a, seqs: a.seqs.length }));
+      const tail = (await ledgerEventsOn(n.url, token, last - 3)).map((e) => `${e.lsn}/${e.id}/${e.seq}`);
+      const healths = await Promise.all(h.nodes.map((x) => new NodeClient(x.id, x.url, token).health()));
+      assert.equal(
+        missing.length,
+        0,
+        `${n.id} misses ${missing.length} of ${writer.acked.length}: ${JSON.stringify(where)}; its tail ${tail.join(' ')}; health ${JSON.stringify(healths.map((x) => ({ role: x.role, lsn: x.lsn, epoch: x.epoch })))}`,
+      );
+    }
+    const health = await new NodeClient('node1', h.nodes[0]!.url, token).health();
+    assert.equal(health.role, 'primary');
+
+    // Kept beside the backups, like every drill's report.
+    const { reports } = await listReports(store);
+    assert.ok(reports.some((r) => r.id === report.id && r.target === 'isolated'));
+  });
+});
