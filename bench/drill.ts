@@ -1,5 +1,5 @@
 /**
- * npm run bench:drill [-- --rounds 3] [--scenario NAME]... [--size 16MB] [--dir DIR] [--screenshot docs/drill-report.png]
+ * npm run bench:drill [-- --rounds 3] [--target production|isolated] [--scenario NAME]... [--size 16MB] [--dir DIR] [--screenshot docs/drill-report.png]
  *
  * The `drill` workflow for real, --rounds times, with
  *   { "target": "production", "scenarios": ["single-node", "damaged-file", "bad-writes"], "confirmed": true }
@@ -32,6 +32,7 @@ import { DRILL_SCENARIOS, type DrillScenario, describeObjective } from '../src/d
 import { stopLoad } from '../src/drill/load';
 import type { DrillReport, ScenarioReport } from '../src/drill/report';
 import { renderReportHtml } from '../src/drill/report-html';
+import { describeStack } from '../src/drill/format';
 import { ensureChromium } from '../src/dev/chromium';
 import puppeteer from 'puppeteer-core';
 import { type ClusterBenchEnv, log, startClusterBenchEnv } from './env';
@@ -46,13 +47,24 @@ const { values: args } = parseArgs({
     /** Write a PNG of the last round's HTML report (headless Chromium), e.g. docs/drill-report.png. */
     screenshot: { type: 'string' },
     scenario: { type: 'string', multiple: true },
+    /** isolated: each round restores the newest backup to a private stack and drills there. */
+    target: { type: 'string', default: 'production' },
   },
 });
+if (args.target !== 'production' && args.target !== 'isolated') {
+  throw new Error(`--target ${args.target}: accepted values are production, isolated`);
+}
+const TARGET = args.target;
 const CLUSTER = 'kimiclaw';
 /** Built today; the drill refuses the others ("not built yet"). */
-const BUILT = ['single-node', 'damaged-file', 'bad-writes'] as const satisfies readonly DrillScenario[];
+const BUILT = [
+  'single-node',
+  'damaged-file',
+  'bad-writes',
+  'orchestrator-down',
+] as const satisfies readonly DrillScenario[];
 type Built = (typeof BUILT)[number];
-/** --scenario NAME (repeatable) runs only those; all built ones by default. */
+/** --scenario NAME (repeatable) runs only those; by default all built ones the target runs. */
 const SCENARIOS: readonly Built[] = args.scenario?.length
   ? args.scenario.map((name) => {
       if (!(BUILT as readonly string[]).includes(name)) {
@@ -60,12 +72,14 @@ const SCENARIOS: readonly Built[] = args.scenario?.length
       }
       return name as Built;
     })
-  : BUILT;
+  : BUILT.filter((s) => TARGET === 'isolated' || s !== 'orchestrator-down');
 /** Ours, tighter than the plan's: the RTO (for a damaged file, from its detection) and RPO 0. */
 const TARGETS: Record<Built, { rtoMs: number; text: string }> = {
   'single-node': { rtoMs: 5_000, text: 'RTO ≤ 5 s, RPO 0' },
   'damaged-file': { rtoMs: 10_000, text: 'RTO ≤ 10 s after detection, RPO 0' },
   'bad-writes': { rtoMs: 60_000, text: 'repaired in ≤ 60 s from the repair start, 0 good events lost' },
+  // Reported, not targeted: what 15 s without Temporal and the worker cost (the plan's single-node row).
+  'orchestrator-down': { rtoMs: 5 * 60_000, text: 'RTO within the plan (5 min), RPO 0' },
 };
 const ROUND_TIMEOUT_MS = 30 * 60_000;
 
@@ -175,9 +189,9 @@ interface Round {
 async function runRound(env: ClusterBenchEnv, round: number, rounds: number): Promise<Round> {
   const before = await steadyCluster(env);
   const handle = await env.dr.startDrill({
-    target: 'production',
+    target: TARGET,
     scenarios: [...SCENARIOS],
-    confirmed: true,
+    ...(TARGET === 'production' ? { confirmed: true } : {}),
     reason: `bench:drill round ${round} of ${rounds}`,
   });
   let report: DrillReport | undefined;
@@ -203,6 +217,7 @@ async function runRound(env: ClusterBenchEnv, round: number, rounds: number): Pr
   log(
     `round ${round}/${rounds}: ${failed.length ? 'FAILED' : 'passed'}${report ? ` (drill ${report.id}, ${secs(wall)})` : ''}; started from ${before}`,
   );
+  if (report?.stack) log(`  private stack: ${describeStack(report.stack)}`);
   for (const s of report?.scenarios ?? []) {
     const m = s.measured;
     log(
@@ -281,8 +296,15 @@ async function main(): Promise<void> {
     await env.dr.ensureMonitor(CLUSTER);
     // The log archive a surgical restore replays (the production interval).
     await env.dr.ensureLogArchive(CLUSTER);
+    // The backup an isolated drill restores its private stack from.
+    if (TARGET === 'isolated') {
+      const b = await (
+        await env.dr.startBackup({ tier: 'L2', reason: 'bench:drill: the private stacks restore it' })
+      ).result();
+      log(`backup ${b.backupId} taken for the private stacks`);
+    }
     log(
-      `drill: ${rounds} round${rounds === 1 ? '' : 's'} of { target: production, scenarios: ${SCENARIOS.join(', ')}, confirmed } ` +
+      `drill: ${rounds} round${rounds === 1 ? '' : 's'} of { target: ${TARGET}, scenarios: ${SCENARIOS.join(', ')}${TARGET === 'production' ? ', confirmed' : ''} } ` +
         `on two nodes (seed ${args.size}, --scrub-interval 1s)`,
     );
     for (let round = 1; round <= rounds; round++) {

@@ -12,8 +12,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowNotFoundError } from '@temporalio/client';
-import { KimiclawDr } from '../src/client';
-import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import type { KimiclawDr } from '../src/client';
+import { type ConfigCenter, readPrimary } from '../src/config-center';
 import { startClusterWriter, ledgerEventsOn } from '../src/dev/cluster-writer';
 import { alive } from '../src/drill/detached';
 import { formatReport } from '../src/drill/format';
@@ -21,36 +21,27 @@ import type { DrillReport } from '../src/drill/report';
 import { listReports } from '../src/drill/report-store';
 import { NodeClient } from '../src/node-client';
 import { S3Store, createS3Client } from '../src/storage/s3';
-import { Harness, archivedThrough, recordFirstPrimary, startMonitor, superviseNodes, waitFor } from './harness';
+import { type DrillCluster, Harness, archivedThrough, startDrillCluster, waitFor } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
 void describe('drill: an isolated drill on a private stack restored from the backups', () => {
+  let cluster: DrillCluster | undefined;
   let h: Harness;
   let center: ConfigCenter;
-  let stopSupervising: (() => void) | undefined;
   let dr: KimiclawDr;
 
   before(async () => {
-    h = await Harness.start({
-      nodes: ['node1', 'node2'],
-      cluster: true,
+    cluster = await startDrillCluster({
       config: (base) => ({ ...base, archive: { interval: '1s', segmentMaxEvents: 5_000 } }),
     });
-    center = openConfigCenter(h.config.cluster.configCenter);
-    await recordFirstPrimary(h, center, KEY);
-    await startMonitor(h.client, h.config.temporal.taskQueue);
-    dr = await KimiclawDr.connect(h.config);
-    await dr.ensureLogArchive('kimiclaw');
-    stopSupervising = superviseNodes(h.nodes);
+    ({ h, center, dr } = cluster);
   });
   after(async () => {
-    stopSupervising?.();
-    await center?.close();
-    await h?.stop();
+    await cluster?.stop();
   });
 
-  void test('single-node on the private stack: measured there, the stack torn down, the real cluster untouched', async () => {
+  void test('single-node and orchestrator-down on the private stack: measured there, the stack torn down, the real cluster untouched', async () => {
     const token = h.config.nodeAuth.token;
     // Events before the backup, and after it (only the archived log brings those back).
     const writer = startClusterWriter(center, { token, batch: 10, pauseMs: 20 });
@@ -72,7 +63,7 @@ void describe('drill: an isolated drill on a private stack restored from the bac
       .execute('drill', {
         taskQueue: h.config.temporal.taskQueue,
         workflowId: 'drill-isolated-1',
-        args: [{ scenarios: ['single-node'] }],
+        args: [{ scenarios: ['single-node', 'orchestrator-down'] }],
       })
       .catch((err: unknown) => {
         // A failed drill carries its report: print it, it says why.
@@ -95,6 +86,15 @@ void describe('drill: an isolated drill on a private stack restored from the bac
     assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
     assert.ok(s.measured!.acknowledged > 20);
     assert.equal(s.heal!.healed, true);
+    // The same kill with the stack's Temporal server and worker stopped for 15 s (and the node's
+    // host gone with them): nothing fails over until they are back, and the RTO says so.
+    const o = report.scenarios[1]!;
+    assert.equal(o.scenario, 'orchestrator-down');
+    assert.match(o.phases.find((p) => p.name === 'inject')!.detail!, /Temporal server and worker stopped for 15 s/);
+    assert.ok(o.measured!.rtoMs! > 15_000, `RTO ${o.measured!.rtoMs} ms includes the orchestrator's absence`);
+    assert.deepEqual(o.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.equal(o.heal!.healed, true);
+    assert.ok(o.verdict.passed, o.verdict.reasons.join('; '));
 
     // The private stack is gone: every process it ran, and its data.
     const drillDir = join(h.nodes.find((n) => n.id === stack.host)!.dataDir, 'drills', report.id);

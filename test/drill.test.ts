@@ -9,9 +9,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { WorkflowFailedError } from '@temporalio/client';
-import { KimiclawDr } from '../src/client';
 import { NodeClient } from '../src/node-client';
-import { type ConfigCenter, openConfigCenter, readPrimary } from '../src/config-center';
+import { type ConfigCenter, readPrimary } from '../src/config-center';
 import { acquireLease, isLive, readLease, releaseLease } from '../src/config-center/lease';
 import { listReports, loadReport } from '../src/drill/report-store';
 import { applySchedules } from '../src/schedules';
@@ -23,28 +22,24 @@ import {
   Harness,
   failureMessages,
   monitorProgress,
-  recordFirstPrimary,
+  type DrillCluster,
   runCli,
+  startDrillCluster,
   startDrillUntilFault,
-  startMonitor,
-  superviseNodes,
   waitFor,
 } from './harness';
 
 const KEY = '/services/kimiclaw/primary';
 
 void describe('drill: a production single-node drill on a real cluster', () => {
+  let cluster: DrillCluster | undefined;
   let h: Harness;
   let center: ConfigCenter;
-  let stopSupervising: (() => void) | undefined;
   let store: S3Store;
-  let dr: KimiclawDr;
 
   before(async () => {
     // A short scrub interval: a damaged file is found within seconds (the default is a minute).
-    h = await Harness.start({
-      nodes: ['node1', 'node2'],
-      cluster: true,
+    cluster = await startDrillCluster({
       nodeArgs: ['--scrub-interval', '1s'],
       config: (base) => ({
         ...base,
@@ -53,19 +48,11 @@ void describe('drill: a production single-node drill on a real cluster', () => {
         drills: { production: { scenarios: ['single-node', 'damaged-file', 'bad-writes'] } },
       }),
     });
-    center = openConfigCenter(h.config.cluster.configCenter);
+    ({ h, center } = cluster);
     store = new S3Store(createS3Client(h.config.storage), h.config.storage);
-    await recordFirstPrimary(h, center, KEY);
-    await startMonitor(h.client, h.config.temporal.taskQueue);
-    dr = await KimiclawDr.connect(h.config);
-    await dr.ensureLogArchive('kimiclaw');
-    // Like systemd (or `npm start`): a node process that dies is started again.
-    stopSupervising = superviseNodes(h.nodes);
   });
   after(async () => {
-    stopSupervising?.();
-    await center?.close();
-    await h?.stop();
+    await cluster?.stop();
   });
 
   const runDrill = (id: string, input: unknown) =>

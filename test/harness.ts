@@ -26,7 +26,9 @@ import {
   type Versitygw,
 } from '../src/dev/servers';
 import { type EtcdCluster, type EtcdServer, startEtcd, startEtcdCluster } from '../src/dev/etcd';
-import type { ConfigCenter } from '../src/config-center';
+import { type ConfigCenter, openConfigCenter } from '../src/config-center';
+import { KimiclawDr } from '../src/client';
+import { superviseNodes as supervise } from '../src/dev/node-supervisor';
 import { NodeProcess, initialClusterArgs } from '../src/dev/node-process';
 import { freePort } from '../src/net';
 import { parseSegmentKey } from '../src/restore/segments';
@@ -404,15 +406,37 @@ export async function nodeHealth(url: string): Promise<NodeHealthView> {
  * Answers the function that stops supervising.
  */
 export function superviseNodes(nodes: readonly NodeProcess[], delayMs = 1_000): () => void {
-  const restarting = new Set<string>();
-  const timer = setInterval(() => {
-    for (const node of nodes) {
-      if (node.running || restarting.has(node.id)) continue;
-      restarting.add(node.id);
-      setTimeout(() => void node.start().finally(() => restarting.delete(node.id)), delayMs);
-    }
-  }, 500);
-  return () => clearInterval(timer);
+  const supervisor = supervise(nodes, { delayMs, start: (node) => node.start() });
+  return () => supervisor.stop();
+}
+
+/** A cluster as the drill tests use it: its monitor and log archive running, its nodes supervised. */
+export interface DrillCluster {
+  h: Harness;
+  center: ConfigCenter;
+  dr: KimiclawDr;
+  stop(): Promise<void>;
+}
+
+export async function startDrillCluster(options: HarnessOptions): Promise<DrillCluster> {
+  const h = await Harness.start({ nodes: ['node1', 'node2'], cluster: true, ...options });
+  const center = openConfigCenter(h.config.cluster.configCenter);
+  await recordFirstPrimary(h, center);
+  await startMonitor(h.client, h.config.temporal.taskQueue);
+  const dr = await KimiclawDr.connect(h.config);
+  await dr.ensureLogArchive('kimiclaw');
+  // Like systemd (or `npm start`): a node process that dies is started again.
+  const stopSupervising = superviseNodes(h.nodes);
+  return {
+    h,
+    center,
+    dr,
+    stop: async () => {
+      stopSupervising();
+      await center.close();
+      await h.stop();
+    },
+  };
 }
 
 /**

@@ -14,9 +14,13 @@ import { loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
 import { type DrillInput, drillWorkflowId } from '../drill/input';
 import type { DrillReport } from '../drill/report';
-import type { StackInfo, StackSpec } from '../drill/stack';
+import { type StackInfo, type StackSpec, outageFiles } from '../drill/stack';
+import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
+import { InputProblem } from '../errors';
 import type { ActivityDeps } from './index';
 
+/** How long the stack's Temporal server may stay unreachable while its drill runs. */
+const UNREACHABLE_MS = 5 * 60_000;
 /** How long the private stack may take to start and be steady (its standby rebuilt from the seed). */
 const STACK_START_TIMEOUT_MS = 10 * 60_000;
 
@@ -99,22 +103,29 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
         if (err instanceof WorkflowExecutionAlreadyStartedError) return client.workflow.getHandle(workflowId);
         throw err;
       });
-      const result = handle.result() as Promise<DrillReport>;
+      const watch = () =>
+        (handle.result() as Promise<DrillReport>).then(
+          (report) => ({ report }),
+          (err: unknown) => ({ err }),
+        );
+      let result = watch();
+      // The stack's Temporal server may be down for a while (scenario orchestrator-down).
+      let unreachableSince: number | undefined;
       for (;;) {
-        const done = await Promise.race([
-          result.then(
-            (report) => ({ report }),
-            (err: unknown) => ({ err }),
-          ),
-          sleep(1_000).then(() => undefined),
-        ]);
+        const done = await Promise.race([result, sleep(1_000).then(() => undefined)]);
         if (done && 'report' in done) return { report: done.report };
         if (done && 'err' in done) {
           // A drill that ran and missed an objective carries its report in the failure.
           const report = reportOf(done.err);
           if (report) return { report };
-          throw done.err;
+          if (done.err instanceof WorkflowFailedError) throw done.err;
+          unreachableSince ??= Date.now();
+          if (Date.now() - unreachableSince > UNREACHABLE_MS) throw done.err;
+          await sleep(1_000);
+          result = watch();
+          continue;
         }
+        unreachableSince = undefined;
         ctx.heartbeat();
         if (ctx.cancellationSignal.aborted) {
           await handle.cancel().catch(() => undefined);
@@ -169,7 +180,41 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     }
   }
 
-  return { drillStackStart, drillStackRun, drillStackStop };
+  /**
+   * Scenario orchestrator-down, on a private stack's own worker: asks the stack's process to kill
+   * the node and stop this worker and the stack's Temporal for `downMs`. Answers the fault (the
+   * kill) as soon as it is done; asked again (the worker was stopped before it answered), it
+   * answers the same fault and injects nothing more.
+   */
+  async function drillOrchestratorDown(input: { node: string; downMs: number }): Promise<{ at: number; pid: number }> {
+    const dir = process.env[STACK_ENV];
+    const stackPid = Number(process.env[STACK_PID_ENV]);
+    if (!dir || !stackPid) {
+      throw new InputProblem(
+        'scenarios',
+        'orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only',
+      );
+    }
+    const f = outageFiles(dir);
+    const done = () =>
+      readFile(f.result, 'utf8').then(
+        (text) => JSON.parse(text) as { at: number; pid: number },
+        () => undefined,
+      );
+    const earlier = await done();
+    if (earlier) return earlier;
+    await writeFile(f.request, JSON.stringify(input));
+    process.kill(stackPid, 'SIGUSR2');
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      const fault = await done();
+      if (fault) return fault;
+      if (Date.now() > deadline) throw new Error('the stack did not inject the outage within 20 s');
+      await sleep(50);
+    }
+  }
+
+  return { drillStackStart, drillStackRun, drillStackStop, drillOrchestratorDown };
 }
 
 function reportOf(err: unknown): DrillReport | undefined {

@@ -13,13 +13,15 @@ export function superviseNodes(
     start: (node: NodeProcess) => Promise<void>;
     say?: (line: string) => void;
   },
-): { stop: () => void } {
+): { stop: () => void; hold: (id: string) => void; release: (id: string) => void } {
   let stopped = false;
   const restarting = new Set<string>();
+  // Nodes whose host is "gone" for now (a drill's outage): not started again until released.
+  const held = new Set<string>();
   const timers = new Set<NodeJS.Timeout>();
   const watch = setInterval(() => {
     for (const node of nodes) {
-      if (stopped || node.running || restarting.has(node.id)) continue;
+      if (stopped || node.running || restarting.has(node.id) || held.has(node.id)) continue;
       restarting.add(node.id);
       options.say?.(`${node.id} exited; starting it again in ${options.delayMs / 1000} s`);
       const timer = setTimeout(() => {
@@ -34,6 +36,8 @@ export function superviseNodes(
     }
   }, 1_000);
   return {
+    hold: (id) => void held.add(id),
+    release: (id) => void held.delete(id),
     stop: () => {
       stopped = true;
       clearInterval(watch);

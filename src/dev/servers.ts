@@ -426,6 +426,8 @@ export interface DrWorkerProcess {
   readonly pid: number;
   isRunning(): boolean;
   stop(): Promise<void>;
+  /** SIGKILL to its process group: gone at once, like a lost host. */
+  kill(): Promise<void>;
 }
 
 /**
@@ -435,6 +437,8 @@ export interface DrWorkerProcess {
  */
 export async function startDrWorker(options: {
   configFile: string;
+  /** Set over the cleaned environment. */
+  env?: Record<string, string>;
   logFile?: string;
   startTimeoutMs?: number;
 }): Promise<DrWorkerProcess> {
@@ -444,7 +448,7 @@ export async function startDrWorker(options: {
     name: 'kimiclaw-dr worker',
     command: process.execPath,
     args: ['--import', 'tsx', join(__dirname, '..', 'worker.ts')],
-    env: { ...env, DR_CONFIG: options.configFile },
+    env: { ...env, ...options.env, DR_CONFIG: options.configFile },
     // tsx is resolved from the repository root, whatever the caller's working directory.
     cwd: join(__dirname, '..', '..'),
     logFile: options.logFile,
@@ -452,5 +456,14 @@ export async function startDrWorker(options: {
   await waitUntilReady(child, options.startTimeoutMs ?? 120_000, async () => {
     if (!child.tail(LOG_TAIL_LINES * 5).includes('"worker-started"')) throw new Error('not polling yet');
   });
-  return { pid: child.pid, isRunning: () => child.isRunning(), stop: () => child.stop() };
+  return {
+    pid: child.pid,
+    isRunning: () => child.isRunning(),
+    stop: () => child.stop(),
+    kill: async () => {
+      if (!child.isRunning()) return;
+      process.kill(-child.pid, 'SIGKILL');
+      await child.exited;
+    },
+  };
 }

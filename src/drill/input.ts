@@ -134,6 +134,8 @@ export interface DrillTopology {
   productionScenarios: readonly DrillScenario[];
   /** Configured objectives (default: the plan's). */
   objectives: Readonly<Record<DrillScenario, Objective>>;
+  /** The cluster is a drill's private stack: its own Temporal server and worker may be stopped. */
+  privateStack?: boolean;
 }
 
 export interface DrillPlan {
@@ -147,11 +149,19 @@ export interface DrillPlan {
 }
 
 /** Why a scenario cannot run on this topology, or undefined when it can. */
-export function unsupported(scenario: DrillScenario, topology: DrillTopology): string | undefined {
+export function unsupported(
+  scenario: DrillScenario,
+  topology: DrillTopology,
+  target: DrillTarget = 'production',
+): string | undefined {
   if (scenario === 'zone-failure' && new Set(topology.zones).size < 2) {
     return topology.zones.length === 0
       ? `zone-failure needs nodes in two zones; the nodes of ${topology.cluster} have no zone`
       : `zone-failure needs nodes in two zones; every node of ${topology.cluster} is in zone ${topology.zones[0]}`;
+  }
+  // An isolated drill runs its scenarios on a private stack (where this check passes).
+  if (scenario === 'orchestrator-down' && target === 'production' && !topology.privateStack) {
+    return 'orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only';
   }
   if (scenario === 'region-failure' && topology.standbyRegions.length === 0) {
     return 'region-failure needs a standby region (declare one under "regions")';
@@ -176,11 +186,11 @@ export function planDrill(input: ParsedDrillInput, topology: DrillTopology): Dri
             'drills.production.scenarios in the config); run it with target "isolated"',
         );
       }
-      const why = unsupported(s, topology);
+      const why = unsupported(s, topology, input.target);
       if (why) throw new InputProblem('scenarios', why);
     }
   } else {
-    scenarios = DRILL_SCENARIOS.filter((s) => allowed(s) && !unsupported(s, topology));
+    scenarios = DRILL_SCENARIOS.filter((s) => allowed(s) && !unsupported(s, topology, input.target));
     if (scenarios.length === 0) throw new InputProblem('scenarios', 'no scenario is allowed on this target');
   }
   for (const s of Object.keys(input.objectives ?? {})) {

@@ -6,9 +6,9 @@
  *
  *   node --import tsx src/drill/stack-main.ts --spec FILE
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type RunningStack, type StackSpec, startStack } from './stack';
+import { type RunningStack, type StackSpec, outageFiles, startStack } from './stack';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { spec: { type: 'string' } } });
@@ -36,6 +36,16 @@ async function main(): Promise<void> {
     await stack.stop();
     process.exit(0);
   }
+  // orchestrator-down: the stack's worker writes a request and sends SIGUSR2; one outage per stack.
+  const files = outageFiles(spec.dir);
+  let outage: Promise<void> | undefined;
+  process.on('SIGUSR2', () => {
+    if (outage || stopping) return;
+    outage = (async () => {
+      const request = JSON.parse(await readFile(files.request, 'utf8')) as { node: string; downMs: number };
+      await stack.outage(request, (fault) => writeFile(files.result, JSON.stringify(fault)));
+    })().catch((err: unknown) => void say(`outage: ${(err as Error).message}`));
+  });
   console.log(JSON.stringify({ event: 'stack-ready', ...stack.info }));
 }
 

@@ -17,7 +17,13 @@ import { type Config, loadConfig } from '../config';
 import { replicationArgs } from '../dev/cluster-nodes';
 import { NodeProcess } from '../dev/node-process';
 import { superviseNodes } from '../dev/node-supervisor';
-import { createBucket, startDrWorker, startTemporalDevServer, startVersitygw } from '../dev/servers';
+import {
+  type DrWorkerProcess,
+  createBucket,
+  startDrWorker,
+  startTemporalDevServer,
+  startVersitygw,
+} from '../dev/servers';
 import { ensureTokenFile } from '../dev/token-file';
 import { openDatabase, withConnection } from '../duckdb/open';
 import { SET_STATE_SQL, STATE_ROLE } from '../duckdb/schema';
@@ -26,6 +32,7 @@ import { DrMetrics } from '../metrics';
 import { freePort } from '../net';
 import { DRILL_SCENARIOS } from './input';
 import { type SteadyState, steadyState } from './steady';
+import { STACK_ENV, STACK_PID_ENV } from './topology';
 
 export interface StackSpec {
   /** Everything of the stack lives here (removed when it stops). */
@@ -61,7 +68,23 @@ export interface StackInfo {
 export interface RunningStack {
   info: StackInfo;
   stop(): Promise<void>;
+  /**
+   * Scenario orchestrator-down, "the orchestrator was in the failed zone": SIGKILL to `node` (its
+   * supervisor holds off as if its host were gone), the stack's Temporal server and worker stopped
+   * for `downMs` and started again (the same history file and port), then the node's supervisor. Calls `faulted` with
+   * the kill's time and pid as soon as the node is killed.
+   */
+  outage(
+    request: { node: string; downMs: number },
+    faulted: (fault: { at: number; pid: number }) => Promise<void>,
+  ): Promise<void>;
 }
+
+/** Where the worker asks the stack's process for an outage (then SIGUSR2), and where the fault is told. */
+export const outageFiles = (dir: string) => ({
+  request: join(dir, 'outage-request.json'),
+  result: join(dir, 'outage-result.json'),
+});
 
 const ms = (n: number) => `${n}ms`;
 
@@ -76,12 +99,20 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     await rm(spec.dir, { recursive: true, force: true });
   };
   try {
-    const temporal = await startTemporalDevServer({
-      dbFile: join(spec.dir, 'temporal.db'),
-      uiPort: false,
-      logFile: join(spec.dir, 'temporal.log'),
-    });
-    stops.push({ name: 'Temporal dev server', stop: () => temporal.stop() });
+    const startTemporal = (port?: number) =>
+      startTemporalDevServer({
+        dbFile: join(spec.dir, 'temporal.db'),
+        uiPort: false,
+        port,
+        logFile: join(spec.dir, 'temporal.log'),
+      });
+    // The orchestrator, replaced when an outage scenario stops and starts it again.
+    const orchestrator = { temporal: await startTemporal() } as {
+      temporal: Awaited<ReturnType<typeof startTemporal>>;
+      worker?: DrWorkerProcess;
+    };
+    const temporal = orchestrator.temporal;
+    stops.push({ name: 'Temporal dev server', stop: () => orchestrator.temporal.stop() });
     const s3Creds = { accessKey: 'drill', secretKey: randomBytes(24).toString('base64url') };
     const s3 = await startVersitygw({ dir: join(spec.dir, 's3'), ...s3Creds, logFile: join(spec.dir, 's3.log') });
     stops.push({ name: 'S3 server', stop: () => s3.stop() });
@@ -145,8 +176,16 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     await writeFile(configFile, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
     const config = loadConfig({ file: configFile, env: {} });
 
-    const worker = await startDrWorker({ configFile, logFile: join(spec.dir, 'worker.log') });
-    stops.push({ name: 'worker', stop: () => worker.stop() });
+    const startWorker = () =>
+      startDrWorker({
+        configFile,
+        // Its worker knows it runs a private stack (orchestrator-down may run) and whom to ask.
+        env: { [STACK_ENV]: spec.dir, [STACK_PID_ENV]: String(process.pid) },
+        logFile: join(spec.dir, 'worker.log'),
+      });
+    const worker = await startWorker();
+    orchestrator.worker = worker;
+    stops.push({ name: 'worker', stop: () => orchestrator.worker!.stop() });
     const client = await connectTemporal(config);
     try {
       const dr = new KimiclawDr(client, config);
@@ -172,6 +211,26 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
         startSeconds: (Date.now() - began) / 1000,
       },
       stop,
+      outage: async (request, faulted) => {
+        const node = nodes.find((n) => n.id === request.node);
+        if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
+        const pid = node.pid;
+        // Its host is lost with the orchestrator: not started again until the orchestrator is back.
+        supervisor.hold(node.id);
+        process.kill(pid, 'SIGKILL');
+        await faulted({ at: Date.now(), pid });
+        // A moment for the activity that asked to report back before its worker goes.
+        await sleep(500);
+        say(`orchestrator down for ${request.downMs} ms: worker killed, Temporal stopped`);
+        await orchestrator.worker!.kill();
+        const port = Number(orchestrator.temporal.address.split(':').pop());
+        await orchestrator.temporal.stop();
+        await sleep(request.downMs);
+        orchestrator.temporal = await startTemporal(port);
+        orchestrator.worker = await startWorker();
+        supervisor.release(node.id);
+        say('orchestrator back: Temporal and the worker started again');
+      },
     };
   } catch (err) {
     await stop();

@@ -7,11 +7,11 @@
  * copy, on the stack's own Temporal server; this workflow, on the real one, keeps the report and
  * always tears the stack down, also when the drill fails or is cancelled.
  */
-import { ApplicationFailure, CancellationScope, executeChild, isCancellation } from '@temporalio/workflow';
+import { CancellationScope, executeChild, isCancellation } from '@temporalio/workflow';
 import type { ControlActivities } from '../activities';
 import type { DrillReport } from '../drill/report';
 import { formatDuration } from '../duration';
-import { control, failureText, stackOn } from './drill-proxies';
+import { control, drillFailed, failureText, stackOn } from './drill-proxies';
 import { restore, type RestoreResult } from './restore';
 
 type PlannedDrill = Awaited<ReturnType<ControlActivities['drillPlan']>>;
@@ -94,17 +94,6 @@ export async function isolatedDrill(plan: PlannedDrill, id: string): Promise<Dri
       await control.drillSaveReport({ report });
     });
   }
-  if (report.status !== 'passed') {
-    const why = [
-      ...(report.error ? [report.error] : []),
-      ...report.scenarios.filter((s) => !s.verdict.passed).map((s) => `${s.scenario}: ${s.verdict.reasons.join('; ')}`),
-    ].join(' | ');
-    throw ApplicationFailure.create({
-      type: 'DrillFailed',
-      nonRetryable: true,
-      message: `drill ${id} failed: ${why}`,
-      details: [report],
-    });
-  }
+  if (report.status !== 'passed') throw drillFailed(report);
   return report;
 }

@@ -2,8 +2,9 @@
  * The drill's activity proxies (shared by the drill on the cluster and the one on a private
  * stack), each with the timeouts and retries its job needs.
  */
-import { ActivityCancellationType, proxyActivities } from '@temporalio/workflow';
+import { ActivityCancellationType, ApplicationFailure, proxyActivities } from '@temporalio/workflow';
 import type { ControlActivities, NodeActivities } from '../activities';
+import type { DrillReport } from '../drill/report';
 
 export const control = proxyActivities<ControlActivities>({
   startToCloseTimeout: '2m',
@@ -56,4 +57,29 @@ export function failureText(err: unknown): string {
   const parts: string[] = [];
   for (let e: unknown = err; e instanceof Error && parts.length < 5; e = e.cause) if (e.message) parts.push(e.message);
   return parts.join(': ') || String(err);
+}
+
+/**
+ * orchestrator-down's fault: asked again when the worker was stopped before it answered (it then
+ * answers the fault already injected, injecting nothing more).
+ */
+export const outageOn = (taskQueue: string) =>
+  proxyActivities<NodeActivities>({
+    taskQueue,
+    startToCloseTimeout: '1m',
+    retry: { initialInterval: '1s', backoffCoefficient: 2, maximumInterval: '5s', maximumAttempts: 20 },
+  });
+
+/** A failed drill's failure: why (the drill's own error, each failed scenario's reasons), with the report in its details. */
+export function drillFailed(report: DrillReport): ApplicationFailure {
+  const why = [
+    ...(report.error ? [report.error] : []),
+    ...report.scenarios.filter((s) => !s.verdict.passed).map((s) => `${s.scenario}: ${s.verdict.reasons.join('; ')}`),
+  ].join(' | ');
+  return ApplicationFailure.create({
+    type: 'DrillFailed',
+    nonRetryable: true,
+    message: `drill ${report.id} failed: ${why}`,
+    details: [report],
+  });
 }

@@ -27,7 +27,7 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import { control, failureText, injectOn, keeper, leases, onHost, retake } from './drill-proxies';
+import { control, drillFailed, failureText, injectOn, keeper, leases, onHost, outageOn, retake } from './drill-proxies';
 import { isolatedDrill } from './drill-isolated';
 import type { DrillInput, DrillScenario, Objective } from '../drill/input';
 import {
@@ -48,7 +48,9 @@ import { leaseHolder } from './lease';
 import { type DrillState, confirmDrillSignal, drillStateQuery } from './messages';
 
 /** Not built yet; refused before anything is touched. */
-const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file', 'bad-writes'];
+const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file', 'bad-writes', 'orchestrator-down'];
+/** How long orchestrator-down keeps the stack's Temporal server and worker stopped. */
+const ORCHESTRATOR_DOWN_MS = 15_000;
 /** How many bad batches a bad-writes drill writes (and its repair leaves out). */
 const BAD_BATCHES = 10;
 
@@ -196,18 +198,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
       await control.drillSaveReport({ report });
     });
   }
-  if (report.status === 'failed') {
-    const why = report.scenarios
-      .filter((s) => !s.verdict.passed)
-      .map((s) => `${s.scenario}: ${s.verdict.reasons.join('; ')}`)
-      .join(' | ');
-    throw ApplicationFailure.create({
-      type: 'DrillFailed',
-      nonRetryable: true,
-      message: `drill ${id} failed: ${why}`,
-      details: [report],
-    });
-  }
+  if (report.status === 'failed') throw drillFailed(report);
   return report;
 }
 
@@ -388,10 +379,19 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
     } else {
+      // single-node, or orchestrator-down: the same kill, with the stack's Temporal server and
+      // worker stopped right after it for a while (the monitor cannot act until they are back).
       const fault = await timed(
         'inject',
-        () => injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
-        (f) => `SIGKILL to ${original} (pid ${f.pid})`,
+        () =>
+          input.scenario === 'orchestrator-down'
+            ? outageOn(input.queues[original]!).drillOrchestratorDown({ node: original, downMs: ORCHESTRATOR_DOWN_MS })
+            : injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
+        (f) =>
+          `SIGKILL to ${original} (pid ${f.pid})` +
+          (input.scenario === 'orchestrator-down'
+            ? `; the stack's Temporal server and worker stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`
+            : ''),
       );
       faultAt = fault.at;
       await timed(
@@ -438,7 +438,8 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
     const at = faultAt;
     // A damaged file's outage starts at its detection (before it, the node serves normally);
     // bad writes' at the start of their repair.
-    const from = input.scenario !== 'single-node' && detectedAt !== undefined ? detectedAt : at;
+    const latentFault = input.scenario === 'damaged-file' || input.scenario === 'bad-writes';
+    const from = latentFault && detectedAt !== undefined ? detectedAt : at;
     const latent = from !== at;
     const result = await timed('measure', () =>
       host.drillMeasure({

@@ -117,6 +117,22 @@ void describe('drill input', () => {
     assert.deepEqual(plan({ target: 'production' }, more).scenarios, ['single-node', 'zone-failure']);
   });
 
+  void test("orchestrator-down stops the drill stack's own Temporal: isolated only, unless on a private stack", () => {
+    assert.ok(plan({ scenarios: ['orchestrator-down'] }).scenarios.includes('orchestrator-down'));
+    const allowed = config({ drills: { production: { scenarios: ['single-node', 'orchestrator-down'] } } });
+    const refused = refusal(() => plan({ target: 'production', scenarios: ['orchestrator-down'] }, allowed));
+    assert.equal(
+      refused.message,
+      'scenarios: orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only',
+    );
+    // Left out on production, it is not planned there (not even when the config allows it).
+    assert.deepEqual(plan({ target: 'production' }, allowed).scenarios, ['single-node']);
+    // The worker of a private stack is told so: there the copy's "production" drill may run it.
+    const onStack = { ...drillTopology(allowed), privateStack: true };
+    const parsed = DrillInputSchema.parse({ target: 'production', scenarios: ['orchestrator-down'] });
+    assert.deepEqual(planDrill(parsed, onStack).scenarios, ['orchestrator-down']);
+  });
+
   void test('objectives for a scenario the drill does not run are refused', () => {
     const r = refusal(() => plan({ scenarios: ['single-node'], objectives: { 'damaged-file': { rto: '1m' } } }));
     assert.equal(r.field, 'objectives.damaged-file');
