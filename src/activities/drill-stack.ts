@@ -10,6 +10,7 @@ import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KimiclawDr, connectTemporal } from '../client';
+import { withoutOwnSettings } from '../dev/servers';
 import { loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
 import { type DrillInput, drillWorkflowId } from '../drill/input';
@@ -17,6 +18,7 @@ import type { DrillReport } from '../drill/report';
 import { type StackInfo, type StackSpec, outageFiles } from '../drill/stack';
 import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
 import { InputProblem } from '../errors';
+import { beating, drillDirOf } from './drill';
 import type { ActivityDeps } from './index';
 
 /** How long the stack's Temporal server may stay unreachable while its drill runs. */
@@ -25,8 +27,7 @@ const UNREACHABLE_MS = 5 * 60_000;
 const STACK_START_TIMEOUT_MS = 10 * 60_000;
 
 export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 'config'> & { node: string }) {
-  const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
-  const dirOf = (id: string) => join(dataDir ?? '.', 'drills', id);
+  const dirOf = drillDirOf(config, node);
   const files = (id: string) => ({
     dir: join(dirOf(id), 'stack'),
     spec: join(dirOf(id), 'stack-spec.json'),
@@ -62,12 +63,8 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     await mkdir(dirOf(input.drillId), { recursive: true });
     await writeFile(f.spec, JSON.stringify(spec), { mode: 0o600 });
     // None of this worker's settings or credentials: the stack has its own.
-    const env: NodeJS.ProcessEnv = {};
-    for (const [k, v] of Object.entries(process.env))
-      if (!k.startsWith('DR_') && !k.startsWith('KIMICLAW_')) env[k] = v;
-    const ctx = Context.current();
-    const beat = setInterval(() => ctx.heartbeat(), 1_000);
-    try {
+    const env = withoutOwnSettings(process.env);
+    return beating(async () => {
       const { pid, ready } = await startDetached({
         name: 'the private stack',
         script: 'stack-main.ts',
@@ -80,9 +77,7 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
       const info = { ...(ready as unknown as StackInfo), pid };
       await writeFile(f.info, JSON.stringify(info), { mode: 0o600 });
       return info;
-    } finally {
-      clearInterval(beat);
-    }
+    });
   }
 
   /**
@@ -147,9 +142,7 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
       (text) => JSON.parse(text) as StackInfo & { pid: number },
       () => undefined,
     );
-    const ctx = Context.current();
-    const beat = setInterval(() => ctx.heartbeat(), 1_000);
-    try {
+    return beating(async () => {
       if (info) await stopDetached(info.pid, 60_000);
       // A stack process that was killed could not stop its children: they go by their pids.
       const left = Object.entries(info?.pids ?? {}).filter(([, pid]) => pid > 0 && alive(pid));
@@ -175,9 +168,7 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
               ? `stopped${left.length ? ` (killed what its process left: ${left.map(([n]) => n).join(', ')})` : ''}; its files removed`
               : 'it had not started; its files removed',
           };
-    } finally {
-      clearInterval(beat);
-    }
+    });
   }
 
   /**

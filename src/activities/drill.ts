@@ -136,7 +136,7 @@ const STATS_TIMEOUT_MS = 90_000;
 export const BAD_KIND = 'drill-bad';
 
 /** Runs `fn` heartbeating every second (the host activities' heartbeat timeout is 10 s). */
-async function beating<T>(fn: () => Promise<T>): Promise<T> {
+export async function beating<T>(fn: () => Promise<T>): Promise<T> {
   const ctx = Context.current();
   const beat = setInterval(() => ctx.heartbeat(), 1_000);
   try {
@@ -146,10 +146,15 @@ async function beating<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/** Where a drill's files live on a node's host: beside that node's data, `<data dir>/drills/<id>`. */
+export function drillDirOf(config: ActivityDeps['config'], node: string): (drillId: string) => string {
+  const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
+  return (drillId) => join(dataDir ?? '.', 'drills', drillId);
+}
+
 /** On a node's queue: the drill's files live beside that node's data, on its host. */
 export function createDrillHostActivities({ config, node }: Pick<ActivityDeps, 'config'> & { node: string }) {
-  const dataDir = config.databases.flatMap((d) => d.nodes).find((n) => n.id === node)?.dataDir;
-  const dirOf = (id: string) => join(dataDir ?? '.', 'drills', id);
+  const dirOf = drillDirOf(config, node);
 
   /**
    * Starts the write load; answers its process, its ledger, and the lowest LSN a node held before

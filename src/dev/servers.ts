@@ -422,6 +422,11 @@ export async function createBucket(
 // kimiclaw-dr worker
 // ---------------------------------------------------------------------------------------------
 
+/** `env` without this project's settings and credentials (DR_*, KIMICLAW_*): for a process configured apart. */
+export function withoutOwnSettings(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return Object.fromEntries(Object.entries(env).filter(([k]) => !k.startsWith('DR_') && !k.startsWith('KIMICLAW_')));
+}
+
 export interface DrWorkerProcess {
   readonly pid: number;
   isRunning(): boolean;
@@ -442,8 +447,7 @@ export async function startDrWorker(options: {
   logFile?: string;
   startTimeoutMs?: number;
 }): Promise<DrWorkerProcess> {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('DR_') && !k.startsWith('KIMICLAW_')) env[k] = v;
+  const env = withoutOwnSettings(process.env);
   const child = await spawnManaged({
     name: 'kimiclaw-dr worker',
     command: process.execPath,
