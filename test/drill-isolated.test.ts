@@ -1,9 +1,9 @@
 /**
  * An isolated drill (the default target) end to end: the newest verified backup of a real
- * two-node cluster and its archived log are restored to a private stack (its own Temporal dev
- * server, versitygw, config center, node processes and worker, started as a process of its own),
- * the single-node scenario kills the private primary and measures RTO and RPO there, and the stack
- * is torn down. The real cluster is untouched: same primary, same epoch, same node processes, no
+ * two-node cluster in two zones and its archived log are restored to a private stack (its own
+ * Temporal dev server, versitygw, etcd member per zone and witness, node processes and a worker per
+ * zone, started as a process of its own); orchestrator-down and zone-failure run there and measure
+ * RTO and RPO, and the stack is torn down. The real cluster is untouched: same primary, same epoch, same node processes, no
  * failover on the real Temporal, every write acknowledged meanwhile still held by both nodes.
  */
 import assert from 'node:assert/strict';
@@ -33,6 +33,8 @@ void describe('drill: an isolated drill on a private stack restored from the bac
 
   before(async () => {
     cluster = await startDrillCluster({
+      // Two zones: the private stack gets an etcd member per zone (and a witness), a worker per zone.
+      zones: ['a', 'b'],
       config: (base) => ({ ...base, archive: { interval: '1s', segmentMaxEvents: 5_000 } }),
     });
     ({ h, center, dr } = cluster);
@@ -41,7 +43,7 @@ void describe('drill: an isolated drill on a private stack restored from the bac
     await cluster?.stop();
   });
 
-  void test('single-node and orchestrator-down on the private stack: measured there, the stack torn down, the real cluster untouched', async () => {
+  void test('orchestrator-down and zone-failure on the private stack: measured there, the stack torn down, the real cluster untouched', async () => {
     const token = h.config.nodeAuth.token;
     // Events before the backup, and after it (only the archived log brings those back).
     const writer = startClusterWriter(center, { token, batch: 10, pauseMs: 20 });
@@ -63,7 +65,7 @@ void describe('drill: an isolated drill on a private stack restored from the bac
       .execute('drill', {
         taskQueue: h.config.temporal.taskQueue,
         workflowId: 'drill-isolated-1',
-        args: [{ scenarios: ['single-node', 'orchestrator-down'] }],
+        args: [{ scenarios: ['orchestrator-down', 'zone-failure'] }],
       })
       .catch((err: unknown) => {
         // A failed drill carries its report: print it, it says why.
@@ -80,21 +82,30 @@ void describe('drill: an isolated drill on a private stack restored from the bac
     assert.equal(stack.backupId, backup.backupId, 'restored from the newest verified backup');
     assert.ok(stack.restoredLsn! >= head, `the archived log replayed to LSN ${stack.restoredLsn} ≥ ${head}`);
     assert.equal(stack.tornDown, true, stack.detail);
-    const s = report.scenarios[0]!;
-    assert.equal(s.scenario, 'single-node');
-    assert.ok(s.measured!.rtoMs! > 0, `RTO ${s.measured!.rtoMs} ms`);
-    assert.deepEqual(s.measured!.rpo, { events: 0, spanMs: 0 });
-    assert.ok(s.measured!.acknowledged > 20);
-    assert.equal(s.heal!.healed, true);
-    // The same kill with the stack's Temporal server and worker stopped for 15 s (and the node's
-    // host gone with them): nothing fails over until they are back, and the RTO says so.
-    const o = report.scenarios[1]!;
+    // The primary killed with the stack's Temporal server and workers stopped for 15 s (and the
+    // node's host gone with them): nothing fails over until they are back, and the RTO says so.
+    // (single-node alone is drill.test.ts's, on the real cluster.)
+    const o = report.scenarios[0]!;
     assert.equal(o.scenario, 'orchestrator-down');
-    assert.match(o.phases.find((p) => p.name === 'inject')!.detail!, /Temporal server and worker stopped for 15 s/);
+    assert.match(o.phases.find((p) => p.name === 'inject')!.detail!, /Temporal server and workers stopped for 15 s/);
     assert.ok(o.measured!.rtoMs! > 15_000, `RTO ${o.measured!.rtoMs} ms includes the orchestrator's absence`);
     assert.deepEqual(o.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.ok(o.measured!.acknowledged > 20);
     assert.equal(o.heal!.healed, true);
     assert.ok(o.verdict.passed, o.verdict.reasons.join('; '));
+    // Zone a (node1, its etcd member, its worker) killed at once: node2 in zone b takes over.
+    const z = report.scenarios[1]!;
+    assert.equal(z.scenario, 'zone-failure');
+    assert.match(
+      z.phases.find((p) => p.name === 'inject')!.detail!,
+      /every process of zone a SIGKILLed at once \(node node1, etcd member a, worker a\)/,
+    );
+    assert.match(z.phases.find((p) => p.name === 'recover')!.detail!, /first write acknowledged by node2 at epoch/);
+    assert.ok(z.measured!.rtoMs! > 0, `RTO ${z.measured!.rtoMs} ms`);
+    assert.deepEqual(z.measured!.rpo, { events: 0, spanMs: 0 });
+    assert.ok(z.measured!.acknowledged > 20);
+    assert.equal(z.heal!.healed, true, z.heal!.detail);
+    assert.ok(z.verdict.passed, z.verdict.reasons.join('; '));
 
     // The private stack is gone: every process it ran, and its data.
     const drillDir = join(h.nodes.find((n) => n.id === stack.host)!.dataDir, 'drills', report.id);
@@ -102,7 +113,8 @@ void describe('drill: an isolated drill on a private stack restored from the bac
       pid: number;
       pids: Record<string, number>;
     };
-    assert.ok(Object.keys(info.pids).length >= 5, JSON.stringify(info.pids));
+    // Temporal, S3, a worker and an etcd member per zone, the witness, two nodes.
+    assert.ok(Object.keys(info.pids).length >= 9, JSON.stringify(info.pids));
     for (const [name, pid] of [['stack', info.pid], ...Object.entries(info.pids)] as const) {
       assert.equal(alive(pid), false, `${name} (pid ${pid}) still runs`);
     }

@@ -15,7 +15,7 @@ import { loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
 import { type DrillInput, drillWorkflowId } from '../drill/input';
 import type { DrillReport } from '../drill/report';
-import { type StackInfo, type StackSpec, outageFiles } from '../drill/stack';
+import { type StackFault, type StackFaultRequest, type StackInfo, type StackSpec, faultFiles } from '../drill/stack';
 import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
 import { InputProblem } from '../errors';
 import { beating, drillDirOf } from './drill';
@@ -172,24 +172,24 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
   }
 
   /**
-   * Scenario orchestrator-down, on a private stack's own worker: asks the stack's process to kill
-   * the node and stop this worker and the stack's Temporal for `downMs`. Answers the fault (the
-   * kill) as soon as it is done; asked again (the worker was stopped before it answered), it
-   * answers the same fault and injects nothing more.
+   * Scenarios orchestrator-down and zone-failure, on a private stack's own worker: asks the stack's
+   * process for the fault (src/drill/stack.ts, StackFaultRequest) and answers it as soon as it is
+   * in. Asked again with the same id (its worker was stopped before it answered), it answers the
+   * fault already injected and injects nothing more.
    */
-  async function drillOrchestratorDown(input: { node: string; downMs: number }): Promise<{ at: number; pid: number }> {
+  async function drillStackFault(input: StackFaultRequest): Promise<StackFault> {
     const dir = process.env[STACK_ENV];
     const stackPid = Number(process.env[STACK_PID_ENV]);
     if (!dir || !stackPid) {
       throw new InputProblem(
         'scenarios',
-        'orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only',
+        `${input.kind === 'zone' ? 'zone-failure' : 'orchestrator-down'} kills processes only a drill's private stack runs: it runs with target "isolated" only`,
       );
     }
-    const f = outageFiles(dir);
+    const f = faultFiles(dir, input.id);
     const done = () =>
       readFile(f.result, 'utf8').then(
-        (text) => JSON.parse(text) as { at: number; pid: number },
+        (text) => JSON.parse(text) as StackFault,
         () => undefined,
       );
     const earlier = await done();
@@ -200,12 +200,12 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     for (;;) {
       const fault = await done();
       if (fault) return fault;
-      if (Date.now() > deadline) throw new Error('the stack did not inject the outage within 20 s');
+      if (Date.now() > deadline) throw new Error(`the stack did not inject the ${input.kind} fault within 20 s`);
       await sleep(50);
     }
   }
 
-  return { drillStackStart, drillStackRun, drillStackStop, drillOrchestratorDown };
+  return { drillStackStart, drillStackRun, drillStackStop, drillStackFault };
 }
 
 function reportOf(err: unknown): DrillReport | undefined {

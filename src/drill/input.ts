@@ -159,9 +159,12 @@ export function unsupported(
       ? `zone-failure needs nodes in two zones; the nodes of ${topology.cluster} have no zone`
       : `zone-failure needs nodes in two zones; every node of ${topology.cluster} is in zone ${topology.zones[0]}`;
   }
-  // An isolated drill runs its scenarios on a private stack (where this check passes).
+  // An isolated drill runs its scenarios on a private stack (where these checks pass).
   if (scenario === 'orchestrator-down' && target === 'production' && !topology.privateStack) {
     return 'orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only';
+  }
+  if (scenario === 'zone-failure' && target === 'production' && !topology.privateStack) {
+    return 'zone-failure kills every process of a zone (its nodes, its etcd member, its worker): it runs on a private stack (target "isolated") only';
   }
   if (scenario === 'region-failure' && topology.standbyRegions.length === 0) {
     return 'region-failure needs a standby region (declare one under "regions")';

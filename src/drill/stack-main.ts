@@ -8,7 +8,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type RunningStack, type StackSpec, outageFiles, startStack } from './stack';
+import { type RunningStack, type StackFaultRequest, type StackSpec, faultFiles, startStack } from './stack';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { spec: { type: 'string' } } });
@@ -36,15 +36,22 @@ async function main(): Promise<void> {
     await stack.stop();
     process.exit(0);
   }
-  // orchestrator-down: the stack's worker writes a request and sends SIGUSR2; one outage per stack.
-  const files = outageFiles(spec.dir);
-  let outage: Promise<void> | undefined;
+  // Faults only this process can inject (orchestrator-down, zone-failure): the stack's worker
+  // writes a request and sends SIGUSR2. One at a time, each id once.
+  const done = new Set<string>();
+  let faults = Promise.resolve();
   process.on('SIGUSR2', () => {
-    if (outage || stopping) return;
-    outage = (async () => {
-      const request = JSON.parse(await readFile(files.request, 'utf8')) as { node: string; downMs: number };
-      await stack.outage(request, (fault) => writeFile(files.result, JSON.stringify(fault)));
-    })().catch((err: unknown) => void say(`outage: ${(err as Error).message}`));
+    if (stopping) return;
+    faults = faults
+      .then(async () => {
+        const request = JSON.parse(await readFile(faultFiles(spec.dir).request, 'utf8')) as StackFaultRequest;
+        if (done.has(request.id) || stopping) return;
+        done.add(request.id);
+        await stack.fault(request, (fault) =>
+          writeFile(faultFiles(spec.dir, request.id).result, JSON.stringify(fault)),
+        );
+      })
+      .catch((err: unknown) => void say(`fault: ${(err as Error).message}`));
   });
   console.log(JSON.stringify({ event: 'stack-ready', ...stack.info }));
 }

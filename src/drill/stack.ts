@@ -1,11 +1,14 @@
 /**
  * A drill's private stack (target "isolated"): a copy of the cluster that shares nothing with the
- * real one — its own Temporal dev server, S3-compatible server, config center (a file), node
- * processes (supervised like systemd would), kimiclaw-dr worker, token, directories and ports —
- * its first node seeded with a database restored (and verified) from the real cluster's newest
- * backups, the other nodes rebuilt from it by the stack's own monitor. Scenarios that kill a node,
- * the object store, Temporal or the worker kill the private ones. Run by stack-main.ts, a process
- * of its own; everything lives under one directory, removed when the stack stops.
+ * real one — its own Temporal dev server, S3-compatible server, config center, node processes
+ * (supervised like systemd would), kimiclaw-dr workers, token, directories and ports — its first
+ * node seeded with a database restored (and verified) from the real cluster's newest backups, the
+ * other nodes rebuilt from it by the stack's own monitor. A cluster in one zone gets a file as its
+ * config center and one worker; a cluster in several zones gets what a zone needs to fail on its
+ * own: an etcd member per zone (and a witness when there are two), a worker per zone serving its
+ * nodes, and nodes that hold their leadership lease with the etcd majority. Scenarios that kill a
+ * node, a zone, Temporal or a worker kill the private ones. Run by stack-main.ts, a process of its
+ * own; everything lives under one directory, removed when the stack stops.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -15,6 +18,7 @@ import { createClusterActivities } from '../activities/cluster';
 import { KimiclawDr, connectTemporal } from '../client';
 import { type Config, loadConfig } from '../config';
 import { replicationArgs } from '../dev/cluster-nodes';
+import { type EtcdCluster, startEtcdCluster } from '../dev/etcd';
 import { NodeProcess } from '../dev/node-process';
 import { superviseNodes } from '../dev/node-supervisor';
 import {
@@ -65,27 +69,49 @@ export interface StackInfo {
   startSeconds: number;
 }
 
+/**
+ * A fault only the stack's own process can inject (it runs every process of the stack), asked by a
+ * scenario through the stack's worker:
+ * - `orchestrator` (orchestrator-down, "the orchestrator was in the failed zone"): SIGKILL to
+ *   `node` (its supervisor holds off as if its host were gone), the stack's Temporal server and
+ *   every worker stopped for `downMs` and started again (the same history file and port), then the
+ *   node's supervisor lets it start;
+ * - `zone` (zone-failure): every process of `node`'s zone SIGKILLed at once — its nodes (held off by
+ *   the supervisor), its etcd member, its worker — and started again after `downMs`.
+ * `id` names the request: asked again with the same id, the stack injects nothing more.
+ */
+export interface StackFaultRequest {
+  id: string;
+  kind: 'orchestrator' | 'zone';
+  node: string;
+  downMs: number;
+}
+
+/** The fault as injected: when, the pid of `node`, and what was stopped. */
+export interface StackFault {
+  at: number;
+  pid: number;
+  killed: string[];
+  zone?: string;
+}
+
 export interface RunningStack {
   info: StackInfo;
   stop(): Promise<void>;
-  /**
-   * Scenario orchestrator-down, "the orchestrator was in the failed zone": SIGKILL to `node` (its
-   * supervisor holds off as if its host were gone), the stack's Temporal server and worker stopped
-   * for `downMs` and started again (the same history file and port), then the node's supervisor. Calls `faulted` with
-   * the kill's time and pid as soon as the node is killed.
-   */
-  outage(
-    request: { node: string; downMs: number },
-    faulted: (fault: { at: number; pid: number }) => Promise<void>,
-  ): Promise<void>;
+  /** Injects a fault; calls `faulted` as soon as it is in, and resolves once the stopped processes are back. */
+  fault(request: StackFaultRequest, faulted: (fault: StackFault) => Promise<void>): Promise<void>;
 }
 
-/** Where the worker asks the stack's process for an outage (then SIGUSR2), and where the fault is told. */
-export const outageFiles = (dir: string) => ({
-  request: join(dir, 'outage-request.json'),
-  result: join(dir, 'outage-result.json'),
+/** Where a worker asks the stack's process for a fault (then SIGUSR2), and where the fault is told. */
+export const faultFiles = (dir: string, id?: string) => ({
+  request: join(dir, 'fault-request.json'),
+  result: join(dir, `fault-${id ?? ''}.json`),
 });
 
+/** The leadership lease of the stack's nodes when it has zones (a primary cut off fences itself). */
+const LEADER_TTL = '3s';
+/** The etcd member that breaks a tie between two zones. */
+const WITNESS = 'witness';
 const ms = (n: number) => `${n}ms`;
 
 export async function startStack(spec: StackSpec, say: (line: string) => void): Promise<RunningStack> {
@@ -107,16 +133,21 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
         logFile: join(spec.dir, 'temporal.log'),
       });
     // The orchestrator, replaced when an outage scenario stops and starts it again.
-    const orchestrator = { temporal: await startTemporal() } as {
-      temporal: Awaited<ReturnType<typeof startTemporal>>;
-      worker?: DrWorkerProcess;
-    };
-    const temporal = orchestrator.temporal;
+    const orchestrator = { temporal: await startTemporal() };
     stops.push({ name: 'Temporal dev server', stop: () => orchestrator.temporal.stop() });
     const s3Creds = { accessKey: 'drill', secretKey: randomBytes(24).toString('base64url') };
     const s3 = await startVersitygw({ dir: join(spec.dir, 's3'), ...s3Creds, logFile: join(spec.dir, 's3.log') });
     stops.push({ name: 'S3 server', stop: () => s3.stop() });
     await createBucket(s3.endpoint, s3Creds, 'drill');
+
+    // Zones: an etcd member in each (and a witness to break a tie between two).
+    const zones = [...new Set(spec.nodes.flatMap((n) => (n.zone ? [n.zone] : [])))];
+    let etcd: EtcdCluster | undefined;
+    if (zones.length >= 2) {
+      const names = zones.length === 2 ? [...zones, zones.includes(WITNESS) ? `${WITNESS}-0` : WITNESS] : zones;
+      etcd = await startEtcdCluster({ names, root: join(spec.dir, 'etcd') });
+      stops.push({ name: 'etcd', stop: () => etcd!.stop() });
+    }
 
     const tokenFile = join(spec.dir, 'node-token');
     await ensureTokenFile(tokenFile);
@@ -127,7 +158,13 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     const nodes = layout.map((l, i) => {
       const node = new NodeProcess(l.id, root, spec.database, Number(new URL(l.url).port));
       node.logFile = join(root, `${l.id}.log`);
-      node.args = [...replicationArgs(layout, i), '--token-file', tokenFile];
+      node.args = [
+        ...replicationArgs(layout, i),
+        '--token-file',
+        tokenFile,
+        // The production shape with zones: the primary renews its leadership lease with the etcd majority.
+        ...(etcd ? ['--leader-etcd', etcd.endpoints.join(','), '--leader-ttl', LEADER_TTL] : []),
+      ];
       return node;
     });
     const first = nodes[0]!;
@@ -142,7 +179,7 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
 
     const configFile = join(spec.dir, 'kimiclaw-dr.json');
     const raw = {
-      temporal: { address: temporal.address },
+      temporal: { address: orchestrator.temporal.address },
       storage: {
         endpoint: s3.endpoint,
         bucket: 'drill',
@@ -162,7 +199,9 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       ],
       archive: { interval: ms(spec.settings.archiveInterval) },
       cluster: {
-        configCenter: { kind: 'file', path: join(spec.dir, 'config-center.json') },
+        configCenter: etcd
+          ? { kind: 'etcd', endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })), timeoutMs: 1_000 }
+          : { kind: 'file', path: join(spec.dir, 'config-center.json') },
         probeInterval: ms(spec.settings.probeInterval),
         replicaSilence: ms(spec.settings.replicaSilence),
         degradeAfter: ms(spec.settings.degradeAfter),
@@ -176,16 +215,27 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     await writeFile(configFile, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
     const config = loadConfig({ file: configFile, env: {} });
 
-    const startWorker = () =>
+    // A worker per zone serving the nodes of its zone (one for all without zones); each also
+    // serves the cluster's shared task queue.
+    const groups: Array<{ name: string; zone?: string; nodes?: string[] }> = etcd
+      ? zones.map((z) => ({ name: `worker ${z}`, zone: z, nodes: layout.filter((l) => l.zone === z).map((l) => l.id) }))
+      : [{ name: 'worker' }];
+    const startWorker = (g: (typeof groups)[number]) =>
       startDrWorker({
         configFile,
         // Its worker knows it runs a private stack (orchestrator-down may run) and whom to ask.
-        env: { [STACK_ENV]: spec.dir, [STACK_PID_ENV]: String(process.pid) },
-        logFile: join(spec.dir, 'worker.log'),
+        env: {
+          [STACK_ENV]: spec.dir,
+          [STACK_PID_ENV]: String(process.pid),
+          ...(g.nodes ? { DR_NODES: g.nodes.join(',') } : {}),
+        },
+        logFile: join(spec.dir, g.zone ? `worker-${g.zone}.log` : 'worker.log'),
       });
-    const worker = await startWorker();
-    orchestrator.worker = worker;
-    stops.push({ name: 'worker', stop: () => orchestrator.worker!.stop() });
+    const workers = new Map<string, DrWorkerProcess>();
+    const startWorkers = (which: typeof groups) =>
+      Promise.all(which.map(async (g) => workers.set(g.name, await startWorker(g))));
+    for (const g of groups) stops.push({ name: g.name, stop: async () => workers.get(g.name)?.stop() });
+    await startWorkers(groups);
     const client = await connectTemporal(config);
     try {
       const dr = new KimiclawDr(client, config);
@@ -200,37 +250,73 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
         `the private stack was not steady within ${spec.steadyTimeoutMs / 1000} s: ${steady.problems.join('; ')}`,
       );
     }
-    const pids: Record<string, number> = { temporal: temporal.pid, s3: s3.pid, worker: worker.pid };
+    const pids: Record<string, number> = { temporal: orchestrator.temporal.pid, s3: s3.pid };
+    for (const [name, w] of workers) pids[name] = w.pid;
+    for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
     for (const n of nodes) pids[`node ${n.id}`] = n.pid ?? 0;
+
+    /** SIGKILL to a node whose host is lost: its supervisor holds off until `release`. */
+    const killNode = (node: NodeProcess) => {
+      supervisor.hold(node.id);
+      const pid = node.pid!;
+      process.kill(pid, 'SIGKILL');
+      return pid;
+    };
+    const orchestratorDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
+      const node = nodes.find((n) => n.id === request.node);
+      if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
+      // Its host is lost with the orchestrator: not started again until the orchestrator is back.
+      const pid = killNode(node);
+      await faulted({ at: Date.now(), pid, killed: [`node ${node.id}`, 'Temporal', ...workers.keys()] });
+      // A moment for the activity that asked to report back before its worker goes.
+      await sleep(500);
+      say(`orchestrator down for ${request.downMs} ms: workers killed, Temporal stopped`);
+      await Promise.all([...workers.values()].map((w) => w.kill()));
+      const port = Number(orchestrator.temporal.address.split(':').pop());
+      await orchestrator.temporal.stop();
+      await sleep(request.downMs);
+      orchestrator.temporal = await startTemporal(port);
+      await startWorkers(groups);
+      supervisor.release(node.id);
+      say('orchestrator back: Temporal and the workers started again');
+    };
+    const zoneDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
+      const zone = layout.find((l) => l.id === request.node)?.zone;
+      const member = etcd?.members.find((m) => m.name === zone);
+      const group = groups.find((g) => g.zone !== undefined && g.zone === zone);
+      if (!zone || !member || !group) throw new Error(`node ${request.node} of the stack is in no zone of its own`);
+      const inZone = nodes.filter((_, i) => layout[i]!.zone === zone && nodes[i]!.pid);
+      const at = Date.now();
+      // Every process of the zone at once.
+      const pids = inZone.map(killNode);
+      await Promise.all([member.kill(), workers.get(group.name)!.kill()]);
+      const pid = pids[inZone.findIndex((n) => n.id === request.node)] ?? 0;
+      await faulted({
+        at,
+        pid,
+        zone,
+        killed: [...inZone.map((n) => `node ${n.id}`), `etcd member ${member.name}`, group.name],
+      });
+      say(
+        `zone ${zone} down for ${request.downMs} ms: ${inZone.map((n) => n.id).join(', ')}, etcd ${member.name}, ${group.name}`,
+      );
+      await sleep(request.downMs);
+      // The zone comes back as a whole: its nodes (started by their supervisor), etcd member, worker.
+      for (const n of inZone) supervisor.release(n.id);
+      await Promise.all([member.restart(), startWorkers([group])]);
+      say(`zone ${zone} back`);
+    };
     return {
       info: {
         configFile,
-        temporal: temporal.address,
+        temporal: orchestrator.temporal.address,
         primary: steady.primary,
         pids,
         startSeconds: (Date.now() - began) / 1000,
       },
       stop,
-      outage: async (request, faulted) => {
-        const node = nodes.find((n) => n.id === request.node);
-        if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
-        const pid = node.pid;
-        // Its host is lost with the orchestrator: not started again until the orchestrator is back.
-        supervisor.hold(node.id);
-        process.kill(pid, 'SIGKILL');
-        await faulted({ at: Date.now(), pid });
-        // A moment for the activity that asked to report back before its worker goes.
-        await sleep(500);
-        say(`orchestrator down for ${request.downMs} ms: worker killed, Temporal stopped`);
-        await orchestrator.worker!.kill();
-        const port = Number(orchestrator.temporal.address.split(':').pop());
-        await orchestrator.temporal.stop();
-        await sleep(request.downMs);
-        orchestrator.temporal = await startTemporal(port);
-        orchestrator.worker = await startWorker();
-        supervisor.release(node.id);
-        say('orchestrator back: Temporal and the worker started again');
-      },
+      fault: (request, faulted) =>
+        request.kind === 'zone' ? zoneDown(request, faulted) : orchestratorDown(request, faulted),
     };
   } catch (err) {
     await stop();

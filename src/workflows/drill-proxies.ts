@@ -60,10 +60,11 @@ export function failureText(err: unknown): string {
 }
 
 /**
- * orchestrator-down's fault: asked again when the worker was stopped before it answered (it then
- * answers the fault already injected, injecting nothing more).
+ * A fault the private stack's process injects (orchestrator-down, zone-failure): asked again when
+ * the worker was stopped before it answered (it then answers the fault already injected, injecting
+ * nothing more).
  */
-export const outageOn = (taskQueue: string) =>
+export const stackFaultOn = (taskQueue: string) =>
   proxyActivities<NodeActivities>({
     taskQueue,
     startToCloseTimeout: '1m',

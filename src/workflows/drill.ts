@@ -8,10 +8,12 @@
  * is cancelled. The report is kept in the object store and the drill fails when a scenario missed
  * an objective or did not heal, saying which and by how much.
  *
- * Built so far: target "production", scenarios "single-node", "damaged-file", "bad-writes". Input
- * for the Temporal UI: { "target": "production", "scenarios": ["single-node"], "confirmed": true };
- * without "confirmed" it checks the cluster, shows it in the `drillState` query and waits for the
- * `confirm` signal.
+ * Built so far: targets "isolated" (the default: a private stack restored from the backups,
+ * drill-isolated.ts) and "production"; scenarios "single-node", "damaged-file", "bad-writes",
+ * "zone-failure" and "orchestrator-down" (the last two kill processes only a private stack runs).
+ * Input for the Temporal UI: { "scenarios": ["single-node"] }; on the real cluster { "target":
+ * "production", "scenarios": ["single-node"], "confirmed": true } — without "confirmed" it checks
+ * the cluster, shows it in the `drillState` query and waits for the `confirm` signal.
  */
 import {
   ApplicationFailure,
@@ -27,7 +29,17 @@ import {
   sleep,
   workflowInfo,
 } from '@temporalio/workflow';
-import { control, drillFailed, failureText, injectOn, keeper, leases, onHost, outageOn, retake } from './drill-proxies';
+import {
+  control,
+  drillFailed,
+  failureText,
+  injectOn,
+  keeper,
+  leases,
+  onHost,
+  retake,
+  stackFaultOn,
+} from './drill-proxies';
 import { isolatedDrill } from './drill-isolated';
 import type { DrillInput, DrillScenario, Objective } from '../drill/input';
 import {
@@ -48,9 +60,17 @@ import { leaseHolder } from './lease';
 import { type DrillState, confirmDrillSignal, drillStateQuery } from './messages';
 
 /** Not built yet; refused before anything is touched. */
-const BUILT_SCENARIOS: readonly DrillScenario[] = ['single-node', 'damaged-file', 'bad-writes', 'orchestrator-down'];
-/** How long orchestrator-down keeps the stack's Temporal server and worker stopped. */
+const BUILT_SCENARIOS: readonly DrillScenario[] = [
+  'single-node',
+  'damaged-file',
+  'bad-writes',
+  'zone-failure',
+  'orchestrator-down',
+];
+/** How long orchestrator-down keeps the stack's Temporal server and workers stopped. */
 const ORCHESTRATOR_DOWN_MS = 15_000;
+/** How long zone-failure keeps the zone's processes down. */
+const ZONE_DOWN_MS = 10_000;
 /** How many bad batches a bad-writes drill writes (and its repair leaves out). */
 const BAD_BATCHES = 10;
 
@@ -379,24 +399,54 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
     } else {
-      // single-node, or orchestrator-down: the same kill, with the stack's Temporal server and
-      // worker stopped right after it for a while (the monitor cannot act until they are back).
+      // single-node: the primary SIGKILLed. orchestrator-down: the same kill, with the stack's
+      // Temporal server and workers stopped right after it for a while (the monitor cannot act
+      // until they are back). zone-failure: every process of the primary's zone killed at once
+      // (its nodes, its etcd member, its worker), back after a while. The last two are injected by
+      // the private stack's process, asked from the drill's host (in another zone).
+      const id = `${drillDir}-fault`;
       const fault = await timed(
         'inject',
-        () =>
+        async () =>
           input.scenario === 'orchestrator-down'
-            ? outageOn(input.queues[original]!).drillOrchestratorDown({ node: original, downMs: ORCHESTRATOR_DOWN_MS })
-            : injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' }),
+            ? stackFaultOn(input.queues[original]!).drillStackFault({
+                id,
+                kind: 'orchestrator',
+                node: original,
+                downMs: ORCHESTRATOR_DOWN_MS,
+              })
+            : input.scenario === 'zone-failure'
+              ? stackFaultOn(input.queues[hostNode]!).drillStackFault({
+                  id,
+                  kind: 'zone',
+                  node: original,
+                  downMs: ZONE_DOWN_MS,
+                })
+              : {
+                  ...(await injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' })),
+                  killed: [],
+                },
         (f) =>
-          `SIGKILL to ${original} (pid ${f.pid})` +
-          (input.scenario === 'orchestrator-down'
-            ? `; the stack's Temporal server and worker stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`
-            : ''),
+          input.scenario === 'zone-failure'
+            ? `every process of zone ${'zone' in f ? f.zone : '?'} SIGKILLed at once (${f.killed.join(', ')}); started again after ${ZONE_DOWN_MS / 1000} s`
+            : `SIGKILL to ${original} (pid ${f.pid})` +
+              (input.scenario === 'orchestrator-down'
+                ? `; the stack's Temporal server and workers stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`
+                : ''),
       );
       faultAt = fault.at;
       await timed(
         'recover',
-        () => host.drillAwaitAcks({ ledger, after: fault.at, count: 20, timeoutMs: recoverTimeoutMs }),
+        () =>
+          host.drillAwaitAcks({
+            ledger,
+            after: fault.at,
+            // A zone's failure is over when a node of another zone acknowledges as the new primary
+            // (the zone coming back must not look like a recovery).
+            ...(input.scenario === 'zone-failure' ? { afterEpoch: start.epoch } : {}),
+            count: 20,
+            timeoutMs: recoverTimeoutMs,
+          }),
         (first) => `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
       const failover = await control.drillFailoverStarted({ cluster: input.cluster, after: fault.at });

@@ -113,8 +113,8 @@ void describe('drill input', () => {
     );
     const none = config({ drills: { production: { scenarios: [] } } });
     assert.match(refusal(() => plan({ target: 'production' }, none)).message, /no scenario is allowed/);
-    const more = config({ drills: { production: { scenarios: ['single-node', 'zone-failure'] } } });
-    assert.deepEqual(plan({ target: 'production' }, more).scenarios, ['single-node', 'zone-failure']);
+    const more = config({ drills: { production: { scenarios: ['single-node', 'bad-writes'] } } });
+    assert.deepEqual(plan({ target: 'production' }, more).scenarios, ['single-node', 'bad-writes']);
   });
 
   void test("orchestrator-down stops the drill stack's own Temporal: isolated only, unless on a private stack", () => {
@@ -131,6 +131,23 @@ void describe('drill input', () => {
     const onStack = { ...drillTopology(allowed), privateStack: true };
     const parsed = DrillInputSchema.parse({ target: 'production', scenarios: ['orchestrator-down'] });
     assert.deepEqual(planDrill(parsed, onStack).scenarios, ['orchestrator-down']);
+  });
+
+  void test('zone-failure kills a whole zone: isolated only, unless on a private stack', () => {
+    const zoned = config({ drills: { production: { scenarios: ['single-node', 'zone-failure'] } } }, [
+      node('a1', { zone: 'a' }),
+      node('b1', { zone: 'b' }),
+    ]);
+    assert.deepEqual(plan({ scenarios: ['zone-failure'] }, zoned).scenarios, ['zone-failure']);
+    const refused = refusal(() => plan({ target: 'production', scenarios: ['zone-failure'] }, zoned));
+    assert.equal(
+      refused.message,
+      'scenarios: zone-failure kills every process of a zone (its nodes, its etcd member, its worker): it runs on a private stack (target "isolated") only',
+    );
+    assert.deepEqual(plan({ target: 'production' }, zoned).scenarios, ['single-node']);
+    const onStack = { ...drillTopology(zoned), privateStack: true };
+    const parsed = DrillInputSchema.parse({ target: 'production', scenarios: ['zone-failure'] });
+    assert.deepEqual(planDrill(parsed, onStack).scenarios, ['zone-failure']);
   });
 
   void test('objectives for a scenario the drill does not run are refused', () => {
