@@ -155,6 +155,8 @@ export async function startClusterBenchEnv(options: {
   nodeArgs: string[];
   /** More configuration for the worker (top-level sections, e.g. drills). */
   config?: Record<string, unknown>;
+  /** The zones of node1 and node2 in the configuration (none when left out). */
+  zones?: [string, string];
 }): Promise<ClusterBenchEnv> {
   installRuntime();
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'kimiclaw-bench-')));
@@ -226,7 +228,17 @@ export async function startClusterBenchEnv(options: {
           accessKeyId: CREDS.accessKey,
           secretAccessKey: CREDS.secretKey,
         },
-        databases: [{ name: 'kimiclaw', nodes: nodes.map((n) => ({ id: n.id, url: n.url, dataDir: n.dataDir })) }],
+        databases: [
+          {
+            name: 'kimiclaw',
+            nodes: nodes.map((n, i) => ({
+              id: n.id,
+              url: n.url,
+              dataDir: n.dataDir,
+              ...(options.zones ? { zone: options.zones[i] } : {}),
+            })),
+          },
+        ],
         metrics: { port: 0 },
         nodeAuth: { token: control },
         cluster: { configCenter: { kind: 'etcd', endpoints: [etcd.endpoint] } },

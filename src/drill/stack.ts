@@ -255,18 +255,13 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
     for (const n of nodes) pids[`node ${n.id}`] = n.pid ?? 0;
 
-    /** SIGKILL to a node whose host is lost: its supervisor holds off until `release`. */
-    const killNode = (node: NodeProcess) => {
-      supervisor.hold(node.id);
-      const pid = node.pid!;
-      process.kill(pid, 'SIGKILL');
-      return pid;
-    };
     const orchestratorDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
       const node = nodes.find((n) => n.id === request.node);
       if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
       // Its host is lost with the orchestrator: not started again until the orchestrator is back.
-      const pid = killNode(node);
+      const pid = node.pid;
+      supervisor.hold(node.id);
+      process.kill(pid, 'SIGKILL');
       await faulted({ at: Date.now(), pid, killed: [`node ${node.id}`, 'Temporal', ...workers.keys()] });
       // A moment for the activity that asked to report back before its worker goes.
       await sleep(500);
@@ -285,20 +280,24 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       const member = etcd?.members.find((m) => m.name === zone);
       const group = groups.find((g) => g.zone !== undefined && g.zone === zone);
       if (!zone || !member || !group) throw new Error(`node ${request.node} of the stack is in no zone of its own`);
-      const inZone = nodes.filter((_, i) => layout[i]!.zone === zone && nodes[i]!.pid);
+      const inZone = nodes.filter((_, i) => layout[i]!.zone === zone);
+      const node = nodes.find((n) => n.id === request.node);
+      if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
+      const pid = node.pid;
       const at = Date.now();
-      // Every process of the zone at once.
-      const pids = inZone.map(killNode);
+      // Every process of the zone at once; its nodes' supervisor holds off (their hosts are gone).
+      for (const n of inZone) supervisor.hold(n.id);
+      const killed = inZone.filter((n) => n.pid);
+      for (const n of killed) process.kill(n.pid!, 'SIGKILL');
       await Promise.all([member.kill(), workers.get(group.name)!.kill()]);
-      const pid = pids[inZone.findIndex((n) => n.id === request.node)] ?? 0;
       await faulted({
         at,
         pid,
         zone,
-        killed: [...inZone.map((n) => `node ${n.id}`), `etcd member ${member.name}`, group.name],
+        killed: [...killed.map((n) => `node ${n.id}`), `etcd member ${member.name}`, group.name],
       });
       say(
-        `zone ${zone} down for ${request.downMs} ms: ${inZone.map((n) => n.id).join(', ')}, etcd ${member.name}, ${group.name}`,
+        `zone ${zone} down for ${request.downMs} ms: ${killed.map((n) => n.id).join(', ')}, etcd ${member.name}, ${group.name}`,
       );
       await sleep(request.downMs);
       // The zone comes back as a whole: its nodes (started by their supervisor), etcd member, worker.

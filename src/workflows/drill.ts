@@ -42,6 +42,7 @@ import {
 } from './drill-proxies';
 import { isolatedDrill } from './drill-isolated';
 import type { DrillInput, DrillScenario, Objective } from '../drill/input';
+import type { SteadyState } from '../drill/steady';
 import {
   type DrillPhase,
   type DrillPhaseName,
@@ -71,6 +72,8 @@ const BUILT_SCENARIOS: readonly DrillScenario[] = [
 const ORCHESTRATOR_DOWN_MS = 15_000;
 /** How long zone-failure keeps the zone's processes down. */
 const ZONE_DOWN_MS = 10_000;
+/** How long a scenario asks for a steady cluster before it gives up, injecting nothing. */
+const STEADY_WAIT_MS = 30_000;
 /** How many bad batches a bad-writes drill writes (and its repair leaves out). */
 const BAD_BATCHES = 10;
 
@@ -288,7 +291,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
 
   const start = await timed(
     'steady',
-    () => control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder }),
+    () => steadyWithin(input),
     (s) =>
       s.steady ? `primary ${s.primary} at epoch ${s.epoch}, standby ${s.standbys.join(', ')}` : s.problems.join('; '),
   );
@@ -517,6 +520,20 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
       if (left.length)
         reasons.push(`bad events left after the repair: ${left.map(([id, n]) => `${n} on ${id}`).join(', ')}`);
     }
+  }
+}
+
+/**
+ * The steady-state check, asked again for a while before a scenario gives up: one probe that times
+ * out on a busy host (or a rebuild finishing) does not call off a scenario, a cluster that stays
+ * unsteady does.
+ */
+async function steadyWithin(input: DrillScenarioInput): Promise<SteadyState> {
+  const deadline = Date.now() + STEADY_WAIT_MS;
+  for (;;) {
+    const now = await control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder });
+    if (now.steady || Date.now() >= deadline) return now;
+    await sleep('2s');
   }
 }
 
