@@ -15,7 +15,14 @@ import { loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
 import { type DrillInput, drillWorkflowId } from '../drill/input';
 import type { DrillReport } from '../drill/report';
-import { type StackFault, type StackFaultRequest, type StackInfo, type StackSpec, faultFiles } from '../drill/stack';
+import {
+  type StackFault,
+  type StackFaultRequest,
+  type StackInfo,
+  type StackSpec,
+  faultFiles,
+  stackPidsFile,
+} from '../drill/stack';
 import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
 import { InputProblem } from '../errors';
 import { beating, drillDirOf } from './drill';
@@ -143,9 +150,19 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
       () => undefined,
     );
     return beating(async () => {
+      // The pids as the stack last wrote them down (a fault or a supervisor starts processes
+      // again), and those it started with.
+      const latest = await readFile(stackPidsFile(f.dir), 'utf8').then(
+        (text) => JSON.parse(text) as Record<string, number>,
+        () => ({}) as Record<string, number>,
+      );
       if (info) await stopDetached(info.pid, 60_000);
       // A stack process that was killed could not stop its children: they go by their pids.
-      const left = Object.entries(info?.pids ?? {}).filter(([, pid]) => pid > 0 && alive(pid));
+      const known = [
+        ...Object.entries(info?.pids ?? {}),
+        ...Object.entries(latest).map(([n, pid]) => [`${n} (later)`, pid] as const),
+      ];
+      const left = known.filter(([, pid], i) => pid > 0 && alive(pid) && known.findIndex(([, p]) => p === pid) === i);
       for (const [, pid] of left) {
         try {
           process.kill(-pid, 'SIGKILL');

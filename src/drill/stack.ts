@@ -108,6 +108,9 @@ export const faultFiles = (dir: string, id?: string) => ({
   result: join(dir, `fault-${id ?? ''}.json`),
 });
 
+/** The pids of the stack's processes now (rewritten every second while it runs). */
+export const stackPidsFile = (dir: string) => join(dir, 'pids.json');
+
 /** The leadership lease of the stack's nodes when it has zones (a primary cut off fences itself). */
 const LEADER_TTL = '3s';
 /** The etcd member that breaks a tie between two zones. */
@@ -250,10 +253,21 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
         `the private stack was not steady within ${spec.steadyTimeoutMs / 1000} s: ${steady.problems.join('; ')}`,
       );
     }
-    const pids: Record<string, number> = { temporal: orchestrator.temporal.pid, s3: s3.pid };
-    for (const [name, w] of workers) pids[name] = w.pid;
-    for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
-    for (const n of nodes) pids[`node ${n.id}`] = n.pid ?? 0;
+    const pidsNow = () => {
+      const pids: Record<string, number> = { temporal: orchestrator.temporal.pid, s3: s3.pid };
+      for (const [name, w] of workers) pids[name] = w.pid;
+      for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
+      for (const n of nodes) pids[`node ${n.id}`] = n.pid ?? 0;
+      return pids;
+    };
+    const pids = pidsNow();
+    // Faults and supervisors start processes again under new pids: they are written down every
+    // second, for a teardown after this process was killed.
+    const pidsFile = stackPidsFile(spec.dir);
+    const recording = setInterval(() => {
+      writeFile(pidsFile, JSON.stringify(pidsNow())).catch(() => undefined);
+    }, 1_000);
+    stops.push({ name: 'pid record', stop: async () => clearInterval(recording) });
 
     const orchestratorDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
       const node = nodes.find((n) => n.id === request.node);
