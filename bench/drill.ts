@@ -25,6 +25,7 @@
  * end), or with --dir to DIR/cluster-logs (kept, with the seed for the next run).
  */
 import { readFile, readdir } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { parseArgs } from 'node:util';
 import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster';
 import { readPrimary } from '../src/config-center';
@@ -305,6 +306,28 @@ async function main(): Promise<void> {
     ...(TARGET === 'isolated' ? { zones: ['a', 'b'] as [string, string] } : {}),
   });
   const supervisor = superviseNodes(env.nodes);
+  let cleaning: Promise<void> | undefined;
+  const cleanup = () =>
+    (cleaning ??= (async () => {
+      await supervisor.stop();
+      try {
+        await env.stop();
+      } finally {
+        await stopLeftoverLoads(env.root);
+      }
+    })());
+  // Interrupted: the same cleanup (nodes, servers, a drill's load), then exit as the signal would
+  // have. The handler stays: while it is there, src/dev/servers.ts leaves the exit to it.
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.on(signal, () => {
+      if (cleaning) return;
+      log(`${signal}: stopping every process of the bench`);
+      // The interrupted round fails as its client closes under it: no matter, the bench ends here.
+      process.on('uncaughtException', () => undefined);
+      process.on('unhandledRejection', () => undefined);
+      void cleanup().finally(() => process.exit(128 + constants.signals[signal]));
+    });
+  }
   const results: Round[] = [];
   try {
     await env.dr.ensureMonitor(CLUSTER);
@@ -331,12 +354,7 @@ async function main(): Promise<void> {
     const last = results.at(-1)?.report;
     if (args.screenshot && last) await screenshot(last, args.screenshot);
   } finally {
-    await supervisor.stop();
-    try {
-      await env.stop();
-    } finally {
-      await stopLeftoverLoads(env.root);
-    }
+    await cleanup();
   }
 }
 
