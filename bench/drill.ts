@@ -31,7 +31,7 @@ import { primaryKey, syncKey, type SyncRecord } from '../src/activities/cluster'
 import { readPrimary } from '../src/config-center';
 import { isLive, readLease } from '../src/config-center/lease';
 import type { NodeProcess } from '../src/dev/node-process';
-import { DRILL_SCENARIOS, type DrillScenario, describeObjective } from '../src/drill/input';
+import { DRILL_SCENARIOS, type DrillScenario, describeObjective, stackOnly } from '../src/drill/input';
 import { stopLoad } from '../src/drill/load';
 import type { DrillReport, ScenarioReport } from '../src/drill/report';
 import { renderReportHtml } from '../src/drill/report-html';
@@ -72,8 +72,6 @@ const BUILT = [
   'zone-failure',
   'orchestrator-down',
 ] as const satisfies readonly DrillScenario[];
-/** Scenarios only a private stack runs. */
-const ISOLATED_ONLY: readonly Built[] = ['zone-failure', 'orchestrator-down'];
 type Built = (typeof BUILT)[number];
 /** --scenario NAME (repeatable) runs only those; by default all built ones the target runs. */
 const SCENARIOS: readonly Built[] = args.scenario?.length
@@ -83,7 +81,7 @@ const SCENARIOS: readonly Built[] = args.scenario?.length
       }
       return name as Built;
     })
-  : BUILT.filter((s) => TARGET === 'isolated' || !ISOLATED_ONLY.includes(s));
+  : BUILT.filter((s) => TARGET === 'isolated' || !stackOnly(s));
 const SCRUB_INTERVAL = args['scrub-interval'] ?? (SCENARIOS.includes('damaged-file') ? '1s' : '10m');
 /** Ours, tighter than the plan's: the RTO (for a damaged file, from its detection) and RPO 0. */
 const TARGETS: Record<Built, { rtoMs: number; text: string }> = {

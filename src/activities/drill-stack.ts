@@ -13,14 +13,15 @@ import { KimiclawDr, connectTemporal } from '../client';
 import { withoutOwnSettings } from '../dev/servers';
 import { loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
-import { type DrillInput, drillWorkflowId } from '../drill/input';
+import { type DrillInput, drillWorkflowId, stackOnly } from '../drill/input';
 import type { DrillReport } from '../drill/report';
 import {
   type StackFault,
   type StackFaultRequest,
   type StackInfo,
   type StackSpec,
-  faultFiles,
+  faultRequestFile,
+  faultResultFile,
   stackPidsFile,
 } from '../drill/stack';
 import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
@@ -198,20 +199,16 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     const dir = process.env[STACK_ENV];
     const stackPid = Number(process.env[STACK_PID_ENV]);
     if (!dir || !stackPid) {
-      throw new InputProblem(
-        'scenarios',
-        `${input.kind === 'zone' ? 'zone-failure' : 'orchestrator-down'} kills processes only a drill's private stack runs: it runs with target "isolated" only`,
-      );
+      throw new InputProblem('scenarios', stackOnly(input.kind === 'zone' ? 'zone-failure' : 'orchestrator-down')!);
     }
-    const f = faultFiles(dir, input.id);
     const done = () =>
-      readFile(f.result, 'utf8').then(
+      readFile(faultResultFile(dir, input.id), 'utf8').then(
         (text) => JSON.parse(text) as StackFault,
         () => undefined,
       );
     const earlier = await done();
     if (earlier) return earlier;
-    await writeFile(f.request, JSON.stringify(input));
+    await writeFile(faultRequestFile(dir), JSON.stringify(input));
     process.kill(stackPid, 'SIGUSR2');
     const deadline = Date.now() + 20_000;
     for (;;) {

@@ -148,6 +148,18 @@ export interface DrillPlan {
   reason: string;
 }
 
+/** Scenarios that kill processes only a drill's private stack runs, and what they kill. */
+export const STACK_ONLY_SCENARIOS: Readonly<Partial<Record<DrillScenario, string>>> = {
+  'zone-failure': 'kills every process of a zone (its nodes, its etcd member, its worker)',
+  'orchestrator-down': "stops the drill's own Temporal server and worker",
+};
+
+/** Why `scenario` runs on a private stack only, or undefined when it runs anywhere. */
+export function stackOnly(scenario: DrillScenario): string | undefined {
+  const what = STACK_ONLY_SCENARIOS[scenario];
+  return what && `${scenario} ${what}: it runs on a private stack (target "isolated") only`;
+}
+
 /** Why a scenario cannot run on this topology, or undefined when it can. */
 export function unsupported(
   scenario: DrillScenario,
@@ -159,12 +171,10 @@ export function unsupported(
       ? `zone-failure needs nodes in two zones; the nodes of ${topology.cluster} have no zone`
       : `zone-failure needs nodes in two zones; every node of ${topology.cluster} is in zone ${topology.zones[0]}`;
   }
-  // An isolated drill runs its scenarios on a private stack (where these checks pass).
-  if (scenario === 'orchestrator-down' && target === 'production' && !topology.privateStack) {
-    return 'orchestrator-down stops the drill\'s own Temporal server and worker: it runs on a private stack (target "isolated") only';
-  }
-  if (scenario === 'zone-failure' && target === 'production' && !topology.privateStack) {
-    return 'zone-failure kills every process of a zone (its nodes, its etcd member, its worker): it runs on a private stack (target "isolated") only';
+  // An isolated drill runs its scenarios on a private stack (where this check passes).
+  if (target === 'production' && !topology.privateStack) {
+    const why = stackOnly(scenario);
+    if (why) return why;
   }
   if (scenario === 'region-failure' && topology.standbyRegions.length === 0) {
     return 'region-failure needs a standby region (declare one under "regions")';

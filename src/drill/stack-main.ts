@@ -8,7 +8,14 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
-import { type RunningStack, type StackFaultRequest, type StackSpec, faultFiles, startStack } from './stack';
+import {
+  type RunningStack,
+  type StackFaultRequest,
+  type StackSpec,
+  faultRequestFile,
+  faultResultFile,
+  startStack,
+} from './stack';
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { spec: { type: 'string' } } });
@@ -44,12 +51,10 @@ async function main(): Promise<void> {
     if (stopping) return;
     faults = faults
       .then(async () => {
-        const request = JSON.parse(await readFile(faultFiles(spec.dir).request, 'utf8')) as StackFaultRequest;
+        const request = JSON.parse(await readFile(faultRequestFile(spec.dir), 'utf8')) as StackFaultRequest;
         if (done.has(request.id) || stopping) return;
         done.add(request.id);
-        await stack.fault(request, (fault) =>
-          writeFile(faultFiles(spec.dir, request.id).result, JSON.stringify(fault)),
-        );
+        await stack.fault(request, (fault) => writeFile(faultResultFile(spec.dir, request.id), JSON.stringify(fault)));
       })
       .catch((err: unknown) => void say(`fault: ${(err as Error).message}`));
   });

@@ -102,11 +102,10 @@ export interface RunningStack {
   fault(request: StackFaultRequest, faulted: (fault: StackFault) => Promise<void>): Promise<void>;
 }
 
-/** Where a worker asks the stack's process for a fault (then SIGUSR2), and where the fault is told. */
-export const faultFiles = (dir: string, id?: string) => ({
-  request: join(dir, 'fault-request.json'),
-  result: join(dir, `fault-${id ?? ''}.json`),
-});
+/** Where a worker asks the stack's process for a fault (then SIGUSR2). */
+export const faultRequestFile = (dir: string) => join(dir, 'fault-request.json');
+/** Where the stack's process tells the fault of request `id` once it is in. */
+export const faultResultFile = (dir: string, id: string) => join(dir, `fault-${id}.json`);
 
 /** The pids of the stack's processes now (rewritten every second while it runs). */
 export const stackPidsFile = (dir: string) => join(dir, 'pids.json');

@@ -406,37 +406,8 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
       // Temporal server and workers stopped right after it for a while (the monitor cannot act
       // until they are back). zone-failure: every process of the primary's zone killed at once
       // (its nodes, its etcd member, its worker), back after a while. The last two are injected by
-      // the private stack's process, asked from the drill's host (in another zone).
-      const id = `${drillDir}-fault`;
-      const fault = await timed(
-        'inject',
-        async () =>
-          input.scenario === 'orchestrator-down'
-            ? stackFaultOn(input.queues[original]!).drillStackFault({
-                id,
-                kind: 'orchestrator',
-                node: original,
-                downMs: ORCHESTRATOR_DOWN_MS,
-              })
-            : input.scenario === 'zone-failure'
-              ? stackFaultOn(input.queues[hostNode]!).drillStackFault({
-                  id,
-                  kind: 'zone',
-                  node: original,
-                  downMs: ZONE_DOWN_MS,
-                })
-              : {
-                  ...(await injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' })),
-                  killed: [],
-                },
-        (f) =>
-          input.scenario === 'zone-failure'
-            ? `every process of zone ${'zone' in f ? f.zone : '?'} SIGKILLed at once (${f.killed.join(', ')}); started again after ${ZONE_DOWN_MS / 1000} s`
-            : `SIGKILL to ${original} (pid ${f.pid})` +
-              (input.scenario === 'orchestrator-down'
-                ? `; the stack's Temporal server and workers stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`
-                : ''),
-      );
+      // the private stack's process.
+      const fault = await timed('inject', injectKill, (f) => f.detail);
       faultAt = fault.at;
       await timed(
         'recover',
@@ -480,6 +451,38 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
     });
   }
   return done({ faultAt, measured, heal, ...(reasons.length ? { reasons } : {}) });
+
+  /** The kill of single-node, orchestrator-down or zone-failure: when it was in, and what it was. */
+  async function injectKill(): Promise<{ at: number; detail: string }> {
+    const id = `${drillDir}-fault`;
+    if (input.scenario === 'zone-failure') {
+      // Asked from the drill's host, in another zone than the one it kills.
+      const f = await stackFaultOn(input.queues[hostNode]!).drillStackFault({
+        id,
+        kind: 'zone',
+        node: original,
+        downMs: ZONE_DOWN_MS,
+      });
+      return {
+        at: f.at,
+        detail: `every process of zone ${f.zone} SIGKILLed at once (${f.killed.join(', ')}); started again after ${ZONE_DOWN_MS / 1000} s`,
+      };
+    }
+    if (input.scenario === 'orchestrator-down') {
+      const f = await stackFaultOn(input.queues[original]!).drillStackFault({
+        id,
+        kind: 'orchestrator',
+        node: original,
+        downMs: ORCHESTRATOR_DOWN_MS,
+      });
+      return {
+        at: f.at,
+        detail: `SIGKILL to ${original} (pid ${f.pid}); the stack's Temporal server and workers stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`,
+      };
+    }
+    const f = await injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' });
+    return { at: f.at, detail: `SIGKILL to ${original} (pid ${f.pid})` };
+  }
 
   /** Measurement and integrity checks, on the healed cluster. */
   async function afterHealing(
