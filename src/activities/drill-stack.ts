@@ -11,9 +11,11 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KimiclawDr, connectTemporal } from '../client';
 import { withoutOwnSettings } from '../dev/servers';
-import { loadConfig } from '../config';
+import { type Config, loadConfig } from '../config';
 import { alive, startDetached, stopDetached } from '../drill/detached';
-import { type DrillInput, drillWorkflowId, stackOnly } from '../drill/input';
+import { type DrillInput, type DrillScenario, drillWorkflowId, stackOnly } from '../drill/input';
+import { regionFailbackWorkflowId } from '../failover/region-input';
+import type { FailbackRegionResult } from '../workflows/region-failover';
 import type { DrillReport } from '../drill/report';
 import {
   type StackFault,
@@ -22,6 +24,7 @@ import {
   type StackSpec,
   faultRequestFile,
   faultResultFile,
+  stackConfigFile,
   stackPidsFile,
 } from '../drill/stack';
 import { STACK_ENV, STACK_PID_ENV } from '../drill/topology';
@@ -55,7 +58,20 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     const spec: StackSpec = {
       dir: f.dir,
       database: db.name,
-      nodes: db.nodes.map((n) => ({ id: n.id, ...(n.zone ? { zone: n.zone } : {}) })),
+      nodes: db.nodes.map((n) => ({
+        id: n.id,
+        ...(n.zone ? { zone: n.zone } : {}),
+        ...(n.region ? { region: n.region } : {}),
+      })),
+      ...(config.regions && config.regions.standby.length > 0
+        ? {
+            regions: {
+              primary: config.regions.primary,
+              standby: config.regions.standby.map((r) => r.name),
+              copyIntervalMs: Math.min(...config.regions.standby.map((r) => r.copyInterval)),
+            },
+          }
+        : {}),
       seed: input.seed,
       settings: {
         archiveInterval: config.archive.interval,
@@ -91,17 +107,46 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
   /**
    * Runs the drill's scenarios on the stack: a confirmed production drill of the copy, started on
    * the stack's own Temporal server (picked up again, not started twice, when this activity is
-   * retried after a worker was lost). Answers its report, passed or failed.
+   * retried after a worker was lost). region-failure runs last, as a drill of its own on the
+   * standby region's Temporal server (the one that survives the primary region, as an operator's
+   * would). Answers the report of them all, passed or failed.
    */
   async function drillStackRun(input: { drillId: string; drill: DrillInput }): Promise<{ report: DrillReport }> {
     const info = JSON.parse(await readFile(files(input.drillId).info, 'utf8')) as StackInfo;
     const stackConfig = loadConfig({ file: info.configFile, env: {} });
+    const scenarios = input.drill.scenarios ?? [];
+    const runs: Array<{ temporal: string; scenarios: DrillScenario[] }> = [];
+    const here = scenarios.filter((s) => s !== 'region-failure');
+    if (here.length > 0 || scenarios.length === 0) runs.push({ temporal: info.temporal, scenarios: here });
+    if (scenarios.includes('region-failure')) {
+      const standby = stackConfig.regions?.standby[0]?.name;
+      const temporal = standby && info.temporals?.[standby];
+      if (!temporal)
+        throw new InputProblem('scenarios', 'region-failure needs a standby region (declare one under "regions")');
+      runs.push({ temporal, scenarios: ['region-failure'] });
+    }
+    let report: DrillReport | undefined;
+    for (const run of runs) {
+      const objectives = Object.fromEntries(
+        Object.entries(input.drill.objectives ?? {}).filter(([s]) => run.scenarios.includes(s as DrillScenario)),
+      );
+      const ran = await runDrill(
+        { ...stackConfig, temporal: { ...stackConfig.temporal, address: run.temporal } },
+        { ...input.drill, ...(run.scenarios.length ? { scenarios: run.scenarios } : {}), objectives },
+      );
+      report = report ? joinReports(report, ran) : ran;
+    }
+    return { report: report! };
+  }
+
+  /** A confirmed production drill of the copy on one of the stack's Temporal servers; its report. */
+  async function runDrill(stackConfig: Config, drill: DrillInput): Promise<DrillReport> {
     const client = await connectTemporal(stackConfig);
     const ctx = Context.current();
     try {
       const dr = new KimiclawDr(client, stackConfig);
       const workflowId = drillWorkflowId(stackConfig.databases[0]!.name);
-      const handle = await dr.startDrill({ ...input.drill, target: 'production', confirmed: true }).catch((err) => {
+      const handle = await dr.startDrill({ ...drill, target: 'production', confirmed: true }).catch((err) => {
         if (err instanceof Error && /already running/.test(err.message)) return client.workflow.getHandle(workflowId);
         if (err instanceof WorkflowExecutionAlreadyStartedError) return client.workflow.getHandle(workflowId);
         throw err;
@@ -116,11 +161,11 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
       let unreachableSince: number | undefined;
       for (;;) {
         const done = await Promise.race([result, sleep(1_000).then(() => undefined)]);
-        if (done && 'report' in done) return { report: done.report };
+        if (done && 'report' in done) return done.report;
         if (done && 'err' in done) {
           // A drill that ran and missed an objective carries its report in the failure.
           const report = reportOf(done.err);
-          if (report) return { report };
+          if (report) return report;
           if (done.err instanceof WorkflowFailedError) throw done.err;
           unreachableSince ??= Date.now();
           if (Date.now() - unreachableSince > UNREACHABLE_MS) throw done.err;
@@ -199,7 +244,7 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     const dir = process.env[STACK_ENV];
     const stackPid = Number(process.env[STACK_PID_ENV]);
     if (!dir || !stackPid) {
-      throw new InputProblem('scenarios', stackOnly(input.kind === 'zone' ? 'zone-failure' : 'orchestrator-down')!);
+      throw new InputProblem('scenarios', stackOnly(FAULT_SCENARIO[input.kind])!);
     }
     const done = () =>
       readFile(faultResultFile(dir, input.id), 'utf8').then(
@@ -219,7 +264,58 @@ export function createDrillStackActivities({ config, node }: Pick<ActivityDeps, 
     }
   }
 
-  return { drillStackStart, drillStackRun, drillStackStop, drillStackFault };
+  /**
+   * Scenario region-failure, on a private stack's worker of the standby region: the primary region
+   * is back, and the drill moves the primary home as an operator would — failbackRegion on the
+   * primary region's Temporal server (its nodes rejoin there, its monitor takes over), under the
+   * drill's topology lease. Picked up again, not started twice, when retried.
+   */
+  async function drillStackFailback(input: {
+    cluster: string;
+    reason: string;
+    underLease: string;
+  }): Promise<FailbackRegionResult> {
+    const dir = process.env[STACK_ENV];
+    if (!dir) throw new InputProblem('scenarios', stackOnly('region-failure')!);
+    // The stack's configuration as written: the primary region's Temporal server.
+    const home = loadConfig({ file: stackConfigFile(dir), env: {} });
+    const toRegion = home.regions?.primary;
+    if (!toRegion) throw new Error('the private stack has no regions');
+    const client = await connectTemporal(home);
+    try {
+      const handle = await client.workflow.start('failbackRegion', {
+        taskQueue: home.temporal.taskQueue,
+        workflowId: regionFailbackWorkflowId(input.cluster),
+        args: [{ cluster: input.cluster, toRegion, confirm: true, reason: input.reason, underLease: input.underLease }],
+        workflowIdConflictPolicy: 'USE_EXISTING',
+      });
+      return await beating(() => handle.result() as Promise<FailbackRegionResult>);
+    } finally {
+      await client.connection.close();
+    }
+  }
+
+  return { drillStackStart, drillStackRun, drillStackStop, drillStackFault, drillStackFailback };
+}
+
+/** The scenario each kind of stack fault belongs to. */
+const FAULT_SCENARIO: Record<StackFaultRequest['kind'], DrillScenario> = {
+  orchestrator: 'orchestrator-down',
+  zone: 'zone-failure',
+  region: 'region-failure',
+};
+
+/** One report of the drills run one after the other on the stack's Temporal servers. */
+function joinReports(a: DrillReport, b: DrillReport): DrillReport {
+  const failed = [a, b].find((r) => r.status !== 'passed');
+  const errors = [a.error, b.error].filter(Boolean);
+  return {
+    ...a,
+    scenarios: [...a.scenarios, ...b.scenarios],
+    status: failed ? failed.status : 'passed',
+    ...(errors.length ? { error: errors.join('; ') } : {}),
+    ...(b.endedAt !== undefined ? { endedAt: b.endedAt } : {}),
+  };
 }
 
 function reportOf(err: unknown): DrillReport | undefined {

@@ -8,7 +8,7 @@ import { Context } from '@temporalio/activity';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { clusterOfConfig } from '../cluster';
-import { nodeTaskQueue } from '../config';
+import { homeRegion, nodeTaskQueue } from '../config';
 import { ledgerEventsOn } from '../dev/cluster-writer';
 import { type DrillPlan, DrillInputSchema, planDrill } from '../drill/input';
 import { readLedger } from '../drill/ledger-file';
@@ -29,6 +29,8 @@ export interface PlannedDrill extends DrillPlan {
   /** Each node's task queue (its host's worker). */
   queues: Record<string, string>;
   healDeadlineMs: number;
+  /** With regions: each node's region, and the region this worker (and the drill's Temporal) runs in. */
+  regions?: { of: Record<string, string>; here: string };
 }
 
 export function createDrillActivities(
@@ -52,6 +54,14 @@ export function createDrillActivities(
       ...plan,
       queues: Object.fromEntries(db.nodes.map((n) => [n.id, nodeTaskQueue(config, n)])),
       healDeadlineMs: config.drills.healDeadline,
+      ...(config.regions
+        ? {
+            regions: {
+              of: Object.fromEntries(db.nodes.map((n) => [n.id, n.region ?? config.regions!.primary])),
+              here: homeRegion(config)!,
+            },
+          }
+        : {}),
     };
   }
 

@@ -4,13 +4,19 @@
  * mode it gets when this one is primary (a restart keeps the roles stored in the files).
  */
 export function replicationArgs(
-  layout: ReadonlyArray<{ id: string; url: string; zone?: string }>,
+  layout: ReadonlyArray<{ id: string; url: string; zone?: string; region?: string }>,
   i: number,
 ): string[] {
   const zoneOf = (k: number) => layout[k]!.zone;
   // Its synchronous replica when it is primary: the first node of another zone (any other node
-  // without zones); the monitor moves the role to another zone than the primary's.
-  const sync = layout.findIndex((_, j) => j !== i && (zoneOf(j) === undefined || zoneOf(j) !== zoneOf(i)));
+  // without zones) in its own region (a node of another region is never synchronous); the monitor
+  // moves the role to another zone than the primary's.
+  const sync = layout.findIndex(
+    (other, j) =>
+      j !== i &&
+      (other.region === undefined || other.region === layout[i]!.region) &&
+      (zoneOf(j) === undefined || zoneOf(j) !== zoneOf(i)),
+  );
   return [
     '--role',
     i === 0 ? 'primary' : 'replica',

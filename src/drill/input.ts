@@ -152,6 +152,8 @@ export interface DrillPlan {
 export const STACK_ONLY_SCENARIOS: Readonly<Partial<Record<DrillScenario, string>>> = {
   'zone-failure': 'kills every process of a zone (its nodes, its etcd member, its worker)',
   'orchestrator-down': "stops the drill's own Temporal server and worker",
+  'region-failure':
+    'stops every process of a region (its nodes, etcd members, workers, object store and Temporal server)',
 };
 
 /** Why `scenario` runs on a private stack only, or undefined when it runs anywhere. */

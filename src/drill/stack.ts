@@ -4,11 +4,15 @@
  * (supervised like systemd would), kimiclaw-dr workers, token, directories and ports — its first
  * node seeded with a database restored (and verified) from the real cluster's newest backups, the
  * other nodes rebuilt from it by the stack's own monitor. A cluster in one zone gets a file as its
- * config center and one worker; a cluster in several zones gets what a zone needs to fail on its
- * own: an etcd member per zone (and a witness when there are two), a worker per zone serving its
- * nodes, and nodes that hold their leadership lease with the etcd majority. Scenarios that kill a
- * node, a zone, Temporal or a worker kill the private ones. Run by stack-main.ts, a process of its
- * own; everything lives under one directory, removed when the stack stops.
+ * config center and one worker; a cluster in several zones (or regions) gets what a zone needs to
+ * fail on its own: an etcd member per zone (per region for nodes without a zone) and witnesses
+ * enough for the majority to outlive any one zone and the primary region, a worker per zone
+ * serving its nodes, and nodes that hold their leadership lease with the etcd majority. A cluster
+ * with a standby region gets a Temporal server and an object store in each region (the primary
+ * region's store copied to the others by copyToRegion), and its workers run in their region
+ * (DR_REGION) on their region's Temporal. Scenarios that kill a node, a zone, a region, Temporal or
+ * a worker kill the private ones. Run by stack-main.ts, a process of its own; everything lives
+ * under one directory, removed when the stack stops.
  */
 import { randomBytes } from 'node:crypto';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
@@ -23,11 +27,14 @@ import { NodeProcess } from '../dev/node-process';
 import { superviseNodes } from '../dev/node-supervisor';
 import {
   type DrWorkerProcess,
+  type TemporalDevServer,
+  type Versitygw,
   createBucket,
   startDrWorker,
   startTemporalDevServer,
   startVersitygw,
 } from '../dev/servers';
+import { regionCopyWorkflowId } from '../region/copy-plan';
 import { ensureTokenFile } from '../dev/token-file';
 import { openDatabase, withConnection } from '../duckdb/open';
 import { SET_STATE_SQL, STATE_ROLE } from '../duckdb/schema';
@@ -43,7 +50,9 @@ export interface StackSpec {
   dir: string;
   /** The cluster's database name; the private nodes carry the real nodes' ids and zones. */
   database: string;
-  nodes: Array<{ id: string; zone?: string }>;
+  nodes: Array<{ id: string; zone?: string; region?: string }>;
+  /** The cluster's regions as declared (each node names one of them); absent: one region. */
+  regions?: { primary: string; standby: string[]; copyIntervalMs: number };
   /** A verified database file restored from the real cluster's backups; moved into the first node. */
   seed: string;
   /** Settings carried over from the real cluster's configuration, in milliseconds. */
@@ -62,7 +71,10 @@ export interface StackSpec {
 /** What the drill needs to drive the stack, and every process it runs (for a teardown after a crash). */
 export interface StackInfo {
   configFile: string;
+  /** The primary region's Temporal server (the only one without regions). */
   temporal: string;
+  /** With regions: each region's Temporal server, by region. */
+  temporals?: Record<string, string>;
   primary: string;
   pids: Record<string, number>;
   /** Seconds from the start to a steady cluster. */
@@ -73,16 +85,19 @@ export interface StackInfo {
  * A fault only the stack's own process can inject (it runs every process of the stack), asked by a
  * scenario through the stack's worker:
  * - `orchestrator` (orchestrator-down, "the orchestrator was in the failed zone"): SIGKILL to
- *   `node` (its supervisor holds off as if its host were gone), the stack's Temporal server and
- *   every worker stopped for `downMs` and started again (the same history file and port), then the
+ *   `node` (its supervisor holds off as if its host were gone), its region's Temporal server and
+ *   workers stopped for `downMs` and started again (the same history file and port), then the
  *   node's supervisor lets it start;
  * - `zone` (zone-failure): every process of `node`'s zone SIGKILLed at once — its nodes (held off by
- *   the supervisor), its etcd member, its worker — and started again after `downMs`.
+ *   the supervisor), its etcd member, its worker — and started again after `downMs`;
+ * - `region` (region-failure): every process of `node`'s region at once — its nodes, etcd members
+ *   and workers SIGKILLed, its object store and Temporal server stopped — and started again after
+ *   `downMs`.
  * `id` names the request: asked again with the same id, the stack injects nothing more.
  */
 export interface StackFaultRequest {
   id: string;
-  kind: 'orchestrator' | 'zone';
+  kind: 'orchestrator' | 'zone' | 'region';
   node: string;
   downMs: number;
 }
@@ -93,6 +108,7 @@ export interface StackFault {
   pid: number;
   killed: string[];
   zone?: string;
+  region?: string;
 }
 
 export interface RunningStack {
@@ -107,12 +123,15 @@ export const faultRequestFile = (dir: string) => join(dir, 'fault-request.json')
 /** Where the stack's process tells the fault of request `id` once it is in. */
 export const faultResultFile = (dir: string, id: string) => join(dir, `fault-${id}.json`);
 
+/** The stack's configuration (its own Temporal servers, stores, config center and nodes). */
+export const stackConfigFile = (dir: string) => join(dir, 'kimiclaw-dr.json');
+
 /** The pids of the stack's processes now (rewritten every second while it runs). */
 export const stackPidsFile = (dir: string) => join(dir, 'pids.json');
 
 /** The leadership lease of the stack's nodes when it has zones (a primary cut off fences itself). */
 const LEADER_TTL = '3s';
-/** The etcd member that breaks a tie between two zones. */
+/** An etcd member in no zone or region of the cluster's, for the majority (a tie between two zones, the primary region's loss). */
 const WITNESS = 'witness';
 const ms = (n: number) => `${n}ms`;
 
@@ -127,26 +146,54 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     await rm(spec.dir, { recursive: true, force: true });
   };
   try {
-    const startTemporal = (port?: number) =>
-      startTemporalDevServer({
-        dbFile: join(spec.dir, 'temporal.db'),
-        uiPort: false,
-        port,
-        logFile: join(spec.dir, 'temporal.log'),
+    // A Temporal server and an object store per region (one of each without regions).
+    const regions = spec.regions ? [spec.regions.primary, ...spec.regions.standby] : [undefined];
+    const home = regions[0];
+    const sites = new Map<string | undefined, Site>();
+    for (const region of regions) {
+      const suffix = region === undefined || region === home ? '' : `-${region}`;
+      const startTemporal = (port?: number) =>
+        startTemporalDevServer({
+          dbFile: join(spec.dir, `temporal${suffix}.db`),
+          uiPort: false,
+          port,
+          logFile: join(spec.dir, `temporal${suffix}.log`),
+        });
+      const site = { startTemporal, temporal: await startTemporal() } as Site;
+      // Replaced when a scenario stops it and starts it again.
+      stops.push({ name: `Temporal dev server${suffix}`, stop: () => site.temporal.stop() });
+      const creds = { accessKey: 'drill', secretKey: randomBytes(24).toString('base64url') };
+      site.bucket = `drill${suffix}`;
+      site.s3 = await startVersitygw({
+        dir: join(spec.dir, `s3${suffix}`),
+        ...creds,
+        logFile: join(spec.dir, `s3${suffix}.log`),
       });
-    // The orchestrator, replaced when an outage scenario stops and starts it again.
-    const orchestrator = { temporal: await startTemporal() };
-    stops.push({ name: 'Temporal dev server', stop: () => orchestrator.temporal.stop() });
-    const s3Creds = { accessKey: 'drill', secretKey: randomBytes(24).toString('base64url') };
-    const s3 = await startVersitygw({ dir: join(spec.dir, 's3'), ...s3Creds, logFile: join(spec.dir, 's3.log') });
-    stops.push({ name: 'S3 server', stop: () => s3.stop() });
-    await createBucket(s3.endpoint, s3Creds, 'drill');
+      stops.push({ name: `S3 server${suffix}`, stop: () => site.s3.stop() });
+      await createBucket(site.s3.endpoint, creds, site.bucket);
+      site.storage = {
+        endpoint: site.s3.endpoint,
+        bucket: site.bucket,
+        accessKeyId: creds.accessKey,
+        secretAccessKey: creds.secretKey,
+      };
+      sites.set(region, site);
+    }
+    const primarySite = sites.get(home)!;
 
-    // Zones: an etcd member in each (and a witness to break a tie between two).
-    const zones = [...new Set(spec.nodes.flatMap((n) => (n.zone ? [n.zone] : [])))];
+    // Places: a node's zone, else its region. An etcd member in each place, and witnesses until
+    // the loss of any one place, or of the primary region, leaves a majority.
+    const placeOf = (n: { zone?: string; region?: string }) => n.zone ?? n.region;
+    const places = [...new Set(spec.nodes.flatMap((n) => (placeOf(n) ? [placeOf(n)!] : [])))];
     let etcd: EtcdCluster | undefined;
-    if (zones.length >= 2) {
-      const names = zones.length === 2 ? [...zones, zones.includes(WITNESS) ? `${WITNESS}-0` : WITNESS] : zones;
+    if (places.length >= 2) {
+      const inHome = places.filter((p) => spec.nodes.some((n) => placeOf(n) === p && n.region === home)).length;
+      const names = [...places];
+      for (let k = 1; names.length < 3 || (spec.regions && 2 * inHome >= names.length); k++) {
+        names.push(k === 1 ? WITNESS : `${WITNESS}-${k}`);
+      }
+      if (new Set(names).size !== names.length)
+        throw new Error(`a zone or region of ${spec.database} is named like a witness`);
       etcd = await startEtcdCluster({ names, root: join(spec.dir, 'etcd') });
       stops.push({ name: 'etcd', stop: () => etcd!.stop() });
     }
@@ -154,9 +201,12 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     const tokenFile = join(spec.dir, 'node-token');
     await ensureTokenFile(tokenFile);
     const root = join(spec.dir, 'nodes');
-    const layout = await Promise.all(
-      spec.nodes.map(async (n) => ({ ...n, url: `http://127.0.0.1:${await freePort()}` })),
-    );
+    // The seed goes to a node of the primary region.
+    const ordered = [
+      ...spec.nodes.filter((n) => n.region === undefined || n.region === home),
+      ...spec.nodes.filter((n) => n.region !== undefined && n.region !== home),
+    ];
+    const layout = await Promise.all(ordered.map(async (n) => ({ ...n, url: `http://127.0.0.1:${await freePort()}` })));
     const nodes = layout.map((l, i) => {
       const node = new NodeProcess(l.id, root, spec.database, Number(new URL(l.url).port));
       node.logFile = join(root, `${l.id}.log`);
@@ -179,15 +229,10 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     const supervisor = superviseNodes(nodes, { delayMs: 2_000, start: (n) => n.start(), say });
     stops.push({ name: 'node supervisor', stop: async () => supervisor.stop() });
 
-    const configFile = join(spec.dir, 'kimiclaw-dr.json');
+    const configFile = stackConfigFile(spec.dir);
     const raw = {
-      temporal: { address: orchestrator.temporal.address },
-      storage: {
-        endpoint: s3.endpoint,
-        bucket: 'drill',
-        accessKeyId: s3Creds.accessKey,
-        secretAccessKey: s3Creds.secretKey,
-      },
+      temporal: { address: primarySite.temporal.address },
+      storage: primarySite.storage,
       databases: [
         {
           name: spec.database,
@@ -196,13 +241,33 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
             url: l.url,
             dataDir: nodes[i]!.dataDir,
             ...(l.zone ? { zone: l.zone } : {}),
+            ...(l.region ? { region: l.region } : {}),
           })),
         },
       ],
+      ...(spec.regions
+        ? {
+            regions: {
+              primary: spec.regions.primary,
+              standby: spec.regions.standby.map((name) => ({
+                name,
+                storage: sites.get(name)!.storage,
+                copyInterval: ms(spec.regions!.copyIntervalMs),
+              })),
+            },
+          }
+        : {}),
       archive: { interval: ms(spec.settings.archiveInterval) },
       cluster: {
         configCenter: etcd
-          ? { kind: 'etcd', endpoints: etcd.members.map((m) => ({ url: m.endpoint, zone: m.name })), timeoutMs: 1_000 }
+          ? {
+              kind: 'etcd',
+              endpoints: etcd.members.map((m) => ({
+                url: m.endpoint,
+                ...(spec.nodes.some((n) => n.zone === m.name) ? { zone: m.name } : {}),
+              })),
+              timeoutMs: 1_000,
+            }
           : { kind: 'file', path: join(spec.dir, 'config-center.json') },
         probeInterval: ms(spec.settings.probeInterval),
         replicaSilence: ms(spec.settings.replicaSilence),
@@ -217,12 +282,15 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     await writeFile(configFile, `${JSON.stringify(raw, null, 2)}\n`, { mode: 0o600 });
     const config = loadConfig({ file: configFile, env: {} });
 
-    // A worker per zone serving the nodes of its zone (one for all without zones); each also
-    // serves the cluster's shared task queue.
-    const groups: Array<{ name: string; zone?: string; nodes?: string[] }> = etcd
-      ? zones.map((z) => ({ name: `worker ${z}`, zone: z, nodes: layout.filter((l) => l.zone === z).map((l) => l.id) }))
-      : [{ name: 'worker' }];
-    const startWorker = (g: (typeof groups)[number]) =>
+    // A worker per place serving the nodes there (one for all without places), in its region, on
+    // its region's Temporal; each also serves the cluster's shared task queue.
+    const groups: Group[] = etcd
+      ? places.map((p) => {
+          const here = layout.filter((l) => placeOf(l) === p);
+          return { name: `worker ${p}`, place: p, region: here[0]!.region, nodes: here.map((l) => l.id) };
+        })
+      : [{ name: 'worker', region: home }];
+    const startWorker = (g: Group) =>
       startDrWorker({
         configFile,
         // Its worker knows it runs a private stack (orchestrator-down may run) and whom to ask.
@@ -230,11 +298,13 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
           [STACK_ENV]: spec.dir,
           [STACK_PID_ENV]: String(process.pid),
           ...(g.nodes ? { DR_NODES: g.nodes.join(',') } : {}),
+          ...(spec.regions && g.region ? { DR_REGION: g.region } : {}),
+          ...(g.region !== home ? { TEMPORAL_ADDRESS: sites.get(g.region)!.temporal.address } : {}),
         },
-        logFile: join(spec.dir, g.zone ? `worker-${g.zone}.log` : 'worker.log'),
+        logFile: join(spec.dir, g.place ? `worker-${g.place}.log` : 'worker.log'),
       });
     const workers = new Map<string, DrWorkerProcess>();
-    const startWorkers = (which: typeof groups) =>
+    const startWorkers = (which: Group[]) =>
       Promise.all(which.map(async (g) => workers.set(g.name, await startWorker(g))));
     for (const g of groups) stops.push({ name: g.name, stop: async () => workers.get(g.name)?.stop() });
     await startWorkers(groups);
@@ -243,6 +313,14 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       const dr = new KimiclawDr(client, config);
       await dr.ensureLogArchive(spec.database);
       await dr.ensureMonitor(spec.database);
+      // The primary region's store is copied to the standby regions', as in production.
+      for (const region of spec.regions?.standby ?? []) {
+        await client.workflow.start('copyToRegion', {
+          taskQueue: config.temporal.taskQueue,
+          workflowId: regionCopyWorkflowId(region),
+          args: [{ region }],
+        });
+      }
     } finally {
       await client.connection.close();
     }
@@ -253,7 +331,12 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       );
     }
     const pidsNow = () => {
-      const pids: Record<string, number> = { temporal: orchestrator.temporal.pid, s3: s3.pid };
+      const pids: Record<string, number> = {};
+      for (const [region, site] of sites) {
+        const suffix = region === undefined || region === home ? '' : ` ${region}`;
+        pids[`temporal${suffix}`] = site.temporal.pid;
+        pids[`s3${suffix}`] = site.s3.pid;
+      }
       for (const [name, w] of workers) pids[name] = w.pid;
       for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
       for (const n of nodes) pids[`node ${n.id}`] = n.pid ?? 0;
@@ -268,72 +351,131 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     }, 1_000);
     stops.push({ name: 'pid record', stop: async () => clearInterval(recording) });
 
+    /** A Temporal server stopped and started again on the same port and history file. */
+    const restartTemporal = async (site: Site, downMs: number) => {
+      const port = Number(site.temporal.address.split(':').pop());
+      await site.temporal.stop();
+      await sleep(downMs);
+      site.temporal = await site.startTemporal(port);
+    };
+    const inRegion = (region: string | undefined) => (g: Group) => !spec.regions || g.region === region;
+
     const orchestratorDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
       const node = nodes.find((n) => n.id === request.node);
       if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
-      // Its host is lost with the orchestrator: not started again until the orchestrator is back.
+      // Its host is lost with the orchestrator (its region's Temporal server and workers): not
+      // started again until the orchestrator is back.
+      const region = layout.find((l) => l.id === node.id)?.region ?? home;
+      const site = sites.get(region)!;
+      const theirs = groups.filter(inRegion(region));
       const pid = node.pid;
       supervisor.hold(node.id);
       process.kill(pid, 'SIGKILL');
-      await faulted({ at: Date.now(), pid, killed: [`node ${node.id}`, 'Temporal', ...workers.keys()] });
+      await faulted({ at: Date.now(), pid, killed: [`node ${node.id}`, 'Temporal', ...theirs.map((g) => g.name)] });
       // A moment for the activity that asked to report back before its worker goes.
       await sleep(500);
       say(`orchestrator down for ${request.downMs} ms: workers killed, Temporal stopped`);
-      await Promise.all([...workers.values()].map((w) => w.kill()));
-      const port = Number(orchestrator.temporal.address.split(':').pop());
-      await orchestrator.temporal.stop();
-      await sleep(request.downMs);
-      orchestrator.temporal = await startTemporal(port);
-      await startWorkers(groups);
+      await Promise.all(theirs.map((g) => workers.get(g.name)!.kill()));
+      await restartTemporal(site, request.downMs);
+      await startWorkers(theirs);
       supervisor.release(node.id);
       say('orchestrator back: Temporal and the workers started again');
     };
-    const zoneDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
-      const zone = layout.find((l) => l.id === request.node)?.zone;
-      const member = etcd?.members.find((m) => m.name === zone);
-      const group = groups.find((g) => g.zone !== undefined && g.zone === zone);
-      if (!zone || !member || !group) throw new Error(`node ${request.node} of the stack is in no zone of its own`);
-      const inZone = nodes.filter((_, i) => layout[i]!.zone === zone);
+    /** Every process of one place (a zone) or of one region at once, all back after `downMs`. */
+    const placeDown = async (
+      request: StackFaultRequest,
+      faulted: (f: StackFault) => Promise<void>,
+      what: { zone?: string; region?: string },
+    ) => {
+      const where = (l: { zone?: string; region?: string }) =>
+        what.region !== undefined ? l.region === what.region : placeOf(l) === what.zone;
+      const theirPlaces = places.filter((p) => layout.some((l) => placeOf(l) === p && where(l)));
+      const members = (etcd?.members ?? []).filter((m) => theirPlaces.includes(m.name));
+      const theirGroups = groups.filter((g) => g.place !== undefined && theirPlaces.includes(g.place));
+      const site = what.region !== undefined ? sites.get(what.region) : undefined;
+      const label = what.region !== undefined ? `region ${what.region}` : `zone ${what.zone}`;
+      if (members.length === 0 || theirGroups.length === 0) {
+        throw new Error(`node ${request.node} of the stack is in no ${label} of its own`);
+      }
+      const down = nodes.filter((_, i) => where(layout[i]!));
       const node = nodes.find((n) => n.id === request.node);
       if (!node?.pid) throw new Error(`node ${request.node} of the stack is not running`);
       const pid = node.pid;
       const at = Date.now();
-      // Every process of the zone at once; its nodes' supervisor holds off (their hosts are gone).
-      for (const n of inZone) supervisor.hold(n.id);
-      const killed = inZone.filter((n) => n.pid);
+      // Every process at once; the nodes' supervisor holds off (their hosts are gone).
+      for (const n of down) supervisor.hold(n.id);
+      const killed = down.filter((n) => n.pid);
       for (const n of killed) process.kill(n.pid!, 'SIGKILL');
-      await Promise.all([member.kill(), workers.get(group.name)!.kill()]);
+      await Promise.all([
+        ...members.map((m) => m.kill()),
+        ...theirGroups.map((g) => workers.get(g.name)!.kill()),
+        ...(site ? [site.s3.stop(), site.temporal.stop()] : []),
+      ]);
       await faulted({
         at,
         pid,
-        zone,
-        killed: [...killed.map((n) => `node ${n.id}`), `etcd member ${member.name}`, group.name],
+        ...what,
+        killed: [
+          ...killed.map((n) => `node ${n.id}`),
+          ...members.map((m) => `etcd member ${m.name}`),
+          ...theirGroups.map((g) => g.name),
+          ...(site ? ['object store', 'Temporal server'] : []),
+        ],
       });
-      say(
-        `zone ${zone} down for ${request.downMs} ms: ${killed.map((n) => n.id).join(', ')}, etcd ${member.name}, ${group.name}`,
-      );
+      say(`${label} down for ${request.downMs} ms: ${killed.map((n) => n.id).join(', ')}`);
       await sleep(request.downMs);
-      // The zone comes back as a whole: its nodes (started by their supervisor), etcd member, worker.
-      for (const n of inZone) supervisor.release(n.id);
-      await Promise.all([member.restart(), startWorkers([group])]);
-      say(`zone ${zone} back`);
+      // It comes back as a whole: store and Temporal first, then etcd, workers and nodes.
+      if (site) {
+        const port = Number(site.temporal.address.split(':').pop());
+        await Promise.all([site.s3.start(), site.startTemporal(port).then((t) => (site.temporal = t))]);
+      }
+      for (const n of down) supervisor.release(n.id);
+      await Promise.all([...members.map((m) => m.restart()), startWorkers(theirGroups)]);
+      say(`${label} back`);
     };
     return {
       info: {
         configFile,
-        temporal: orchestrator.temporal.address,
+        temporal: primarySite.temporal.address,
+        ...(spec.regions
+          ? { temporals: Object.fromEntries([...sites].map(([r, site]) => [r!, site.temporal.address])) }
+          : {}),
         primary: steady.primary,
         pids,
         startSeconds: (Date.now() - began) / 1000,
       },
       stop,
-      fault: (request, faulted) =>
-        request.kind === 'zone' ? zoneDown(request, faulted) : orchestratorDown(request, faulted),
+      fault: (request, faulted) => {
+        const at = layout.find((l) => l.id === request.node);
+        if (request.kind === 'zone') return placeDown(request, faulted, { zone: at?.zone });
+        if (request.kind === 'region') {
+          if (!at?.region) throw new Error(`node ${request.node} of the stack is in no region`);
+          return placeDown(request, faulted, { region: at.region });
+        }
+        return orchestratorDown(request, faulted);
+      },
     };
   } catch (err) {
     await stop();
     throw err;
   }
+}
+
+/** A region's Temporal server and object store. */
+interface Site {
+  startTemporal: (port?: number) => Promise<TemporalDevServer>;
+  temporal: TemporalDevServer;
+  s3: Versitygw;
+  bucket: string;
+  storage: { endpoint: string; bucket: string; accessKeyId: string; secretAccessKey: string };
+}
+
+/** The worker of a place (a zone, or a region without zones), or the one worker of a stack without places. */
+interface Group {
+  name: string;
+  place?: string;
+  region?: string;
+  nodes?: string[];
 }
 
 /**

@@ -26,7 +26,16 @@ export const FailoverRegionInputSchema = z
   .strict();
 export type FailoverRegionInput = z.input<typeof FailoverRegionInputSchema>;
 
-export const FailbackRegionInputSchema = z.object(regionMove).strict();
+export const FailbackRegionInputSchema = z
+  .object({
+    ...regionMove,
+    /**
+     * The holder of the topology lease the failback's switchover runs under (a drill that holds
+     * it while it heals); left out, the switchover takes the lease itself.
+     */
+    underLease: z.string().min(1).optional(),
+  })
+  .strict();
 export type FailbackRegionInput = z.input<typeof FailbackRegionInputSchema>;
 
 /** One region move per cluster at a time, on each region's Temporal. */

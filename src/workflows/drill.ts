@@ -39,6 +39,7 @@ import {
   onHost,
   retake,
   stackFaultOn,
+  stackOn,
 } from './drill-proxies';
 import { isolatedDrill } from './drill-isolated';
 import type { DrillInput, DrillScenario, Objective } from '../drill/input';
@@ -53,6 +54,8 @@ import {
   judge,
 } from '../drill/report';
 import { switchoverWorkflowId } from '../failover/input';
+import { regionFailoverWorkflowId } from '../failover/region-input';
+import { failoverRegion } from './region-failover';
 import { backupWorkflowId, restoreWorkflowId } from '../backup/ids';
 import { backup } from './backup';
 import { restore } from './restore';
@@ -66,12 +69,15 @@ const BUILT_SCENARIOS: readonly DrillScenario[] = [
   'damaged-file',
   'bad-writes',
   'zone-failure',
+  'region-failure',
   'orchestrator-down',
 ];
 /** How long orchestrator-down keeps the stack's Temporal server and workers stopped. */
 const ORCHESTRATOR_DOWN_MS = 15_000;
 /** How long zone-failure keeps the zone's processes down. */
 const ZONE_DOWN_MS = 10_000;
+/** How long region-failure keeps the region's processes, store and Temporal server down. */
+const REGION_DOWN_MS = 10_000;
 /** How long a scenario asks for a steady cluster before it gives up, injecting nothing. */
 const STEADY_WAIT_MS = 30_000;
 /** How many bad batches a bad-writes drill writes (and its repair leaves out). */
@@ -89,6 +95,8 @@ export interface DrillScenarioInput {
   healDeadlineMs: number;
   /** The drill's hold on the topology lease: its steady-state checks and its switchover back run under it. */
   leaseHolder: string;
+  /** With regions: each node's region, and the region this drill runs in. */
+  regions?: { of: Record<string, string>; here: string };
 }
 
 export async function drill(input: DrillInput = {}): Promise<DrillReport> {
@@ -191,6 +199,7 @@ export async function drill(input: DrillInput = {}): Promise<DrillReport> {
             queues: plan.queues,
             healDeadlineMs: plan.healDeadlineMs,
             leaseHolder: holder,
+            ...(plan.regions ? { regions: plan.regions } : {}),
           },
         ],
         // A cancelled drill cancels the scenario, which heals before it ends.
@@ -303,8 +312,18 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
     });
   }
   const original = start.primary;
-  // The drill's files and its load live on the standby's host: a host the fault does not touch.
-  const hostNode = start.standbys[0]!;
+  // The drill's files and its load live on the standby's host: a host the fault does not touch
+  // (for region-failure, a node of the region this drill runs in, which takes over).
+  const chosenHost = input.scenario === 'region-failure' ? regionHost(input, original) : start.standbys[0]!;
+  if (chosenHost === undefined) {
+    return done({
+      heal: { healed: true, attempts: 0, detail: 'no fault was injected' },
+      reasons: [
+        `region-failure runs on the Temporal server of a standby region (with its workers), not of region ${input.regions?.of[original] ?? '?'} that holds the primary ${original}; no fault injected`,
+      ],
+    });
+  }
+  const hostNode: string = chosenHost;
   const host = onHost(input.queues[hostNode]!);
   const drillDir = `${input.drillId}-${input.scenario}`;
   let load: { pid: number; ledger: string; startLsn: number } | undefined;
@@ -312,6 +331,8 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
   let detectedAt: number | undefined;
   let measured: Measured | undefined;
   let heal: Healing | undefined;
+  /** region-failure: the primary was moved to this drill's region (failoverRegion started). */
+  let movedRegion = false;
   const reasons: string[] = [];
   // Detection happens while the scenario waits for recovery: a phase of its own, from the fault.
   const detected = (at: number, detail: string) => {
@@ -401,6 +422,52 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           `(${(repaired.leftOut ?? []).reduce((n, r) => n + r.events, 0)} events); ` +
           `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
+    } else if (input.scenario === 'region-failure') {
+      const fault = await timed(
+        'inject',
+        () =>
+          stackFaultOn(input.queues[hostNode]!).drillStackFault({
+            id: `${drillDir}-fault`,
+            kind: 'region',
+            node: original,
+            downMs: REGION_DOWN_MS,
+          }),
+        (f) =>
+          `every process of region ${f.region} stopped at once (${f.killed.join(', ')}); started again after ${REGION_DOWN_MS / 1000} s`,
+      );
+      faultAt = fault.at;
+      // An operator would be alerted by the probes, then decide: the drill decides at once.
+      const lost = await awaitUnsteady(input, input.objective.rtoMs + 120_000);
+      detected(lost.at, `the primary's region stopped answering (${lost.why}); failoverRegion started at once`);
+      const here = input.regions!.here;
+      await timed(
+        'recover',
+        async () => {
+          movedRegion = true;
+          const moved = await executeChild(failoverRegion, {
+            workflowId: regionFailoverWorkflowId(input.cluster),
+            args: [
+              {
+                cluster: input.cluster,
+                toRegion: here,
+                confirm: true,
+                reason: `drill ${input.drillId}: region ${fault.region} lost`,
+              },
+            ],
+          });
+          const first = await host.drillAwaitAcks({
+            ledger,
+            after: fault.at,
+            afterEpoch: start.epoch,
+            count: 20,
+            timeoutMs: recoverTimeoutMs,
+          });
+          return { moved, first };
+        },
+        ({ moved, first }) =>
+          `failoverRegion ${moved.method} ${moved.newPrimary} at epoch ${moved.epoch} in ${moved.rtoSeconds} s; ` +
+          `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
+      );
     } else {
       // single-node: the primary SIGKILLed. orchestrator-down: the same kill, with the stack's
       // Temporal server and workers stopped right after it for a while (the monitor cannot act
@@ -440,7 +507,13 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
       if (load) await host.drillLoadStop({ pid: load.pid }).catch(() => undefined);
       heal = await timed(
         'heal',
-        () => healCluster(input, original),
+        async () => {
+          // The primary moved to another region: the region comes back, and the drill moves the
+          // primary home (failbackRegion on that region's Temporal), then heals as any scenario.
+          const back = movedRegion ? await failBack(input, hostNode, original) : undefined;
+          const healed = await healCluster(input, original);
+          return back ? { ...healed, detail: `${back}; ${healed.detail}` } : healed;
+        },
         (h) => h.detail,
       ).catch((err: unknown): Healing => ({ healed: false, attempts: 0, detail: failureText(err) }));
       // Checks that fail are reasons in the report, not a drill that ends without one.
@@ -538,6 +611,48 @@ async function steadyWithin(input: DrillScenarioInput): Promise<SteadyState> {
     if (now.steady || Date.now() >= deadline) return now;
     await sleep('2s');
   }
+}
+
+/** region-failure's host: a node of the region this drill runs in, not in the primary's region. */
+function regionHost(input: DrillScenarioInput, primary: string): string | undefined {
+  const r = input.regions;
+  if (!r || r.of[primary] === r.here) return undefined;
+  return Object.keys(r.of).find((n) => r.of[n] === r.here && input.queues[n]);
+}
+
+/** Probes the cluster until it is no longer steady (the fault is seen); when, and why. */
+async function awaitUnsteady(input: DrillScenarioInput, timeoutMs: number): Promise<{ at: number; why: string }> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const now = await control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder });
+    if (!now.steady) return { at: Date.now(), why: now.problems[0] ?? 'not steady' };
+    if (Date.now() > deadline) throw ApplicationFailure.nonRetryable('the fault was not seen by the probes');
+    await sleep('200ms');
+  }
+}
+
+/**
+ * region-failure's healing: failbackRegion on the primary region's Temporal server once it is back
+ * (asked of this region's worker on the host), tried again until it moved the primary home or the
+ * heal deadline passed. Says what it did.
+ */
+async function failBack(input: DrillScenarioInput, hostNode: string, original: string): Promise<string> {
+  const deadline = Date.now() + input.healDeadlineMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const back = await stackOn(input.queues[hostNode]!, 3).drillStackFailback({
+        cluster: input.cluster,
+        reason: `drill ${input.drillId}: back to region ${input.regions?.of[original]}`,
+        underLease: input.leaseHolder,
+      });
+      return `failbackRegion moved the primary ${back.from} → ${back.to} at epoch ${back.epoch} (writes paused ${back.writePauseMs} ms)`;
+    } catch (err) {
+      last = failureText(err);
+      await sleep('2s');
+    }
+  }
+  return `failbackRegion did not complete by the deadline: ${last}`;
 }
 
 /**

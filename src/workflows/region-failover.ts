@@ -371,7 +371,14 @@ export async function failbackRegion(input: FailbackRegionInput): Promise<Failba
     const target = rejoined.sort((a, b) => b.lsn - a.lsn)[0]!.node;
     const moved = await executeChild(switchover, {
       workflowId: switchoverWorkflowId(plan.cluster, new Date()),
-      args: [{ cluster: plan.cluster, to: target, reason: request.reason ?? `failback to region ${plan.toRegion}` }],
+      args: [
+        {
+          cluster: plan.cluster,
+          to: target,
+          reason: request.reason ?? `failback to region ${plan.toRegion}`,
+          ...(request.underLease ? { underLease: request.underLease } : {}),
+        },
+      ],
     });
     // This region's store takes what the other region's received meanwhile (the new history,
     // retirements, backups) before this region archives into it again.
