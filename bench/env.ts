@@ -138,7 +138,7 @@ export interface ClusterBenchEnv {
   /** The generated file both nodes started from, and its last LSN (the ledgers' events lie beyond it). */
   seedPath: string;
   seedLsn: number;
-  /** Restarts both nodes (replica first) with other extra flags, e.g. another --scrub-interval. */
+  /** Restarts the nodes (replicas first) with other extra flags, e.g. another --scrub-interval. */
   restartNodes(extraArgs: string[]): Promise<void>;
   stop(): Promise<void>;
 }
@@ -157,6 +157,11 @@ export async function startClusterBenchEnv(options: {
   config?: Record<string, unknown>;
   /** The zones of node1 and node2 in the configuration (none when left out). */
   zones?: [string, string];
+  /**
+   * A standby region: node3 (an asynchronous replica, seeded like the others) in zone c of region
+   * b, node1 and node2 in region a; the standby region's store is a bucket of its own.
+   */
+  standbyRegion?: boolean;
 }): Promise<ClusterBenchEnv> {
   installRuntime();
   const root = options.dir ?? (await mkdtemp(join(tmpdir(), 'kimiclaw-bench-')));
@@ -193,14 +198,14 @@ export async function startClusterBenchEnv(options: {
   };
   try {
     await createBucket(s3.endpoint, CREDS, BUCKET);
-    const [p1, p2] = [await freePort(), await freePort()];
+    const ids = options.standbyRegion ? ['node1', 'node2', 'node3'] : ['node1', 'node2'];
+    const ports: number[] = [];
+    for (const _ of ids) ports.push(await freePort());
     // Fresh tokens per run, handed over as the environment, never argv.
     const control = newNodeToken();
     const events = newNodeToken();
-    for (const [id, port] of [
-      ['node1', p1],
-      ['node2', p2],
-    ] as const) {
+    for (const [i, id] of ids.entries()) {
+      const port = ports[i]!;
       const node = new NodeProcess(id, join(work, 'nodes'), 'kimiclaw', port);
       node.env = { KIMICLAW_NODE_TOKENS: control, KIMICLAW_EVENTS_TOKENS: events };
       node.logFile = join(logs, `${id}.log`);
@@ -209,13 +214,19 @@ export async function startClusterBenchEnv(options: {
       nodes.push(node);
     }
     const roles = [
-      ['--role', 'primary', '--replica', `node2=http://127.0.0.1:${p2},sync`],
-      ['--role', 'replica'],
+      [
+        '--role',
+        'primary',
+        ...ids
+          .slice(1)
+          .flatMap((id, i) => ['--replica', `${id}=http://127.0.0.1:${ports[i + 1]},${i === 0 ? 'sync' : 'async'}`]),
+      ],
+      ...ids.slice(1).map(() => ['--role', 'replica']),
     ];
     const startNodes = async (extra: string[]) => {
       nodes.forEach((n, i) => (n.args = [...roles[i]!, ...extra]));
-      // The replica first, so the primary finds it listening.
-      await nodes[1]!.start();
+      // The replicas first, so the primary finds them listening.
+      for (const n of nodes.slice(1)) await n.start();
       await nodes[0]!.start();
     };
     await startNodes(options.nodeArgs);
@@ -235,10 +246,30 @@ export async function startClusterBenchEnv(options: {
               id: n.id,
               url: n.url,
               dataDir: n.dataDir,
-              ...(options.zones ? { zone: options.zones[i] } : {}),
+              ...(options.zones ? { zone: options.zones[i] ?? 'c' } : {}),
+              ...(options.standbyRegion ? { region: i < 2 ? 'a' : 'b' } : {}),
             })),
           },
         ],
+        // The drill's private stack has stores of its own: the real standby store is not written.
+        ...(options.standbyRegion
+          ? {
+              regions: {
+                primary: 'a',
+                standby: [
+                  {
+                    name: 'b',
+                    storage: {
+                      endpoint: s3.endpoint,
+                      bucket: `${BUCKET}-b`,
+                      accessKeyId: CREDS.accessKey,
+                      secretAccessKey: CREDS.secretKey,
+                    },
+                  },
+                ],
+              },
+            }
+          : {}),
         metrics: { port: 0 },
         nodeAuth: { token: control },
         cluster: { configCenter: { kind: 'etcd', endpoints: [etcd.endpoint] } },
@@ -265,8 +296,7 @@ export async function startClusterBenchEnv(options: {
       seedPath: seed,
       seedLsn,
       async restartNodes(extra) {
-        await nodes[0]!.stop();
-        await nodes[1]!.stop();
+        for (const n of nodes) await n.stop();
         await startNodes(extra);
       },
       stop: stopAll,

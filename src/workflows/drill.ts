@@ -8,9 +8,10 @@
  * is cancelled. The report is kept in the object store and the drill fails when a scenario missed
  * an objective or did not heal, saying which and by how much.
  *
- * Built so far: targets "isolated" (the default: a private stack restored from the backups,
- * drill-isolated.ts) and "production"; scenarios "single-node", "damaged-file", "bad-writes",
- * "zone-failure" and "orchestrator-down" (the last two kill processes only a private stack runs).
+ * Targets "isolated" (the default: a private stack restored from the backups, drill-isolated.ts)
+ * and "production"; scenarios "single-node", "damaged-file", "bad-writes", "zone-failure",
+ * "region-failure" and "orchestrator-down" (the last three stop processes only a private stack
+ * runs; region-failure runs on the standby region's Temporal server).
  * Input for the Temporal UI: { "scenarios": ["single-node"] }; on the real cluster { "target":
  * "production", "scenarios": ["single-node"], "confirmed": true } — without "confirmed" it checks
  * the cluster, shows it in the `drillState` query and waits for the `confirm` signal.

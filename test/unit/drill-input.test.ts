@@ -150,6 +150,33 @@ void describe('drill input', () => {
     assert.deepEqual(planDrill(parsed, onStack).scenarios, ['zone-failure']);
   });
 
+  void test('region-failure stops a whole region: with a standby region, isolated only, unless on a private stack', () => {
+    const regional = config(
+      {
+        regions: { primary: 'a', standby: [{ name: 'b', storage: { bucket: 'drill-bucket-b' } }] },
+        drills: { production: { scenarios: ['single-node', 'region-failure'] } },
+      },
+      [
+        node('a1', { zone: 'a', region: 'a' }),
+        node('a2', { zone: 'b', region: 'a' }),
+        node('b1', { zone: 'c', region: 'b' }),
+      ],
+    );
+    assert.deepEqual(plan({ scenarios: ['region-failure'] }, regional).scenarios, ['region-failure']);
+    // Left out on the isolated target, it is planned when a standby region is declared.
+    assert.ok(plan({}, regional).scenarios.includes('region-failure'));
+    const refused = refusal(() => plan({ target: 'production', scenarios: ['region-failure'] }, regional));
+    assert.equal(refused.field, 'scenarios');
+    assert.equal(
+      refused.message,
+      'scenarios: region-failure stops every process of a region (its nodes, etcd members, workers, object store and Temporal server): it runs on a private stack (target "isolated") only',
+    );
+    assert.deepEqual(plan({ target: 'production' }, regional).scenarios, ['single-node']);
+    const onStack = { ...drillTopology(regional), privateStack: true };
+    const parsed = DrillInputSchema.parse({ target: 'production', scenarios: ['region-failure'] });
+    assert.deepEqual(planDrill(parsed, onStack).scenarios, ['region-failure']);
+  });
+
   void test('objectives for a scenario the drill does not run are refused', () => {
     const r = refusal(() => plan({ scenarios: ['single-node'], objectives: { 'damaged-file': { rto: '1m' } } }));
     assert.equal(r.field, 'objectives.damaged-file');
