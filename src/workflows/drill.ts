@@ -511,8 +511,9 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
         async () => {
           // The primary moved to another region: the region comes back, and the drill moves the
           // primary home (failbackRegion on that region's Temporal), then heals as any scenario.
-          const back = movedRegion ? await failBack(input, hostNode, original) : undefined;
-          const healed = await healCluster(input, original);
+          const deadline = Date.now() + input.healDeadlineMs;
+          const back = movedRegion ? await failBack(input, hostNode, original, deadline) : undefined;
+          const healed = await healCluster(input, original, deadline);
           return back ? { ...healed, detail: `${back}; ${healed.detail}` } : healed;
         },
         (h) => h.detail,
@@ -637,14 +638,22 @@ async function awaitUnsteady(input: DrillScenarioInput, timeoutMs: number): Prom
  * (asked of this region's worker on the host), tried again until it moved the primary home or the
  * heal deadline passed. Says what it did.
  */
-async function failBack(input: DrillScenarioInput, hostNode: string, original: string): Promise<string> {
-  const deadline = Date.now() + input.healDeadlineMs;
+async function failBack(
+  input: DrillScenarioInput,
+  hostNode: string,
+  original: string,
+  deadline: number,
+): Promise<string> {
+  const home = input.regions?.of[original];
   let last = '';
   while (Date.now() < deadline) {
+    // Nothing to move when the primary is home already (the region failover did not get as far).
+    const now = await control.drillSteady({ cluster: input.cluster, leaseHolder: input.leaseHolder });
+    if (now.steady && input.regions?.of[now.primary] === home) return `the primary ${now.primary} is in region ${home}`;
     try {
       const back = await stackOn(input.queues[hostNode]!, 3).drillStackFailback({
         cluster: input.cluster,
-        reason: `drill ${input.drillId}: back to region ${input.regions?.of[original]}`,
+        reason: `drill ${input.drillId}: back to region ${home}`,
         underLease: input.leaseHolder,
       });
       return `failbackRegion moved the primary ${back.from} → ${back.to} at epoch ${back.epoch} (writes paused ${back.writePauseMs} ms)`;
@@ -661,8 +670,7 @@ async function failBack(input: DrillScenarioInput, hostNode: string, original: s
  * original primary. The killed node is started again by its supervisor (systemd, or `npm start`)
  * and rejoins through the monitor's recoverNode; the primary is then moved back by a switchover.
  */
-async function healCluster(input: DrillScenarioInput, original: string): Promise<Healing> {
-  const deadline = Date.now() + input.healDeadlineMs;
+async function healCluster(input: DrillScenarioInput, original: string, deadline: number): Promise<Healing> {
   let attempts = 0;
   let last = '';
   while (Date.now() < deadline) {
