@@ -264,7 +264,7 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     assert.ok(record.epoch >= before.epoch + 5, `epoch ${before.epoch} → ${record.epoch}`);
   });
 
-  void test('kimiclaw-dr drills run: refused without --confirm or with an unknown scenario; with --wait it prints the report', async () => {
+  void test('kimiclaw-dr drills run: refused without --confirm, with an unknown scenario or one the cluster cannot run; with --wait it prints the report', async () => {
     const env = h.env();
     const unconfirmed = await runCli(['drills', 'run', '--target', 'production', '--scenario', 'single-node'], env);
     assert.equal(unconfirmed.code, 1);
@@ -272,6 +272,14 @@ void describe('drill: a production single-node drill on a real cluster', () => {
     const unknown = await runCli(['drills', 'run', '--target', 'production', '--scenario', 'meteor', '--confirm'], env);
     assert.equal(unknown.code, 1);
     assert.match(unknown.stderr, /scenarios\.0: "meteor" is not accepted; accepted values: "single-node"/);
+    // Refused by the drill's planning (in the workflow): the CLI prints the reason, not only the
+    // wrapping failures.
+    const noRegion = await runCli(['drills', 'run', '--scenario', 'region-failure', '--wait'], env);
+    assert.equal(noRegion.code, 1);
+    assert.match(
+      noRegion.stderr,
+      /\n {2}cause: scenarios: region-failure needs a standby region \(declare one under "regions"\)/,
+    );
     const run = await runCli(
       ['drills', 'run', '--target', 'production', '--scenario', 'single-node', '--confirm', '--wait'],
       env,

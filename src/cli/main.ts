@@ -749,9 +749,14 @@ program
 
 function explain(err: unknown): string {
   if (err instanceof ConfigError || err instanceof InvalidInputError || err instanceof InputProblem) return err.message;
-  const e = err as { message?: string; cause?: { message?: string } };
-  const cause = e.cause?.message && e.cause.message !== e.message ? `\n  cause: ${e.cause.message}` : '';
-  return `${e.message ?? String(err)}${cause}`;
+  // A workflow's failure wraps its activity's, which wraps the reason (e.g. a drill refused in its
+  // planning): every level down to it, each message once.
+  const messages: string[] = [];
+  for (let e: unknown = err; e instanceof Error && messages.length < 6; e = e.cause) {
+    if (e.message && !messages.includes(e.message)) messages.push(e.message);
+  }
+  if (messages.length === 0) return String(err);
+  return [messages[0], ...messages.slice(1).map((m) => `  cause: ${m}`)].join('\n');
 }
 
 program
