@@ -151,6 +151,7 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     const home = regions[0];
     const sites = new Map<string | undefined, Site>();
     for (const region of regions) {
+      // The primary region's files and pids keep their names of a stack without regions.
       const suffix = region === undefined || region === home ? '' : `-${region}`;
       const startTemporal = (port?: number) =>
         startTemporalDevServer({
@@ -159,24 +160,30 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
           port,
           logFile: join(spec.dir, `temporal${suffix}.log`),
         });
-      const site = { startTemporal, temporal: await startTemporal() } as Site;
-      // Replaced when a scenario stops it and starts it again.
-      stops.push({ name: `Temporal dev server${suffix}`, stop: () => site.temporal.stop() });
+      const temporal = await startTemporal();
+      const port = Number(temporal.address.split(':').pop());
       const creds = { accessKey: 'drill', secretKey: randomBytes(24).toString('base64url') };
-      site.bucket = `drill${suffix}`;
-      site.s3 = await startVersitygw({
+      const s3 = await startVersitygw({
         dir: join(spec.dir, `s3${suffix}`),
         ...creds,
         logFile: join(spec.dir, `s3${suffix}.log`),
       });
-      stops.push({ name: `S3 server${suffix}`, stop: () => site.s3.stop() });
-      await createBucket(site.s3.endpoint, creds, site.bucket);
-      site.storage = {
-        endpoint: site.s3.endpoint,
-        bucket: site.bucket,
-        accessKeyId: creds.accessKey,
-        secretAccessKey: creds.secretKey,
+      const site: Site = {
+        suffix,
+        temporal,
+        // The same port and history file, when a scenario stopped it.
+        startTemporalAgain: async () => void (site.temporal = await startTemporal(port)),
+        s3,
+        storage: {
+          endpoint: s3.endpoint,
+          bucket: `drill${suffix}`,
+          accessKeyId: creds.accessKey,
+          secretAccessKey: creds.secretKey,
+        },
       };
+      stops.push({ name: `Temporal dev server${suffix}`, stop: () => site.temporal.stop() });
+      stops.push({ name: `S3 server${suffix}`, stop: () => site.s3.stop() });
+      await createBucket(s3.endpoint, creds, site.storage.bucket);
       sites.set(region, site);
     }
     const primarySite = sites.get(home)!;
@@ -332,10 +339,9 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     }
     const pidsNow = () => {
       const pids: Record<string, number> = {};
-      for (const [region, site] of sites) {
-        const suffix = region === undefined || region === home ? '' : ` ${region}`;
-        pids[`temporal${suffix}`] = site.temporal.pid;
-        pids[`s3${suffix}`] = site.s3.pid;
+      for (const site of sites.values()) {
+        pids[`temporal${site.suffix.replace('-', ' ')}`] = site.temporal.pid;
+        pids[`s3${site.suffix.replace('-', ' ')}`] = site.s3.pid;
       }
       for (const [name, w] of workers) pids[name] = w.pid;
       for (const m of etcd?.members ?? []) pids[`etcd ${m.name}`] = m.pid ?? 0;
@@ -351,13 +357,6 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
     }, 1_000);
     stops.push({ name: 'pid record', stop: async () => clearInterval(recording) });
 
-    /** A Temporal server stopped and started again on the same port and history file. */
-    const restartTemporal = async (site: Site, downMs: number) => {
-      const port = Number(site.temporal.address.split(':').pop());
-      await site.temporal.stop();
-      await sleep(downMs);
-      site.temporal = await site.startTemporal(port);
-    };
     const inRegion = (region: string | undefined) => (g: Group) => !spec.regions || g.region === region;
 
     const orchestratorDown = async (request: StackFaultRequest, faulted: (f: StackFault) => Promise<void>) => {
@@ -376,7 +375,9 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       await sleep(500);
       say(`orchestrator down for ${request.downMs} ms: workers killed, Temporal stopped`);
       await Promise.all(theirs.map((g) => workers.get(g.name)!.kill()));
-      await restartTemporal(site, request.downMs);
+      await site.temporal.stop();
+      await sleep(request.downMs);
+      await site.startTemporalAgain();
       await startWorkers(theirs);
       supervisor.release(node.id);
       say('orchestrator back: Temporal and the workers started again');
@@ -426,8 +427,7 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
       await sleep(request.downMs);
       // It comes back as a whole: store and Temporal first, then etcd, workers and nodes.
       if (site) {
-        const port = Number(site.temporal.address.split(':').pop());
-        await Promise.all([site.s3.start(), site.startTemporal(port).then((t) => (site.temporal = t))]);
+        await Promise.all([site.s3.start(), site.startTemporalAgain()]);
       }
       for (const n of down) supervisor.release(n.id);
       await Promise.all([...members.map((m) => m.restart()), startWorkers(theirGroups)]);
@@ -463,10 +463,11 @@ export async function startStack(spec: StackSpec, say: (line: string) => void): 
 
 /** A region's Temporal server and object store. */
 interface Site {
-  startTemporal: (port?: number) => Promise<TemporalDevServer>;
+  /** Beside the names of its files: "" for the primary region, "-<region>" for the others. */
+  suffix: string;
   temporal: TemporalDevServer;
+  startTemporalAgain: () => Promise<void>;
   s3: Versitygw;
-  bucket: string;
   storage: { endpoint: string; bucket: string; accessKeyId: string; secretAccessKey: string };
 }
 

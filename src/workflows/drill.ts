@@ -424,18 +424,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
           `first write acknowledged by ${first.node} at epoch ${first.epoch}`,
       );
     } else if (input.scenario === 'region-failure') {
-      const fault = await timed(
-        'inject',
-        () =>
-          stackFaultOn(input.queues[hostNode]!).drillStackFault({
-            id: `${drillDir}-fault`,
-            kind: 'region',
-            node: original,
-            downMs: REGION_DOWN_MS,
-          }),
-        (f) =>
-          `every process of region ${f.region} stopped at once (${f.killed.join(', ')}); started again after ${REGION_DOWN_MS / 1000} s`,
-      );
+      const fault = await timed('inject', injectKill, (f) => f.detail);
       faultAt = fault.at;
       // An operator would be alerted by the probes, then decide: the drill decides at once.
       const lost = await awaitUnsteady(input, input.objective.rtoMs + 120_000);
@@ -452,7 +441,7 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
                 cluster: input.cluster,
                 toRegion: here,
                 confirm: true,
-                reason: `drill ${input.drillId}: region ${fault.region} lost`,
+                reason: `drill ${input.drillId}: region ${input.regions!.of[original]} lost`,
               },
             ],
           });
@@ -527,9 +516,22 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
   }
   return done({ faultAt, measured, heal, ...(reasons.length ? { reasons } : {}) });
 
-  /** The kill of single-node, orchestrator-down or zone-failure: when it was in, and what it was. */
+  /** The kill of single-node, orchestrator-down, zone-failure or region-failure: when it was in, and what it was. */
   async function injectKill(): Promise<{ at: number; detail: string }> {
     const id = `${drillDir}-fault`;
+    if (input.scenario === 'region-failure') {
+      // Asked from the drill's host, in the region that takes over.
+      const f = await stackFaultOn(input.queues[hostNode]!).drillStackFault({
+        id,
+        kind: 'region',
+        node: original,
+        downMs: REGION_DOWN_MS,
+      });
+      return {
+        at: f.at,
+        detail: `every process of region ${f.region} stopped at once (${f.killed.join(', ')}); started again after ${REGION_DOWN_MS / 1000} s`,
+      };
+    }
     if (input.scenario === 'zone-failure') {
       // Asked from the drill's host, in another zone than the one it kills.
       const f = await stackFaultOn(input.queues[hostNode]!).drillStackFault({
