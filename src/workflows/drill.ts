@@ -518,44 +518,29 @@ export async function drillScenario(input: DrillScenarioInput): Promise<Scenario
 
   /** The kill of single-node, orchestrator-down, zone-failure or region-failure: when it was in, and what it was. */
   async function injectKill(): Promise<{ at: number; detail: string }> {
-    const id = `${drillDir}-fault`;
-    if (input.scenario === 'region-failure') {
-      // Asked from the drill's host, in the region that takes over.
-      const f = await stackFaultOn(input.queues[hostNode]!).drillStackFault({
-        id,
-        kind: 'region',
+    // The stack's process injects these; asked from the drill's host (in the zone or region that
+    // takes over), or for orchestrator-down from the primary's.
+    const stack = {
+      'region-failure': { kind: 'region', downMs: REGION_DOWN_MS, from: hostNode },
+      'zone-failure': { kind: 'zone', downMs: ZONE_DOWN_MS, from: hostNode },
+      'orchestrator-down': { kind: 'orchestrator', downMs: ORCHESTRATOR_DOWN_MS, from: original },
+    } as const;
+    if (input.scenario in stack) {
+      const s = stack[input.scenario as keyof typeof stack];
+      const f = await stackFaultOn(input.queues[s.from]!).drillStackFault({
+        id: `${drillDir}-fault`,
+        kind: s.kind,
         node: original,
-        downMs: REGION_DOWN_MS,
+        downMs: s.downMs,
       });
-      return {
-        at: f.at,
-        detail: `every process of region ${f.region} stopped at once (${f.killed.join(', ')}); started again after ${REGION_DOWN_MS / 1000} s`,
-      };
-    }
-    if (input.scenario === 'zone-failure') {
-      // Asked from the drill's host, in another zone than the one it kills.
-      const f = await stackFaultOn(input.queues[hostNode]!).drillStackFault({
-        id,
-        kind: 'zone',
-        node: original,
-        downMs: ZONE_DOWN_MS,
-      });
-      return {
-        at: f.at,
-        detail: `every process of zone ${f.zone} SIGKILLed at once (${f.killed.join(', ')}); started again after ${ZONE_DOWN_MS / 1000} s`,
-      };
-    }
-    if (input.scenario === 'orchestrator-down') {
-      const f = await stackFaultOn(input.queues[original]!).drillStackFault({
-        id,
-        kind: 'orchestrator',
-        node: original,
-        downMs: ORCHESTRATOR_DOWN_MS,
-      });
-      return {
-        at: f.at,
-        detail: `SIGKILL to ${original} (pid ${f.pid}); the stack's Temporal server and workers stopped for ${ORCHESTRATOR_DOWN_MS / 1000} s`,
-      };
+      const back = `${s.downMs / 1000} s`;
+      const what = f.killed.join(', ');
+      const detail = {
+        region: `every process of region ${f.region} stopped at once (${what}); started again after ${back}`,
+        zone: `every process of zone ${f.zone} SIGKILLed at once (${what}); started again after ${back}`,
+        orchestrator: `SIGKILL to ${original} (pid ${f.pid}); the stack's Temporal server and workers stopped for ${back}`,
+      }[s.kind];
+      return { at: f.at, detail };
     }
     const f = await injectOn(input.queues[original]!).signalNode({ node: original, signal: 'SIGKILL' });
     return { at: f.at, detail: `SIGKILL to ${original} (pid ${f.pid})` };
